@@ -1,0 +1,115 @@
+//! Arca's own administration actions (prefixed `Arca`; not part of the Alibaba API). They are
+//! signed like any other call and allowed only to admin accounts (the first account, made at
+//! first start, is one).
+
+use serde::Serialize;
+
+use super::{Action, Ctx, wrap};
+use crate::api::params::Params;
+use crate::clock::format_utc;
+use crate::error::ApiError;
+use crate::ids::AccountId;
+use crate::kms::accounts::NewAccessKey;
+use crate::secret::SecretString;
+
+/// A new AccessKey, the only reply that ever carries a secret.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct AccessKeyReply {
+    account_id: String,
+    access_key_id: String,
+    #[serde(serialize_with = "crate::secret::serialize_exposed")]
+    access_key_secret: SecretString,
+}
+
+impl From<NewAccessKey> for AccessKeyReply {
+    fn from(k: NewAccessKey) -> Self {
+        Self {
+            account_id: k.account.to_string(),
+            access_key_id: k.access_key_id.to_string(),
+            access_key_secret: k.secret,
+        }
+    }
+}
+
+/// `ArcaCreateAccount`: a new account and its first AccessKey.
+#[derive(Debug)]
+pub(crate) struct ArcaCreateAccount;
+
+impl Action for ArcaCreateAccount {
+    const NAME: &'static str = "ArcaCreateAccount";
+    type Response = AccessKeyReply;
+
+    fn parse(_: &Params) -> Result<Self, ApiError> {
+        Ok(Self)
+    }
+
+    async fn handle(self, ctx: &Ctx<'_>) -> Result<AccessKeyReply, ApiError> {
+        Ok(ctx.kms.create_account(&ctx.caller).await?.into())
+    }
+}
+
+/// `ArcaCreateAccessKey`: another AccessKey for an account.
+#[derive(Debug)]
+pub(crate) struct ArcaCreateAccessKey(AccountId);
+
+impl Action for ArcaCreateAccessKey {
+    const NAME: &'static str = "ArcaCreateAccessKey";
+    type Response = AccessKeyReply;
+
+    fn parse(p: &Params) -> Result<Self, ApiError> {
+        Ok(Self(p.required_as("AccountId")?))
+    }
+
+    fn resource(&self) -> Option<String> {
+        Some(self.0.to_string())
+    }
+
+    async fn handle(self, ctx: &Ctx<'_>) -> Result<AccessKeyReply, ApiError> {
+        Ok(ctx.kms.create_access_key(&ctx.caller, &self.0).await?.into())
+    }
+}
+
+/// `ArcaListAccounts`.
+#[derive(Debug)]
+pub(crate) struct ArcaListAccounts;
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct AccountsReply {
+    accounts: serde_json::Value,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct AccountEntry {
+    account_id: String,
+    admin: bool,
+    creation_date: String,
+}
+
+impl Action for ArcaListAccounts {
+    const NAME: &'static str = "ArcaListAccounts";
+    type Response = AccountsReply;
+
+    fn parse(_: &Params) -> Result<Self, ApiError> {
+        Ok(Self)
+    }
+
+    async fn handle(self, ctx: &Ctx<'_>) -> Result<AccountsReply, ApiError> {
+        let entries: Vec<AccountEntry> = ctx
+            .kms
+            .list_accounts(&ctx.caller)?
+            .into_iter()
+            .map(|a| AccountEntry {
+                account_id: a.account_id.to_string(),
+                admin: a.admin,
+                creation_date: format_utc(
+                    time::OffsetDateTime::from_unix_timestamp(a.created)
+                        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH),
+                ),
+            })
+            .collect();
+        Ok(AccountsReply { accounts: wrap("Account", entries) })
+    }
+}

@@ -1,0 +1,227 @@
+//! Symmetric cryptographic actions.
+
+use serde::Serialize;
+
+use super::{Action, Ctx};
+use crate::api::params::Params;
+use crate::error::ApiError;
+use crate::ids::KeyRef;
+use crate::kms::crypto_ops::{DataKeyLen, Sealed};
+use crate::kms::envelope::EncryptionContext;
+use crate::secret::SecretString;
+
+fn context(p: &Params, name: &'static str) -> Result<EncryptionContext, ApiError> {
+    EncryptionContext::parse(p.get(name).unwrap_or_default())
+        .map_err(|e| ApiError::invalid(name, e.to_string()))
+}
+
+fn no_recipient(p: &Params) -> Result<(), ApiError> {
+    if p.optional("Recipient").is_some() {
+        return Err(ApiError::UnsupportedOperation("Recipient (attested decryption)"));
+    }
+    Ok(())
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct SealedReply {
+    ciphertext_blob: String,
+    key_id: String,
+    key_version_id: String,
+}
+
+impl SealedReply {
+    fn new(ctx: &Ctx<'_>, s: Sealed) -> Self {
+        ctx.note_version(&s.version);
+        Self { ciphertext_blob: s.blob, key_id: s.key_id.to_string(), key_version_id: s.version.to_string() }
+    }
+}
+
+/// `Encrypt`. `Plaintext` is sealed as its UTF-8 text, not base64-decoded (spec §6.1).
+#[derive(Debug)]
+pub(crate) struct Encrypt {
+    key: KeyRef,
+    plaintext: SecretString,
+    context: EncryptionContext,
+}
+
+impl Action for Encrypt {
+    const NAME: &'static str = "Encrypt";
+    type Response = SealedReply;
+
+    fn parse(p: &Params) -> Result<Self, ApiError> {
+        Ok(Self {
+            key: p.required_as("KeyId")?,
+            plaintext: p.required_secret("Plaintext")?,
+            context: context(p, "EncryptionContext")?,
+        })
+    }
+
+    fn resource(&self) -> Option<String> {
+        Some(self.key.to_string())
+    }
+
+    async fn handle(self, ctx: &Ctx<'_>) -> Result<SealedReply, ApiError> {
+        let plaintext = self.plaintext.into_bytes();
+        let sealed = ctx.kms.encrypt(&ctx.caller, &self.key, &plaintext, &self.context)?;
+        Ok(SealedReply::new(ctx, sealed))
+    }
+}
+
+/// `Decrypt`: no KeyId; the blob names its key version.
+#[derive(Debug)]
+pub(crate) struct Decrypt {
+    blob: String,
+    context: EncryptionContext,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct DecryptReply {
+    key_id: String,
+    key_version_id: String,
+    #[serde(serialize_with = "crate::secret::serialize_exposed")]
+    plaintext: SecretString,
+}
+
+impl Action for Decrypt {
+    const NAME: &'static str = "Decrypt";
+    type Response = DecryptReply;
+
+    fn parse(p: &Params) -> Result<Self, ApiError> {
+        no_recipient(p)?;
+        Ok(Self {
+            blob: p.required("CiphertextBlob")?.to_owned(),
+            context: context(p, "EncryptionContext")?,
+        })
+    }
+
+    async fn handle(self, ctx: &Ctx<'_>) -> Result<DecryptReply, ApiError> {
+        let opened = ctx.kms.decrypt(&ctx.caller, &self.blob, &self.context)?;
+        ctx.note_version(&opened.version);
+        Ok(DecryptReply {
+            key_id: opened.key_id.to_string(),
+            key_version_id: opened.version.to_string(),
+            plaintext: opened.plaintext,
+        })
+    }
+}
+
+/// `ReEncrypt` of a symmetric blob.
+#[derive(Debug)]
+pub(crate) struct ReEncrypt {
+    blob: String,
+    source_context: EncryptionContext,
+    destination: KeyRef,
+    destination_context: EncryptionContext,
+}
+
+impl Action for ReEncrypt {
+    const NAME: &'static str = "ReEncrypt";
+    type Response = SealedReply;
+
+    fn parse(p: &Params) -> Result<Self, ApiError> {
+        if p.optional("SourceEncryptionAlgorithm").is_some() {
+            return Err(ApiError::UnsupportedOperation(
+                "re-encrypting public-key ciphertexts needs asymmetric keys, not yet available",
+            ));
+        }
+        Ok(Self {
+            blob: p.required("CiphertextBlob")?.to_owned(),
+            source_context: context(p, "SourceEncryptionContext")?,
+            destination: p.required_as("DestinationKeyId")?,
+            destination_context: context(p, "DestinationEncryptionContext")?,
+        })
+    }
+
+    fn resource(&self) -> Option<String> {
+        Some(self.destination.to_string())
+    }
+
+    async fn handle(self, ctx: &Ctx<'_>) -> Result<SealedReply, ApiError> {
+        let sealed = ctx.kms.re_encrypt(
+            &ctx.caller,
+            &self.blob,
+            &self.source_context,
+            &self.destination,
+            &self.destination_context,
+        )?;
+        Ok(SealedReply::new(ctx, sealed))
+    }
+}
+
+fn data_key_len(p: &Params) -> Result<DataKeyLen, ApiError> {
+    // NumberOfBytes wins over KeySpec (spec §6.2).
+    if let Some(n) = p.int("NumberOfBytes", 1..=1024)? {
+        return usize::try_from(n)
+            .map_err(|_| ApiError::invalid("NumberOfBytes", "out of range"))
+            .and_then(|n| DataKeyLen::bytes(n).map_err(ApiError::from));
+    }
+    match p.optional("KeySpec") {
+        Some(spec) => DataKeyLen::spec(spec).map_err(ApiError::from),
+        None => Ok(DataKeyLen(32)),
+    }
+}
+
+/// `GenerateDataKey`.
+#[derive(Debug)]
+pub(crate) struct GenerateDataKey {
+    key: KeyRef,
+    len: DataKeyLen,
+    context: EncryptionContext,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct DataKeyReply {
+    #[serde(flatten)]
+    sealed: SealedReply,
+    #[serde(serialize_with = "crate::secret::serialize_exposed")]
+    plaintext: SecretString,
+}
+
+impl Action for GenerateDataKey {
+    const NAME: &'static str = "GenerateDataKey";
+    type Response = DataKeyReply;
+
+    fn parse(p: &Params) -> Result<Self, ApiError> {
+        no_recipient(p)?;
+        Ok(Self {
+            key: p.required_as("KeyId")?,
+            len: data_key_len(p)?,
+            context: context(p, "EncryptionContext")?,
+        })
+    }
+
+    fn resource(&self) -> Option<String> {
+        Some(self.key.to_string())
+    }
+
+    async fn handle(self, ctx: &Ctx<'_>) -> Result<DataKeyReply, ApiError> {
+        let dk = ctx.kms.generate_data_key(&ctx.caller, &self.key, self.len, &self.context)?;
+        Ok(DataKeyReply { sealed: SealedReply::new(ctx, dk.sealed), plaintext: dk.plaintext_b64 })
+    }
+}
+
+/// `GenerateDataKeyWithoutPlaintext`.
+#[derive(Debug)]
+pub(crate) struct GenerateDataKeyWithoutPlaintext(GenerateDataKey);
+
+impl Action for GenerateDataKeyWithoutPlaintext {
+    const NAME: &'static str = "GenerateDataKeyWithoutPlaintext";
+    type Response = SealedReply;
+
+    fn parse(p: &Params) -> Result<Self, ApiError> {
+        GenerateDataKey::parse(p).map(Self)
+    }
+
+    fn resource(&self) -> Option<String> {
+        self.0.resource()
+    }
+
+    async fn handle(self, ctx: &Ctx<'_>) -> Result<SealedReply, ApiError> {
+        let g = self.0;
+        let dk = ctx.kms.generate_data_key(&ctx.caller, &g.key, g.len, &g.context)?;
+        Ok(SealedReply::new(ctx, dk.sealed))
+    }
+}

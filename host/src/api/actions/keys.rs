@@ -1,0 +1,319 @@
+//! Key lifecycle actions.
+
+use serde::Serialize;
+
+use super::{Action, Ctx, wrap};
+use crate::api::params::{Page, Params};
+use crate::clock::format_utc;
+use crate::error::ApiError;
+use crate::ids::{KeyRef, key_arn};
+use crate::kms::keys::{KeyFilter, NewKey};
+use crate::kms::model::{KeyRecord, KeySpec, KeyState, KeyUsage, Origin, ProtectionLevel};
+
+/// `KeyMetadata` as CreateKey and DescribeKey return it.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub(super) struct KeyMetadata {
+    arn: String,
+    automatic_rotation: &'static str,
+    creation_date: String,
+    creator: String,
+    deletion_protection: &'static str,
+    description: String,
+    key_id: String,
+    key_spec: &'static str,
+    key_state: &'static str,
+    key_usage: &'static str,
+    origin: &'static str,
+    primary_key_version: String,
+    protection_level: &'static str,
+}
+
+impl KeyMetadata {
+    fn new(ctx: &Ctx<'_>, k: &KeyRecord) -> Self {
+        let created = time::OffsetDateTime::from_unix_timestamp(k.created)
+            .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+        Self {
+            arn: key_arn(ctx.kms.region(), &k.account_id, &k.key_id),
+            automatic_rotation: "Disabled",
+            creation_date: format_utc(created),
+            creator: k.creator.clone(),
+            deletion_protection: "Disabled",
+            description: k.description.clone(),
+            key_id: k.key_id.to_string(),
+            key_spec: k.spec.as_str(),
+            key_state: k.state.as_str(),
+            key_usage: k.usage.as_str(),
+            origin: k.origin.as_str(),
+            primary_key_version: k.primary_version.to_string(),
+            protection_level: k.protection.as_str(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct KeyMetadataReply {
+    key_metadata: KeyMetadata,
+}
+
+#[derive(Serialize)]
+pub(crate) struct Empty {}
+
+fn enum_param<T: std::str::FromStr>(p: &Params, name: &'static str) -> Result<Option<T>, ApiError> {
+    p.optional_as::<T>(name)
+}
+
+/// `CreateKey`.
+#[derive(Debug)]
+pub(crate) struct CreateKey(NewKey);
+
+impl Action for CreateKey {
+    const NAME: &'static str = "CreateKey";
+    type Response = KeyMetadataReply;
+
+    fn parse(p: &Params) -> Result<Self, ApiError> {
+        let spec = enum_param::<KeySpec>(p, "KeySpec")?.unwrap_or(KeySpec::Aes256);
+        let usage = enum_param::<KeyUsage>(p, "KeyUsage")?;
+        let origin = enum_param::<Origin>(p, "Origin")?.unwrap_or(Origin::Kms);
+        let protection =
+            enum_param::<ProtectionLevel>(p, "ProtectionLevel")?.unwrap_or(ProtectionLevel::Software);
+        if origin == Origin::External {
+            return Err(ApiError::UnsupportedOrigin);
+        }
+        if protection == ProtectionLevel::Hsm {
+            // No HSM is configured on this server (PKCS#11 keystores: issue 7).
+            return Err(ApiError::UnsupportedProtectionLevel);
+        }
+        if p.bool("EnableAutomaticRotation")? == Some(true) || p.optional("RotationInterval").is_some() {
+            return Err(ApiError::UnsupportedOperation(
+                "automatic rotation is not available on this server yet",
+            ));
+        }
+        for (name, what) in [
+            ("Tags", "tags are not available on this server yet"),
+            ("Policy", "key policies are not available on this server yet"),
+            ("DKMSInstanceId", "KMS instances are not available on this server yet"),
+        ] {
+            if p.optional(name).is_some() {
+                return Err(ApiError::UnsupportedOperation(what));
+            }
+        }
+        Ok(Self(NewKey {
+            spec,
+            usage,
+            origin,
+            protection,
+            description: p.optional("Description").unwrap_or_default().to_owned(),
+        }))
+    }
+
+    async fn handle(self, ctx: &Ctx<'_>) -> Result<KeyMetadataReply, ApiError> {
+        let key = ctx.kms.create_key(&ctx.caller, self.0).await?;
+        Ok(KeyMetadataReply { key_metadata: KeyMetadata::new(ctx, &key) })
+    }
+}
+
+/// `DescribeKey`.
+#[derive(Debug)]
+pub(crate) struct DescribeKey(KeyRef);
+
+impl Action for DescribeKey {
+    const NAME: &'static str = "DescribeKey";
+    type Response = KeyMetadataReply;
+
+    fn parse(p: &Params) -> Result<Self, ApiError> {
+        Ok(Self(p.required_as("KeyId")?))
+    }
+
+    fn resource(&self) -> Option<String> {
+        Some(self.0.to_string())
+    }
+
+    async fn handle(self, ctx: &Ctx<'_>) -> Result<KeyMetadataReply, ApiError> {
+        let key = ctx.kms.resolve(&ctx.caller, &self.0)?;
+        Ok(KeyMetadataReply { key_metadata: KeyMetadata::new(ctx, &key) })
+    }
+}
+
+/// `ListKeys` with paging and `Filters`.
+#[derive(Debug)]
+pub(crate) struct ListKeys {
+    page: Page,
+    filters: Vec<KeyFilter>,
+}
+
+#[derive(serde::Deserialize)]
+struct WireFilter {
+    #[serde(rename = "Key")]
+    key: String,
+    #[serde(rename = "Values", default)]
+    values: Vec<String>,
+}
+
+fn parse_values<T: std::str::FromStr>(values: &[String]) -> Result<Vec<T>, ApiError> {
+    values
+        .iter()
+        .map(|v| v.parse().map_err(|_| ApiError::invalid("Filters", format!("unknown value {v:?}"))))
+        .collect()
+}
+
+fn parse_filters(raw: &str) -> Result<Vec<KeyFilter>, ApiError> {
+    let wire: Vec<WireFilter> = serde_json::from_str(raw)
+        .map_err(|_| ApiError::invalid("Filters", "must be a JSON array of {Key, Values}"))?;
+    if wire.len() > 10 {
+        return Err(ApiError::invalid("Filters", "at most 10 filters"));
+    }
+    wire.iter()
+        .map(|f| {
+            Ok(match f.key.as_str() {
+                "KeyState" => KeyFilter::State(parse_values::<KeyState>(&f.values)?),
+                "KeySpec" => KeyFilter::Spec(parse_values::<KeySpec>(&f.values)?),
+                "KeyUsage" => KeyFilter::Usage(parse_values::<KeyUsage>(&f.values)?),
+                "ProtectionLevel" => KeyFilter::Protection(parse_values::<ProtectionLevel>(&f.values)?),
+                "Creator" => KeyFilter::Creator(f.values.clone()),
+                "CreatorType" => KeyFilter::CreatorType(f.values.clone()),
+                other => {
+                    return Err(ApiError::invalid(
+                        "Filters",
+                        format!("unsupported filter key {other:?}"),
+                    ));
+                }
+            })
+        })
+        .collect()
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct ListKeysReply {
+    keys: serde_json::Value,
+    total_count: usize,
+    page_number: u64,
+    page_size: u64,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct KeyEntry {
+    key_id: String,
+    key_arn: String,
+}
+
+impl Action for ListKeys {
+    const NAME: &'static str = "ListKeys";
+    type Response = ListKeysReply;
+
+    fn parse(p: &Params) -> Result<Self, ApiError> {
+        let filters = match p.optional("Filters") {
+            Some(raw) => parse_filters(raw)?,
+            None => Vec::new(),
+        };
+        Ok(Self { page: Page::parse(p)?, filters })
+    }
+
+    async fn handle(self, ctx: &Ctx<'_>) -> Result<ListKeysReply, ApiError> {
+        let keys = ctx.kms.list_keys(&ctx.caller, &self.filters)?;
+        let total_count = keys.len();
+        let entries: Vec<KeyEntry> = self
+            .page
+            .slice(keys)
+            .into_iter()
+            .map(|k| KeyEntry {
+                key_arn: key_arn(ctx.kms.region(), &k.account_id, &k.key_id),
+                key_id: k.key_id.to_string(),
+            })
+            .collect();
+        Ok(ListKeysReply {
+            keys: wrap("Key", entries),
+            total_count,
+            page_number: self.page.number,
+            page_size: self.page.size,
+        })
+    }
+}
+
+/// `EnableKey`.
+#[derive(Debug)]
+pub(crate) struct EnableKey(KeyRef);
+
+impl Action for EnableKey {
+    const NAME: &'static str = "EnableKey";
+    type Response = Empty;
+
+    fn parse(p: &Params) -> Result<Self, ApiError> {
+        Ok(Self(p.required_as("KeyId")?))
+    }
+
+    fn resource(&self) -> Option<String> {
+        Some(self.0.to_string())
+    }
+
+    async fn handle(self, ctx: &Ctx<'_>) -> Result<Empty, ApiError> {
+        ctx.kms.enable_key(&ctx.caller, &self.0).await?;
+        Ok(Empty {})
+    }
+}
+
+/// `DisableKey`.
+#[derive(Debug)]
+pub(crate) struct DisableKey(KeyRef);
+
+impl Action for DisableKey {
+    const NAME: &'static str = "DisableKey";
+    type Response = Empty;
+
+    fn parse(p: &Params) -> Result<Self, ApiError> {
+        Ok(Self(p.required_as("KeyId")?))
+    }
+
+    fn resource(&self) -> Option<String> {
+        Some(self.0.to_string())
+    }
+
+    async fn handle(self, ctx: &Ctx<'_>) -> Result<Empty, ApiError> {
+        ctx.kms.disable_key(&ctx.caller, &self.0).await?;
+        Ok(Empty {})
+    }
+}
+
+/// `UpdateKeyDescription`.
+#[derive(Debug)]
+pub(crate) struct UpdateKeyDescription {
+    key: KeyRef,
+    description: String,
+}
+
+impl Action for UpdateKeyDescription {
+    const NAME: &'static str = "UpdateKeyDescription";
+    type Response = Empty;
+
+    fn parse(p: &Params) -> Result<Self, ApiError> {
+        // The description may legitimately be set to empty, so only its presence is required.
+        let description = p.get("Description").ok_or(ApiError::MissingParameter("Description"))?;
+        Ok(Self { key: p.required_as("KeyId")?, description: description.to_owned() })
+    }
+
+    fn resource(&self) -> Option<String> {
+        Some(self.key.to_string())
+    }
+
+    async fn handle(self, ctx: &Ctx<'_>) -> Result<Empty, ApiError> {
+        ctx.kms.update_description(&ctx.caller, &self.key, &self.description).await?;
+        Ok(Empty {})
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filters_parse_and_reject_unknown_keys() {
+        let f = parse_filters(r#"[{"Key":"KeyState","Values":["Enabled","Disabled"]},{"Key":"KeySpec","Values":["Aliyun_SM4"]}]"#).unwrap();
+        assert_eq!(f.len(), 2);
+        assert!(parse_filters(r#"[{"Key":"Nope","Values":["x"]}]"#).is_err());
+        assert!(parse_filters(r#"[{"Key":"KeyState","Values":["Sleepy"]}]"#).is_err());
+        assert!(parse_filters("not json").is_err());
+    }
+}

@@ -1,0 +1,167 @@
+//! Every API action, and the one pipeline they all run through.
+//!
+//! Adding an action is one `impl Action` (in the file of its area) and one line in
+//! [`actions!`]. Authentication, the account scope, `DryRun`, the audit record, the `RequestId`
+//! and error mapping happen once, in [`crate::api::handle`] and [`run`], never in an action.
+
+mod account;
+mod admin;
+mod aliases;
+mod crypto;
+mod keys;
+
+use std::future::Future;
+use std::sync::Mutex;
+
+use serde::Serialize;
+
+use crate::error::ApiError;
+use crate::ids::KeyVersionId;
+use crate::kms::{Caller, Kms};
+
+use super::params::Params;
+
+/// What an action sees of its request besides its parameters.
+#[derive(Debug)]
+pub(crate) struct Ctx<'a> {
+    pub(crate) kms: &'a Kms,
+    pub(crate) caller: Caller,
+    key_version: Mutex<Option<KeyVersionId>>,
+}
+
+impl<'a> Ctx<'a> {
+    pub(crate) fn new(kms: &'a Kms, caller: Caller) -> Self {
+        Self { kms, caller, key_version: Mutex::new(None) }
+    }
+
+    /// Records which key version a cryptographic call used, for the audit trail.
+    pub(crate) fn note_version(&self, v: &KeyVersionId) {
+        if let Ok(mut slot) = self.key_version.lock() {
+            *slot = Some(v.clone());
+        }
+    }
+
+    pub(crate) fn noted_version(&self) -> Option<KeyVersionId> {
+        self.key_version.lock().ok().and_then(|v| v.clone())
+    }
+}
+
+/// One SDK-visible action; the type's `NAME` is the `Action` / `x-acs-action` value.
+pub(crate) trait Action: Sized + Send {
+    /// The wire name.
+    const NAME: &'static str;
+    /// The success body (without `RequestId`, which the pipeline adds).
+    type Response: Serialize + Send;
+    /// Parses and validates parameters: `MissingParameter` / `InvalidParameter` come from here.
+    fn parse(p: &Params) -> Result<Self, ApiError>;
+    /// The resource the request names, for the audit trail (never secret input).
+    fn resource(&self) -> Option<String> {
+        None
+    }
+    /// Does the work through `ctx.kms`.
+    fn handle(self, ctx: &Ctx<'_>) -> impl Future<Output = Result<Self::Response, ApiError>> + Send;
+}
+
+/// The success body: `RequestId` plus the action's fields.
+#[derive(Serialize)]
+struct Envelope<'a, T> {
+    #[serde(rename = "RequestId")]
+    request_id: &'a str,
+    #[serde(flatten)]
+    body: T,
+}
+
+/// What the pipeline learned about a call, for the audit record.
+#[derive(Debug, Default)]
+pub(crate) struct Outcome {
+    pub(crate) resource: Option<String>,
+    pub(crate) key_version: Option<KeyVersionId>,
+}
+
+async fn run<A: Action>(
+    params: &Params,
+    ctx: &Ctx<'_>,
+    request_id: &str,
+    outcome: &mut Outcome,
+) -> Result<Vec<u8>, ApiError> {
+    let action = A::parse(params)?;
+    outcome.resource = action.resource();
+    if params.bool("DryRun")? == Some(true) {
+        return Err(ApiError::DryRun);
+    }
+    let body = action.handle(ctx).await?;
+    outcome.key_version = ctx.noted_version();
+    serde_json::to_vec(&Envelope { request_id, body })
+        .map_err(|e| ApiError::Internal(format!("response encoding: {e}")))
+}
+
+macro_rules! actions {
+    ($($module:ident :: $action:ident),* $(,)?) => {
+        /// Every action this server answers.
+        pub const NAMES: &[&str] = &[$(<$module::$action as Action>::NAME),*];
+
+        /// Runs the action called `name`.
+        pub(crate) async fn dispatch(
+            name: &str,
+            params: &Params,
+            ctx: &Ctx<'_>,
+            request_id: &str,
+            outcome: &mut Outcome,
+        ) -> Result<Vec<u8>, ApiError> {
+            $(
+                if name == <$module::$action as Action>::NAME {
+                    return run::<$module::$action>(params, ctx, request_id, outcome).await;
+                }
+            )*
+            Err(ApiError::UnknownAction)
+        }
+    };
+}
+
+actions! {
+    // Key lifecycle
+    keys::CreateKey,
+    keys::DescribeKey,
+    keys::ListKeys,
+    keys::EnableKey,
+    keys::DisableKey,
+    keys::UpdateKeyDescription,
+    // Aliases
+    aliases::CreateAlias,
+    aliases::UpdateAlias,
+    aliases::DeleteAlias,
+    aliases::ListAliases,
+    aliases::ListAliasesByKeyId,
+    // Symmetric cryptography
+    crypto::Encrypt,
+    crypto::Decrypt,
+    crypto::ReEncrypt,
+    crypto::GenerateDataKey,
+    crypto::GenerateDataKeyWithoutPlaintext,
+    // Account and region
+    account::DescribeRegions,
+    account::DescribeAccountKmsStatus,
+    // Arca administration (not part of the Alibaba API)
+    admin::ArcaCreateAccount,
+    admin::ArcaCreateAccessKey,
+    admin::ArcaListAccounts,
+}
+
+/// A list wrapped the way the SDK models expect: `{"<Item>": [...]}`.
+pub(crate) fn wrap<T: Serialize>(item: &'static str, list: Vec<T>) -> serde_json::Value {
+    let list = serde_json::to_value(list).unwrap_or_else(|_| serde_json::Value::Array(Vec::new()));
+    serde_json::json!({ item: list })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn action_names_are_unique() {
+        let mut names = NAMES.to_vec();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), NAMES.len());
+    }
+}

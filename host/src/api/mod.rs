@@ -1,0 +1,169 @@
+//! The HTTP edge: Alibaba's RPC wire format over hyper. The only module that knows HTTP.
+//!
+//! Every request takes the same path through [`handle`]: body limit → parameters → action and
+//! version → signature, clock and nonce → the action (through [`actions::dispatch`]) → the
+//! audit record → a JSON reply or a JSON error, each with a `RequestId`.
+
+pub mod actions;
+pub mod auth;
+pub mod params;
+pub mod server;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full, Limited};
+
+use crate::audit::{AuditEvent, AuditLog};
+use crate::error::ApiError;
+use crate::kms::{Caller, Kms};
+
+use self::actions::{Ctx, Outcome};
+use self::auth::{NonceCache, SignedRequest};
+use self::params::Params;
+
+/// The API version every request must name.
+pub const API_VERSION: &str = "2016-01-20";
+
+/// The largest request body accepted. The biggest legitimate parameter (a 64 KiB secret value,
+/// base64 and form-encoded) fits with room to spare.
+pub const MAX_BODY: usize = 256 * 1024;
+
+/// Everything the request path shares.
+#[derive(Debug)]
+pub struct App {
+    /// The domain service.
+    pub kms: Arc<Kms>,
+    /// Replay protection.
+    pub nonces: NonceCache,
+    /// The audit trail.
+    pub audit: AuditLog,
+}
+
+const JSON: &str = "application/json;charset=utf-8";
+
+fn reply(status: StatusCode, body: Vec<u8>) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(JSON));
+    resp
+}
+
+fn error_body(e: &ApiError, request_id: &str, host_id: &str) -> Vec<u8> {
+    let code = e.code();
+    serde_json::to_vec(&serde_json::json!({
+        "RequestId": request_id,
+        "HostId": host_id,
+        "Code": code,
+        "Message": e.message(),
+        "Recommend": format!("https://api.aliyun.com/troubleshoot?q={code}&product=Kms"),
+    }))
+    .unwrap_or_default()
+}
+
+/// What the pipeline knows about the caller so far, for the audit record.
+#[derive(Default)]
+struct Who {
+    action: String,
+    account: Option<String>,
+    access_key_id: Option<String>,
+}
+
+/// Serves one request. Never fails: every problem becomes an SDK-shaped error reply.
+pub async fn handle<B>(app: &App, req: Request<B>, peer: SocketAddr) -> Response<Full<Bytes>>
+where
+    B: http_body::Body<Data = Bytes> + Send,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    let request_id = crate::ids::KeyVersionId::generate().to_string().to_uppercase();
+    let host_id = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map_or_else(|| format!("kms.{}.aliyuncs.com", app.kms.region()), str::to_owned);
+    let mut who = Who::default();
+    let mut outcome = Outcome::default();
+    let result = serve_one(app, req, &request_id, &mut who, &mut outcome).await;
+    let (status, body, code) = match result {
+        Ok(body) => (StatusCode::OK, body, "OK"),
+        Err(e) => {
+            if let ApiError::Internal(detail) = &e {
+                tracing::error!(request_id, action = %who.action, detail, "internal failure");
+            }
+            (e.status(), error_body(&e, &request_id, &host_id), e.code())
+        }
+    };
+    app.audit.record(AuditEvent {
+        time: crate::clock::format_utc(app.kms.clock().now()),
+        request_id,
+        action: who.action,
+        account: who.account,
+        access_key_id: who.access_key_id,
+        source_ip: peer.ip().to_string(),
+        resource: outcome.resource,
+        key_version: outcome.key_version.map(|v| v.to_string()),
+        result: code.to_owned(),
+        status: status.as_u16(),
+    });
+    reply(status, body)
+}
+
+async fn serve_one<B>(
+    app: &App,
+    req: Request<B>,
+    request_id: &str,
+    who: &mut Who,
+    outcome: &mut Outcome,
+) -> Result<Vec<u8>, ApiError>
+where
+    B: http_body::Body<Data = Bytes> + Send,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    let (parts, body) = req.into_parts();
+    if parts.method != Method::POST && parts.method != Method::GET {
+        return Err(ApiError::UnsupportedHttpMethod);
+    }
+    let body = Limited::new(body, MAX_BODY)
+        .collect()
+        .await
+        .map_err(|e| {
+            if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+                ApiError::BodyTooLarge
+            } else {
+                ApiError::invalid("body", "the request body could not be read")
+            }
+        })?
+        .to_bytes();
+    let is_form = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/x-www-form-urlencoded"));
+    let params = Params::parse(parts.uri.query(), is_form.then_some(&body[..]));
+    let header_str = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
+    let action = header_str("x-acs-action")
+        .or_else(|| params.optional("Action"))
+        .ok_or(ApiError::MissingParameter("Action"))?;
+    who.action = action.to_owned();
+    let version = header_str("x-acs-version")
+        .or_else(|| params.optional("Version"))
+        .ok_or(ApiError::MissingParameter("Version"))?;
+    if version != API_VERSION {
+        return Err(ApiError::InvalidVersion);
+    }
+    let signed = SignedRequest {
+        method: parts.method.as_str(),
+        path: parts.uri.path(),
+        headers: &parts.headers,
+        params: &params,
+        body: &body,
+    };
+    let authed = auth::authenticate(&signed, &app.kms, &app.nonces, app.kms.clock().now())?;
+    who.account = Some(authed.credential.account.to_string());
+    who.access_key_id = Some(authed.access_key_id.to_string());
+    let caller = Caller { account: authed.credential.account.clone(), admin: authed.credential.admin };
+    let ctx = Ctx::new(&app.kms, caller);
+    actions::dispatch(action, &params, &ctx, request_id, outcome).await
+}

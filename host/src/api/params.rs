@@ -1,0 +1,167 @@
+//! The merged parameter bag of one request: URL query ∪ form body, `+` decoded as space.
+//! Typed getters turn absent or malformed values into `MissingParameter` / `InvalidParameter`.
+
+use std::str::FromStr;
+
+use crate::error::ApiError;
+use crate::secret::SecretString;
+
+/// Request parameters in arrival order (query first, then body). The raw pairs are kept because
+/// V1 signatures cover every parameter, duplicates included.
+#[derive(Default)]
+pub struct Params {
+    pairs: Vec<(String, String)>,
+    /// How many of `pairs` came from the URL query (V3 signs only those).
+    query_len: usize,
+}
+
+impl std::fmt::Debug for Params {
+    // Values may be plaintext or secrets: show names only.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.pairs.iter().map(|(k, _)| k)).finish()
+    }
+}
+
+impl Params {
+    /// Parses a query string and, when it is a form, the body.
+    pub fn parse(query: Option<&str>, form_body: Option<&[u8]>) -> Self {
+        let mut pairs: Vec<(String, String)> = query
+            .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+            .unwrap_or_default();
+        let query_len = pairs.len();
+        if let Some(body) = form_body {
+            pairs.extend(form_urlencoded::parse(body).into_owned());
+        }
+        Self { pairs, query_len }
+    }
+
+    /// Every pair, query and body (what V1 signs).
+    pub fn pairs(&self) -> &[(String, String)] {
+        &self.pairs
+    }
+
+    /// The URL query pairs only (what V3 signs; the body is covered by its hash).
+    pub fn query_pairs(&self) -> &[(String, String)] {
+        self.pairs.get(..self.query_len).unwrap_or(&[])
+    }
+
+    /// The last value of `name` (a body value overrides a query value of the same name).
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.pairs.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
+    /// A present, non-empty value.
+    pub fn optional(&self, name: &str) -> Option<&str> {
+        self.get(name).filter(|v| !v.is_empty())
+    }
+
+    /// A required, non-empty value.
+    pub fn required(&self, name: &'static str) -> Result<&str, ApiError> {
+        self.optional(name).ok_or(ApiError::MissingParameter(name))
+    }
+
+    /// A required value parsed into a typed id or enum.
+    pub fn required_as<T: FromStr>(&self, name: &'static str) -> Result<T, ApiError> {
+        let raw = self.required(name)?;
+        raw.parse().map_err(|_| ApiError::invalid(name, "malformed value"))
+    }
+
+    /// An optional value parsed into a typed id or enum.
+    pub fn optional_as<T: FromStr>(&self, name: &'static str) -> Result<Option<T>, ApiError> {
+        self.optional(name)
+            .map(|raw| raw.parse().map_err(|_| ApiError::invalid(name, "malformed value")))
+            .transpose()
+    }
+
+    /// A required secret (plaintext): copied once into a zeroizing buffer.
+    pub fn required_secret(&self, name: &'static str) -> Result<SecretString, ApiError> {
+        self.required(name).map(|v| SecretString::new(v.to_owned()))
+    }
+
+    /// A boolean; the Python SDK sends `True`/`False`, Go and Java `true`/`false`.
+    pub fn bool(&self, name: &'static str) -> Result<Option<bool>, ApiError> {
+        match self.optional(name) {
+            None => Ok(None),
+            Some(v) if v.eq_ignore_ascii_case("true") => Ok(Some(true)),
+            Some(v) if v.eq_ignore_ascii_case("false") => Ok(Some(false)),
+            Some(_) => Err(ApiError::invalid(name, "must be true or false")),
+        }
+    }
+
+    /// An optional integer within `range`.
+    pub fn int(
+        &self,
+        name: &'static str,
+        range: std::ops::RangeInclusive<u64>,
+    ) -> Result<Option<u64>, ApiError> {
+        let Some(raw) = self.optional(name) else { return Ok(None) };
+        match raw.trim().parse::<u64>() {
+            Ok(n) if range.contains(&n) => Ok(Some(n)),
+            _ => Err(ApiError::invalid(
+                name,
+                format!("must be an integer from {} to {}", range.start(), range.end()),
+            )),
+        }
+    }
+}
+
+/// `PageNumber` (≥ 1, default 1) and `PageSize` (1–100, default 10).
+#[derive(Debug, Clone, Copy)]
+pub struct Page {
+    /// 1-based page number.
+    pub number: u64,
+    /// Entries per page.
+    pub size: u64,
+}
+
+impl Page {
+    /// Reads the paging parameters.
+    pub fn parse(p: &Params) -> Result<Self, ApiError> {
+        Ok(Self {
+            number: p.int("PageNumber", 1..=u64::from(u32::MAX))?.unwrap_or(1),
+            size: p.int("PageSize", 1..=100)?.unwrap_or(10),
+        })
+    }
+
+    /// The slice of `items` on this page.
+    pub fn slice<T>(&self, items: Vec<T>) -> Vec<T> {
+        let skip = usize::try_from((self.number - 1).saturating_mul(self.size)).unwrap_or(usize::MAX);
+        let take = usize::try_from(self.size).unwrap_or(100);
+        items.into_iter().skip(skip).take(take).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merges_query_and_body_and_decodes_plus() {
+        let p = Params::parse(Some("A=1&B=x+y&C=%2B"), Some(b"B=body&D=d"));
+        assert_eq!(p.get("A"), Some("1"));
+        assert_eq!(p.get("B"), Some("body"));
+        assert_eq!(p.get("C"), Some("+"));
+        assert_eq!(p.pairs().len(), 5);
+        let p = Params::parse(Some("B=x+y"), None);
+        assert_eq!(p.get("B"), Some("x y"));
+    }
+
+    #[test]
+    fn typed_getters_report_the_parameter() {
+        let p = Params::parse(Some("Flag=True&N=7&Bad=x&Empty="), None);
+        assert_eq!(p.bool("Flag").unwrap(), Some(true));
+        assert_eq!(p.int("N", 1..=10).unwrap(), Some(7));
+        assert!(matches!(p.int("N", 1..=5), Err(ApiError::InvalidParameter { .. })));
+        assert!(matches!(p.required("Empty"), Err(ApiError::MissingParameter("Empty"))));
+        assert!(matches!(p.bool("Bad"), Err(ApiError::InvalidParameter { .. })));
+        assert!(format!("{p:?}").contains("Flag") && !format!("{p:?}").contains("True"));
+    }
+
+    #[test]
+    fn pages_slice() {
+        let page = Page { number: 2, size: 3 };
+        assert_eq!(page.slice((1..=10).collect()), vec![4, 5, 6]);
+        let page = Page { number: 9, size: 3 };
+        assert!(page.slice((1..=10).collect::<Vec<_>>()).is_empty());
+    }
+}

@@ -1,0 +1,259 @@
+//! The SDK-visible errors: every HTTP status, `Code` and `Message` Arca sends is decided here,
+//! in one place (shared/spec/alibaba/alibaba-api.md §4).
+
+use std::borrow::Cow;
+
+use http::StatusCode;
+
+use crate::kms;
+use crate::kms::model::KeyState;
+
+/// An error as the official SDKs see it.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 400 `InvalidParameter`: a parameter is malformed or out of range.
+    #[error("invalid parameter {name}")]
+    InvalidParameter {
+        /// The wire name of the parameter.
+        name: Cow<'static, str>,
+        /// What is wrong; never echoes secret input.
+        reason: Cow<'static, str>,
+    },
+    /// 400 `MissingParameter`: a required parameter is absent.
+    #[error("missing parameter {0}")]
+    MissingParameter(&'static str),
+    /// 400 `IncompleteSignature`: the signature headers or parameters are malformed.
+    #[error("incomplete signature: {0}")]
+    IncompleteSignature(&'static str),
+    /// 400 `SignatureDoesNotMatch`. Carries the server's string-to-sign, which the legacy
+    /// SDK compares with its own to tell a wrong secret from a canonicalisation bug. It
+    /// contains only public request data.
+    #[error("signature does not match")]
+    SignatureDoesNotMatch(String),
+    /// 400 `IllegalTimestamp`: the request time is missing or unparseable.
+    #[error("illegal timestamp")]
+    IllegalTimestamp,
+    /// 400 `InvalidTimeStamp.Expired`: the request time is more than 15 minutes off.
+    #[error("timestamp outside the allowed window")]
+    TimestampExpired,
+    /// 400 `SignatureNonceUsed`: a replayed request.
+    #[error("nonce reused")]
+    NonceUsed,
+    /// 404 `InvalidAccessKeyId.NotFound`.
+    #[error("unknown access key")]
+    InvalidAccessKeyId,
+    /// 403 `UnsupportedHTTPMethod`.
+    #[error("unsupported http method")]
+    UnsupportedHttpMethod,
+    /// 400 `InvalidVersion`: not the 2016-01-20 API.
+    #[error("invalid version")]
+    InvalidVersion,
+    /// 404 `InvalidApi.NotFound`: no such action.
+    #[error("unknown action")]
+    UnknownAction,
+    /// 413 `RequestEntityTooLarge`: the body exceeds the server's limit.
+    #[error("request body too large")]
+    BodyTooLarge,
+    /// 400 `DryRunOperationError`: `DryRun=true` and the request would have succeeded.
+    #[error("dry run")]
+    DryRun,
+    /// 403 `Forbidden.NoPermission`.
+    #[error("no permission")]
+    NoPermission,
+    /// 404 `Forbidden.KeyNotFound`.
+    #[error("key not found")]
+    KeyNotFound,
+    /// 404 `Forbidden.AliasNotFound`.
+    #[error("alias not found")]
+    AliasNotFound,
+    /// 404 `Forbidden.ResourceNotFound` (accounts and other non-key resources).
+    #[error("resource not found")]
+    ResourceNotFound,
+    /// 400 `AliasAlreadyExists`.
+    #[error("alias already exists")]
+    AliasAlreadyExists,
+    /// 400 `Unsupported.Alias`: reserved alias names.
+    #[error("alias not valid")]
+    UnsupportedAlias,
+    /// 400 `Unsupported.ProtectionLevel`.
+    #[error("unsupported protection level")]
+    UnsupportedProtectionLevel,
+    /// 400 `Unsupported.Origin`.
+    #[error("unsupported origin")]
+    UnsupportedOrigin,
+    /// 409 `Rejected.Disabled` / `Rejected.PendingDeletion` / `Rejected.PendingImport`.
+    #[error("key state {0}")]
+    KeyState(KeyState),
+    /// 400 `Rejected.UnsupportedOperation`, with what is unsupported.
+    #[error("unsupported operation")]
+    UnsupportedOperation(&'static str),
+    /// 400 `InvalidCiphertext`: the blob did not open (tampered, wrong context, not this
+    /// account's). Deliberately one code for all of these.
+    #[error("invalid ciphertext")]
+    InvalidCiphertext,
+    /// 500 `InternalFailure`. The detail is logged with the request id, never sent.
+    #[error("internal failure: {0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    /// Shorthand for [`ApiError::InvalidParameter`].
+    pub fn invalid(name: impl Into<Cow<'static, str>>, reason: impl Into<Cow<'static, str>>) -> Self {
+        Self::InvalidParameter { name: name.into(), reason: reason.into() }
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::InvalidParameter { .. }
+            | Self::MissingParameter(_)
+            | Self::IncompleteSignature(_)
+            | Self::SignatureDoesNotMatch(_)
+            | Self::IllegalTimestamp
+            | Self::TimestampExpired
+            | Self::NonceUsed
+            | Self::InvalidVersion
+            | Self::DryRun
+            | Self::AliasAlreadyExists
+            | Self::UnsupportedAlias
+            | Self::UnsupportedProtectionLevel
+            | Self::UnsupportedOrigin
+            | Self::UnsupportedOperation(_)
+            | Self::InvalidCiphertext => StatusCode::BAD_REQUEST,
+            Self::UnsupportedHttpMethod | Self::NoPermission => StatusCode::FORBIDDEN,
+            Self::InvalidAccessKeyId
+            | Self::UnknownAction
+            | Self::KeyNotFound
+            | Self::AliasNotFound
+            | Self::ResourceNotFound => StatusCode::NOT_FOUND,
+            Self::KeyState(_) => StatusCode::CONFLICT,
+            Self::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The `Code` field.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::InvalidParameter { .. } => "InvalidParameter",
+            Self::MissingParameter(_) => "MissingParameter",
+            Self::IncompleteSignature(_) => "IncompleteSignature",
+            Self::SignatureDoesNotMatch(_) => "SignatureDoesNotMatch",
+            Self::IllegalTimestamp => "IllegalTimestamp",
+            Self::TimestampExpired => "InvalidTimeStamp.Expired",
+            Self::NonceUsed => "SignatureNonceUsed",
+            Self::InvalidAccessKeyId => "InvalidAccessKeyId.NotFound",
+            Self::UnsupportedHttpMethod => "UnsupportedHTTPMethod",
+            Self::InvalidVersion => "InvalidVersion",
+            Self::UnknownAction => "InvalidApi.NotFound",
+            Self::BodyTooLarge => "RequestEntityTooLarge",
+            Self::DryRun => "DryRunOperationError",
+            Self::NoPermission => "Forbidden.NoPermission",
+            Self::KeyNotFound => "Forbidden.KeyNotFound",
+            Self::AliasNotFound => "Forbidden.AliasNotFound",
+            Self::ResourceNotFound => "Forbidden.ResourceNotFound",
+            Self::AliasAlreadyExists => "AliasAlreadyExists",
+            Self::UnsupportedAlias => "Unsupported.Alias",
+            Self::UnsupportedProtectionLevel => "Unsupported.ProtectionLevel",
+            Self::UnsupportedOrigin => "Unsupported.Origin",
+            Self::KeyState(KeyState::Disabled) => "Rejected.Disabled",
+            Self::KeyState(KeyState::PendingDeletion) => "Rejected.PendingDeletion",
+            Self::KeyState(KeyState::PendingImport) => "Rejected.PendingImport",
+            Self::KeyState(KeyState::Enabled) => "Rejected.StateModifiedFailed",
+            Self::UnsupportedOperation(_) => "Rejected.UnsupportedOperation",
+            Self::InvalidCiphertext => "InvalidCiphertext",
+            Self::Internal(_) => "InternalFailure",
+        }
+    }
+
+    /// The `Message` field.
+    pub fn message(&self) -> Cow<'static, str> {
+        match self {
+            Self::InvalidParameter { name, reason } => {
+                format!("The specified parameter \"{name}\" is not valid: {reason}").into()
+            }
+            Self::MissingParameter(name) => {
+                format!("The parameter \"{name}\" is needed but not provided.").into()
+            }
+            Self::IncompleteSignature(why) => format!(
+                "The request signature does not conform to Alibaba Cloud standards: {why}"
+            )
+            .into(),
+            Self::SignatureDoesNotMatch(sts) => format!(
+                "Specified signature is not matched with our calculation. server string to sign is:{sts}"
+            )
+            .into(),
+            Self::IllegalTimestamp => {
+                "The input parameter \"Timestamp\" that is mandatory for processing this request is not supplied or not valid.".into()
+            }
+            Self::TimestampExpired => "Specified time stamp or date value is expired.".into(),
+            Self::NonceUsed => "Specified signature nonce was used already.".into(),
+            Self::InvalidAccessKeyId => {
+                "The Access Key ID provided does not exist in our records.".into()
+            }
+            Self::UnsupportedHttpMethod => "This http method is not supported.".into(),
+            Self::InvalidVersion => "Specified parameter Version is not valid.".into(),
+            Self::UnknownAction => {
+                "Specified api is not found, please check your url and method.".into()
+            }
+            Self::BodyTooLarge => "The request body is too large.".into(),
+            Self::DryRun => "Request validation has been passed with DryRun flag set.".into(),
+            Self::NoPermission => "This operation is forbidden by permission system.".into(),
+            Self::KeyNotFound => "The specified Key is not found.".into(),
+            Self::AliasNotFound => "The specified Alias is not found.".into(),
+            Self::ResourceNotFound => "The resource is not found.".into(),
+            Self::AliasAlreadyExists => "AliasName Already Exists.".into(),
+            Self::UnsupportedAlias => "Alias is not valid for this api.".into(),
+            Self::UnsupportedProtectionLevel => {
+                "This protection level is not valid for this region".into()
+            }
+            Self::UnsupportedOrigin => "This key origin is not valid for this api.".into(),
+            Self::KeyState(state) => {
+                format!("The request was rejected because the key state is {state}.").into()
+            }
+            Self::UnsupportedOperation(what) => format!("Unsupported operation: {what}").into(),
+            Self::InvalidCiphertext => {
+                "The ciphertext is invalid, or does not match the key or the EncryptionContext."
+                    .into()
+            }
+            Self::Internal(_) => "Internal Failure.".into(),
+        }
+    }
+}
+
+impl From<kms::Error> for ApiError {
+    fn from(e: kms::Error) -> Self {
+        match e {
+            kms::Error::KeyNotFound => Self::KeyNotFound,
+            kms::Error::AliasNotFound => Self::AliasNotFound,
+            kms::Error::AliasExists => Self::AliasAlreadyExists,
+            kms::Error::AliasReserved => Self::UnsupportedAlias,
+            kms::Error::KeyState(s) => Self::KeyState(s),
+            kms::Error::Unsupported(what) => Self::UnsupportedOperation(what),
+            kms::Error::InvalidCiphertext => Self::InvalidCiphertext,
+            kms::Error::InvalidParameter { name, reason } => Self::invalid(name, reason),
+            kms::Error::NoPermission => Self::NoPermission,
+            kms::Error::AccountNotFound => Self::ResourceNotFound,
+            kms::Error::Internal(detail) => Self::Internal(detail),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_errors_use_the_documented_codes() {
+        assert_eq!(ApiError::KeyState(KeyState::Disabled).code(), "Rejected.Disabled");
+        assert_eq!(ApiError::KeyState(KeyState::Disabled).status(), StatusCode::CONFLICT);
+        assert_eq!(ApiError::KeyNotFound.status(), StatusCode::NOT_FOUND);
+        assert_eq!(ApiError::KeyNotFound.message(), "The specified Key is not found.");
+    }
+
+    #[test]
+    fn internal_details_stay_out_of_the_message() {
+        let e = ApiError::Internal("redb: disk on fire at /secret/path".into());
+        assert_eq!(e.message(), "Internal Failure.");
+    }
+}

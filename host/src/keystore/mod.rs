@@ -1,0 +1,184 @@
+//! Where key material lives, and the root of the key hierarchy.
+//!
+//! ```text
+//! root key (root.key, ARCA_ROOT_KEY or --root-key-file; 256 bits)
+//!   └─ HKDF("arca/store-seal/v1") = storage KEK
+//!        └─ AES-256-GCM seal of every stored secret, AAD = the record's identity
+//!             ├─ CMK version material   (AAD "key-version/<version id>")
+//!             └─ AccessKey secrets      (AAD "access-key/<AccessKey id>")
+//! ```
+//! Binding the record identity as AAD means a sealed blob copied onto another record does not
+//! open. SOFTWARE protection is this module; the HSM keystore (PKCS#11) comes with issue 7 and
+//! slots in beside [`software`].
+
+pub mod software;
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+use base64::Engine;
+
+use crate::crypto::{self, AeadKey, SymmetricAlgorithm};
+use crate::secret::{SecretBytes, SecretString};
+
+/// Length of the root key in bytes.
+pub const ROOT_KEY_LEN: usize = 32;
+
+/// Why the root key could not be loaded or does not fit the store.
+#[derive(Debug, thiserror::Error)]
+pub enum RootKeyError {
+    /// The key source exists but does not hold 32 bytes in hex or base64.
+    #[error("the root key from {0} is not 32 bytes of hex or base64")]
+    Malformed(String),
+    /// Reading or writing the key file failed.
+    #[error("root key file {path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The failure.
+        source: std::io::Error,
+    },
+    /// The store was sealed under a different root key.
+    #[error(
+        "the root key does not match this data directory (it was created with a different key); \
+         refusing to start"
+    )]
+    Mismatch,
+}
+
+/// The root key. Lives only in memory, zeroized on drop.
+#[derive(Debug)]
+pub struct RootKey(SecretBytes);
+
+impl RootKey {
+    /// Parses 64 hex characters or base64 of 32 bytes (whitespace around is ignored).
+    pub fn parse(text: &SecretString, source: &str) -> Result<Self, RootKeyError> {
+        let t = text.expose().trim();
+        let bytes = if t.len() == 2 * ROOT_KEY_LEN {
+            hex::decode(t).ok()
+        } else {
+            base64::engine::general_purpose::STANDARD.decode(t).ok()
+        };
+        match bytes {
+            Some(b) if b.len() == ROOT_KEY_LEN => Ok(Self(SecretBytes::new(b))),
+            Some(b) => {
+                drop(SecretBytes::new(b));
+                Err(RootKeyError::Malformed(source.to_owned()))
+            }
+            None => Err(RootKeyError::Malformed(source.to_owned())),
+        }
+    }
+
+    /// Reads a key file.
+    pub fn load(path: &Path) -> Result<Self, RootKeyError> {
+        let text = fs::read_to_string(path).map_err(|source| RootKeyError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::parse(&SecretString::new(text), &path.display().to_string())
+    }
+
+    /// Generates a new key and writes it (hex) to `path` with mode 0600, failing if it exists.
+    pub fn create(path: &Path) -> Result<Self, RootKeyError> {
+        let key = SecretBytes::random(ROOT_KEY_LEN);
+        let io = |source| RootKeyError::Io { path: path.display().to_string(), source };
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(io)?;
+        let text = SecretString::new(format!("{}\n", hex::encode(key.expose())));
+        f.write_all(text.expose().as_bytes()).map_err(io)?;
+        f.sync_all().map_err(io)?;
+        Ok(Self(key))
+    }
+
+    /// The sealer for stored secrets, derived from this root key.
+    pub fn sealer(&self) -> Sealer {
+        let kek = crypto::derive_key(self.0.expose(), b"arca/store-seal/v1");
+        Sealer {
+            // A 32-byte key always fits AES-256-GCM.
+            key: AeadKey::new(SymmetricAlgorithm::Aes256Gcm, &kek).ok(),
+        }
+    }
+}
+
+/// Seals and opens stored secrets under the storage KEK.
+#[derive(Debug)]
+pub struct Sealer {
+    key: Option<AeadKey>,
+}
+
+/// A sealed value did not open: wrong root key, or the record was tampered with or moved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("a sealed record did not open")]
+pub struct UnsealError;
+
+impl Sealer {
+    /// `nonce ‖ AES-256-GCM(secret) ‖ tag`, with `identity` as AAD.
+    pub fn seal(&self, identity: &str, secret: &[u8]) -> Result<Vec<u8>, UnsealError> {
+        let key = self.key.as_ref().ok_or(UnsealError)?;
+        let mut nonce = [0u8; 12];
+        crypto::fill_random(&mut nonce);
+        let mut buf = secret.to_vec();
+        let sealed = key.seal(&nonce, identity.as_bytes(), &mut buf);
+        let out = sealed.map(|()| {
+            let mut out = Vec::with_capacity(12 + buf.len());
+            out.extend_from_slice(&nonce);
+            out.extend_from_slice(&buf);
+            out
+        });
+        // On failure `buf` still holds the plaintext; wipe it either way.
+        drop(SecretBytes::new(buf));
+        out.map_err(|_| UnsealError)
+    }
+
+    /// Opens what [`Sealer::seal`] made for the same `identity`.
+    pub fn open(&self, identity: &str, sealed: &[u8]) -> Result<SecretBytes, UnsealError> {
+        let key = self.key.as_ref().ok_or(UnsealError)?;
+        let (nonce, body) = sealed.split_first_chunk::<12>().ok_or(UnsealError)?;
+        let mut out = SecretBytes::new(body.to_vec());
+        key.open(nonce, identity.as_bytes(), out.expose_mut()).map_err(|_| UnsealError)?;
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sealed_records_open_only_under_their_identity_and_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = RootKey::create(&dir.path().join("root.key")).unwrap();
+        let sealer = root.sealer();
+        let sealed = sealer.seal("key-version/1", b"material").unwrap();
+        assert_eq!(sealer.open("key-version/1", &sealed).unwrap().expose(), b"material");
+        assert_eq!(sealer.open("key-version/2", &sealed).unwrap_err(), UnsealError);
+        let other = RootKey::parse(&SecretString::new("00".repeat(32)), "test").unwrap();
+        assert_eq!(other.sealer().open("key-version/1", &sealed).unwrap_err(), UnsealError);
+    }
+
+    #[test]
+    fn key_file_round_trips_with_mode_0600() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("root.key");
+        let a = RootKey::create(&path).unwrap();
+        let b = RootKey::load(&path).unwrap();
+        assert_eq!(a.0.expose(), b.0.expose());
+        let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert!(RootKey::create(&path).is_err(), "never overwrites a root key");
+    }
+
+    #[test]
+    fn malformed_keys_are_refused_without_echoing_them() {
+        let err = RootKey::parse(&SecretString::new("abcd".into()), "ARCA_ROOT_KEY").unwrap_err();
+        assert!(err.to_string().contains("ARCA_ROOT_KEY"));
+        assert!(!err.to_string().contains("abcd"));
+    }
+}

@@ -1,0 +1,166 @@
+//! Accounts and AccessKeys: who may call, and which account a request acts for.
+
+use std::sync::Arc;
+
+use base64::Engine;
+
+use super::model::{AccessKeyRecord, AccountRecord};
+use super::{Error, Kms, encode};
+use crate::ids::{AccessKeyId, AccountId};
+use crate::secret::SecretString;
+use crate::store::{Batch, Table};
+
+/// A verified AccessKey's secret and owner, cached in memory after the first unseal.
+#[derive(Debug)]
+pub struct Credential {
+    /// The owning account.
+    pub account: AccountId,
+    /// Whether that account is an Arca admin.
+    pub admin: bool,
+    /// The AccessKey secret (HMAC key of the request signatures).
+    pub secret: SecretString,
+}
+
+/// A newly created AccessKey, the only time its secret is shown.
+#[derive(Debug)]
+pub struct NewAccessKey {
+    /// The owning account.
+    pub account: AccountId,
+    /// The id.
+    pub access_key_id: AccessKeyId,
+    /// The secret.
+    pub secret: SecretString,
+}
+
+const SECRET_ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+
+fn seal_identity(id: &AccessKeyId) -> String {
+    format!("access-key/{id}")
+}
+
+impl Kms {
+    /// The admin account made at first start, if the store has one.
+    pub fn bootstrap_account(&self) -> Result<Option<AccountId>, Error> {
+        self.get(Table::Meta, "bootstrap_account")
+    }
+
+    /// Makes the first (admin) account and its AccessKey. Called once, on an empty store.
+    pub async fn bootstrap(&self) -> Result<NewAccessKey, Error> {
+        let account = AccountId::generate();
+        let record = AccountRecord { account_id: account.clone(), created: self.now(), admin: true };
+        let (ak, batch) = self.access_key_batch(&account)?;
+        let batch = batch
+            .expect(Table::Meta, "bootstrap_account", None)
+            .put(Table::Meta, "bootstrap_account", encode(&account)?)
+            .put(Table::Meta, "bootstrap_access_key", encode(&ak.access_key_id)?)
+            .put(Table::Accounts, account.as_str(), encode(&record)?);
+        self.commit(batch).await?;
+        Ok(ak)
+    }
+
+    /// The admin AccessKey made at first start, with its secret (to rewrite `credentials.json`).
+    pub fn bootstrap_access_key(&self) -> Result<NewAccessKey, Error> {
+        let id: AccessKeyId =
+            self.get(Table::Meta, "bootstrap_access_key")?.ok_or(Error::AccountNotFound)?;
+        let cred = self.credential(&id)?.ok_or(Error::AccountNotFound)?;
+        Ok(NewAccessKey {
+            account: cred.account.clone(),
+            access_key_id: id,
+            secret: SecretString::new(cred.secret.expose().to_owned()),
+        })
+    }
+
+    /// Creates an account with one AccessKey. Only admins may.
+    pub async fn create_account(&self, caller: &super::Caller) -> Result<NewAccessKey, Error> {
+        if !caller.admin {
+            return Err(Error::NoPermission);
+        }
+        let account = AccountId::generate();
+        let record = AccountRecord { account_id: account.clone(), created: self.now(), admin: false };
+        let (ak, batch) = self.access_key_batch(&account)?;
+        let batch = batch
+            .expect(Table::Accounts, account.as_str(), None)
+            .put(Table::Accounts, account.as_str(), encode(&record)?);
+        self.commit(batch).await?;
+        Ok(ak)
+    }
+
+    /// Adds an AccessKey to `account`. Admins may do so for any account, others for their own.
+    pub async fn create_access_key(
+        &self,
+        caller: &super::Caller,
+        account: &AccountId,
+    ) -> Result<NewAccessKey, Error> {
+        if !caller.admin && caller.account != *account {
+            return Err(Error::NoPermission);
+        }
+        if self.get::<AccountRecord>(Table::Accounts, account.as_str())?.is_none() {
+            return Err(Error::AccountNotFound);
+        }
+        let (ak, batch) = self.access_key_batch(account)?;
+        self.commit(batch).await?;
+        Ok(ak)
+    }
+
+    /// Every account (admin view).
+    pub fn list_accounts(&self, caller: &super::Caller) -> Result<Vec<AccountRecord>, Error> {
+        if !caller.admin {
+            return Err(Error::NoPermission);
+        }
+        self.scan(Table::Accounts, "")
+    }
+
+    fn access_key_batch(&self, account: &AccountId) -> Result<(NewAccessKey, Batch), Error> {
+        let id = AccessKeyId::generate();
+        let secret = SecretString::new(crate::crypto::random_from(SECRET_ALPHABET, 30));
+        let sealed = self
+            .sealer
+            .seal(&seal_identity(&id), secret.expose().as_bytes())
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        let record = AccessKeyRecord {
+            access_key_id: id.clone(),
+            account_id: account.clone(),
+            sealed_secret: base64::engine::general_purpose::STANDARD.encode(sealed),
+            created: self.now(),
+            enabled: true,
+        };
+        let batch = Batch::new()
+            .expect(Table::AccessKeys, id.as_str(), None)
+            .put(Table::AccessKeys, id.as_str(), encode(&record)?);
+        Ok((NewAccessKey { account: account.clone(), access_key_id: id, secret }, batch))
+    }
+
+    /// The credential behind an AccessKey id, or `None` if it does not exist or is disabled.
+    pub fn credential(&self, id: &AccessKeyId) -> Result<Option<Arc<Credential>>, Error> {
+        if let Some(c) = self.credentials.read().ok().and_then(|m| m.get(id).cloned()) {
+            return Ok(Some(c));
+        }
+        let Some(record) = self.get::<AccessKeyRecord>(Table::AccessKeys, id.as_str())? else {
+            return Ok(None);
+        };
+        if !record.enabled {
+            return Ok(None);
+        }
+        let account = self
+            .get::<AccountRecord>(Table::Accounts, record.account_id.as_str())?
+            .ok_or(Error::AccountNotFound)?;
+        let sealed = base64::engine::general_purpose::STANDARD
+            .decode(&record.sealed_secret)
+            .map_err(|e| Error::Internal(format!("access key record: {e}")))?;
+        let secret = self
+            .sealer
+            .open(&seal_identity(id), &sealed)
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        let secret = String::from_utf8(secret.expose().to_vec())
+            .map_err(|_| Error::Internal("access key secret is not UTF-8".into()))?;
+        let cred = Arc::new(Credential {
+            account: record.account_id,
+            admin: account.admin,
+            secret: SecretString::new(secret),
+        });
+        if let Ok(mut m) = self.credentials.write() {
+            m.insert(id.clone(), Arc::clone(&cred));
+        }
+        Ok(Some(cred))
+    }
+}

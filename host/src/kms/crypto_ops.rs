@@ -1,0 +1,216 @@
+//! The symmetric data plane: Encrypt, Decrypt, ReEncrypt and data keys.
+
+use std::sync::Arc;
+
+use base64::Engine;
+
+use super::envelope::{Blob, EncryptionContext, aad};
+use super::model::{KeyRecord, KeyState, KeyUsage, VersionRecord};
+use super::{Caller, Error, Kms, LoadedVersion};
+use crate::crypto::aead::NONCE_LEN;
+use crate::crypto::fill_random;
+use crate::ids::{KeyId, KeyRef, KeyVersionId};
+use crate::keystore::software;
+use crate::secret::{SecretBytes, SecretString};
+use crate::store::Table;
+
+/// Largest Encrypt plaintext, in bytes (spec: 6 KiB).
+pub const MAX_PLAINTEXT: usize = 6 * 1024;
+
+/// A ciphertext and the key version that made it.
+#[derive(Debug)]
+pub struct Sealed {
+    /// The key.
+    pub key_id: KeyId,
+    /// The version that sealed it.
+    pub version: KeyVersionId,
+    /// The base64 blob.
+    pub blob: String,
+}
+
+/// A decrypted plaintext and the key version that opened it.
+#[derive(Debug)]
+pub struct Opened {
+    /// The key.
+    pub key_id: KeyId,
+    /// The version that opened it.
+    pub version: KeyVersionId,
+    /// The plaintext as the SDK expects it back: the UTF-8 string that was encrypted.
+    pub plaintext: SecretString,
+}
+
+/// A data key: its plaintext (base64 text, as the SDKs return it) and its ciphertext.
+#[derive(Debug)]
+pub struct DataKey {
+    /// The ciphertext of the base64 text of the key.
+    pub sealed: Sealed,
+    /// base64 of the raw key bytes.
+    pub plaintext_b64: SecretString,
+}
+
+/// How long a data key is: `NumberOfBytes` (1–1024) or a `KeySpec` (`AES_256`, `AES_128`).
+#[derive(Debug, Clone, Copy)]
+pub struct DataKeyLen(pub usize);
+
+impl DataKeyLen {
+    /// Validates `NumberOfBytes`.
+    pub fn bytes(n: usize) -> Result<Self, Error> {
+        if (1..=1024).contains(&n) {
+            Ok(Self(n))
+        } else {
+            Err(Error::invalid("NumberOfBytes", "must be between 1 and 1024"))
+        }
+    }
+
+    /// Validates `KeySpec`.
+    pub fn spec(spec: &str) -> Result<Self, Error> {
+        match spec {
+            "AES_256" => Ok(Self(32)),
+            "AES_128" => Ok(Self(16)),
+            _ => Err(Error::invalid("KeySpec", "must be AES_256 or AES_128")),
+        }
+    }
+}
+
+fn usable_for_encryption(key: &KeyRecord) -> Result<(), Error> {
+    match key.state {
+        KeyState::Enabled => {}
+        other => return Err(Error::KeyState(other)),
+    }
+    if key.usage != KeyUsage::EncryptDecrypt || key.spec.symmetric().is_none() {
+        return Err(Error::Unsupported("the key is not a symmetric ENCRYPT/DECRYPT key"));
+    }
+    Ok(())
+}
+
+impl Kms {
+    /// A version's prepared material, unsealed once and then served from memory.
+    fn load_version(&self, version: &KeyVersionId) -> Result<Option<Arc<LoadedVersion>>, Error> {
+        if let Some(v) = self.versions.read().ok().and_then(|m| m.get(version).cloned()) {
+            return Ok(Some(v));
+        }
+        let Some(record) = self.get::<VersionRecord>(Table::KeyVersions, version.as_str())? else {
+            return Ok(None);
+        };
+        let key_path = super::keys::key_path(&record.account_id, &record.key_id);
+        let key = self.get::<KeyRecord>(Table::Keys, &key_path)?.ok_or(Error::KeyNotFound)?;
+        let alg = key
+            .spec
+            .symmetric()
+            .ok_or(Error::Unsupported("the key is not a symmetric key"))?;
+        let sealed = base64::engine::general_purpose::STANDARD
+            .decode(&record.sealed_material)
+            .map_err(|e| Error::Internal(format!("version record: {e}")))?;
+        let cipher = software::open_sealed(&self.sealer, alg, version, &sealed)
+            .map_err(|e| Error::Internal(format!("key version {version}: {e}")))?;
+        let loaded = Arc::new(LoadedVersion {
+            key_id: record.key_id,
+            account_id: record.account_id,
+            cipher,
+        });
+        if let Ok(mut m) = self.versions.write() {
+            m.insert(version.clone(), Arc::clone(&loaded));
+        }
+        Ok(Some(loaded))
+    }
+
+    fn seal_with(
+        &self,
+        key: &KeyRecord,
+        plaintext: &[u8],
+        context: &EncryptionContext,
+    ) -> Result<Sealed, Error> {
+        usable_for_encryption(key)?;
+        let version = &key.primary_version;
+        let loaded = self.load_version(version)?.ok_or(Error::KeyNotFound)?;
+        let mut nonce = [0u8; NONCE_LEN];
+        fill_random(&mut nonce);
+        let mut buf = plaintext.to_vec();
+        let result = loaded.cipher.seal(&nonce, &aad(version, context), &mut buf);
+        if result.is_err() {
+            // The buffer still holds plaintext: wipe it before reporting.
+            drop(SecretBytes::new(buf));
+            return Err(Error::Internal("seal failed".into()));
+        }
+        let blob = Blob { version: version.clone(), nonce, sealed: buf };
+        Ok(Sealed { key_id: key.key_id.clone(), version: version.clone(), blob: blob.to_base64() })
+    }
+
+    /// `Encrypt`: seals `plaintext` (at most 6 KiB) under the key's primary version.
+    pub fn encrypt(
+        &self,
+        caller: &Caller,
+        key: &KeyRef,
+        plaintext: &SecretBytes,
+        context: &EncryptionContext,
+    ) -> Result<Sealed, Error> {
+        if plaintext.len() > MAX_PLAINTEXT {
+            return Err(Error::invalid("Plaintext", "longer than 6144 bytes"));
+        }
+        let key = self.resolve(caller, key)?;
+        self.seal_with(&key, plaintext.expose(), context)
+    }
+
+    /// `Decrypt`: finds the key version from the blob header, checks the key's state, and opens.
+    pub fn decrypt(
+        &self,
+        caller: &Caller,
+        blob: &str,
+        context: &EncryptionContext,
+    ) -> Result<Opened, Error> {
+        let blob = Blob::parse(blob).map_err(|e| Error::invalid("CiphertextBlob", e.to_string()))?;
+        let loaded = self.load_version(&blob.version)?.ok_or(Error::InvalidCiphertext)?;
+        if loaded.account_id != caller.account {
+            // Another account's ciphertext: indistinguishable from garbage.
+            return Err(Error::InvalidCiphertext);
+        }
+        let key = self.resolve(caller, &KeyRef::Id(loaded.key_id.clone()))?;
+        match key.state {
+            KeyState::Enabled => {}
+            other => return Err(Error::KeyState(other)),
+        }
+        let mut out = SecretBytes::new(blob.sealed);
+        loaded
+            .cipher
+            .open(&blob.nonce, &aad(&blob.version, context), out.expose_mut())
+            .map_err(|_| Error::InvalidCiphertext)?;
+        let text = std::str::from_utf8(out.expose()).map_err(|_| Error::InvalidCiphertext)?;
+        Ok(Opened {
+            key_id: loaded.key_id.clone(),
+            version: blob.version,
+            plaintext: SecretString::new(text.to_owned()),
+        })
+    }
+
+    /// `ReEncrypt`: opens under the source context and seals under the destination key.
+    pub fn re_encrypt(
+        &self,
+        caller: &Caller,
+        blob: &str,
+        source_context: &EncryptionContext,
+        destination: &KeyRef,
+        destination_context: &EncryptionContext,
+    ) -> Result<Sealed, Error> {
+        let opened = self.decrypt(caller, blob, source_context)?;
+        let key = self.resolve(caller, destination)?;
+        self.seal_with(&key, opened.plaintext.expose().as_bytes(), destination_context)
+    }
+
+    /// `GenerateDataKey` (and, dropping the plaintext, `GenerateDataKeyWithoutPlaintext`).
+    ///
+    /// The blob seals the base64 text of the key, so that `Decrypt` returns exactly the
+    /// `Plaintext` field (the Alibaba convention, spec §6.2).
+    pub fn generate_data_key(
+        &self,
+        caller: &Caller,
+        key: &KeyRef,
+        len: DataKeyLen,
+        context: &EncryptionContext,
+    ) -> Result<DataKey, Error> {
+        let key = self.resolve(caller, key)?;
+        let raw = SecretBytes::random(len.0);
+        let b64 = SecretString::new(base64::engine::general_purpose::STANDARD.encode(raw.expose()));
+        let sealed = self.seal_with(&key, b64.expose().as_bytes(), context)?;
+        Ok(DataKey { sealed, plaintext_b64: b64 })
+    }
+}

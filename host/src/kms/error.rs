@@ -1,0 +1,66 @@
+//! Domain errors. Each variant maps to exactly one SDK-visible code in `crate::error`.
+
+use crate::kms::model::KeyState;
+use crate::store::StoreError;
+
+/// A failure of a domain operation.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No such key in the caller's account (or it belongs to someone else).
+    #[error("key not found")]
+    KeyNotFound,
+    /// No such alias in the caller's account.
+    #[error("alias not found")]
+    AliasNotFound,
+    /// The alias is taken.
+    #[error("alias already exists")]
+    AliasExists,
+    /// The alias name is reserved or not usable here.
+    #[error("alias is not valid for this api")]
+    AliasReserved,
+    /// The key's state forbids the operation.
+    #[error("key state {0} forbids this operation")]
+    KeyState(KeyState),
+    /// The key cannot do this (e.g. Encrypt with a signing key).
+    #[error("unsupported operation for this key: {0}")]
+    Unsupported(&'static str),
+    /// A ciphertext did not open: tampered, wrong context, or not ours. Deliberately vague.
+    #[error("invalid ciphertext")]
+    InvalidCiphertext,
+    /// A parameter value is out of range or malformed.
+    #[error("invalid parameter {name}: {reason}")]
+    InvalidParameter {
+        /// The wire name.
+        name: &'static str,
+        /// What is wrong (never contains secret input).
+        reason: String,
+    },
+    /// The caller may not do this.
+    #[error("forbidden")]
+    NoPermission,
+    /// No such account.
+    #[error("account not found")]
+    AccountNotFound,
+    /// Something failed inside: storage, or sealed data that no longer opens.
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    /// Shorthand for [`Error::InvalidParameter`].
+    pub fn invalid(name: &'static str, reason: impl Into<String>) -> Self {
+        Self::InvalidParameter { name, reason: reason.into() }
+    }
+}
+
+impl From<StoreError> for Error {
+    fn from(e: StoreError) -> Self {
+        Self::Internal(e.to_string())
+    }
+}
+
+impl From<serde_json::Error> for Error {
+    fn from(e: serde_json::Error) -> Self {
+        Self::Internal(format!("record encoding: {e}"))
+    }
+}

@@ -1,0 +1,235 @@
+//! CMK lifecycle: create, describe, list, enable, disable, describe-update; and resolving the
+//! three ways a request names a key.
+
+use base64::Engine;
+
+use super::model::{
+    AliasRecord, KeyRecord, KeySpec, KeyState, KeyUsage, Origin, ProtectionLevel, VersionRecord,
+};
+use super::{CAS_RETRIES, Caller, Error, Kms, encode};
+use crate::ids::{KeyId, KeyRef, KeyVersionId};
+use crate::keystore::software;
+use crate::store::{Batch, StoreError, Table};
+
+/// What CreateKey asks for, validated by the API layer.
+#[derive(Debug, Clone)]
+pub struct NewKey {
+    /// The spec.
+    pub spec: KeySpec,
+    /// The usage; `None` takes the spec's default.
+    pub usage: Option<KeyUsage>,
+    /// Where material comes from.
+    pub origin: Origin,
+    /// Where material lives.
+    pub protection: ProtectionLevel,
+    /// Free text.
+    pub description: String,
+}
+
+/// Longest description CreateKey and UpdateKeyDescription accept.
+pub const MAX_DESCRIPTION: usize = 8192;
+
+/// A ListKeys filter: a field and the values that match it (OR); filters combine with AND.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyFilter {
+    /// `KeyState`.
+    State(Vec<KeyState>),
+    /// `KeySpec`.
+    Spec(Vec<KeySpec>),
+    /// `KeyUsage`.
+    Usage(Vec<KeyUsage>),
+    /// `ProtectionLevel`.
+    Protection(Vec<ProtectionLevel>),
+    /// `Creator` (account uid or service code).
+    Creator(Vec<String>),
+    /// `CreatorType`: `User` or `Service`.
+    CreatorType(Vec<String>),
+}
+
+impl KeyFilter {
+    fn matches(&self, k: &KeyRecord) -> bool {
+        match self {
+            Self::State(v) => v.contains(&k.state),
+            Self::Spec(v) => v.contains(&k.spec),
+            Self::Usage(v) => v.contains(&k.usage),
+            Self::Protection(v) => v.contains(&k.protection),
+            Self::Creator(v) => v.contains(&k.creator),
+            Self::CreatorType(v) => {
+                let kind = if k.creator == k.account_id.as_str() { "User" } else { "Service" };
+                v.iter().any(|x| x == kind)
+            }
+        }
+    }
+}
+
+pub(super) fn key_path(account: &crate::ids::AccountId, key: &KeyId) -> String {
+    format!("{account}/{key}")
+}
+
+impl Kms {
+    /// Creates a CMK with its first version, durably, and returns its metadata.
+    pub async fn create_key(&self, caller: &Caller, req: NewKey) -> Result<KeyRecord, Error> {
+        let Some(alg) = req.spec.symmetric() else {
+            return Err(Error::Unsupported(
+                "asymmetric key specs are not available on this server yet",
+            ));
+        };
+        let usage = req.usage.unwrap_or(KeyUsage::EncryptDecrypt);
+        if usage != KeyUsage::EncryptDecrypt {
+            return Err(Error::invalid("KeyUsage", "symmetric keys are ENCRYPT/DECRYPT only"));
+        }
+        if req.description.chars().count() > MAX_DESCRIPTION {
+            return Err(Error::invalid("Description", "longer than 8192 characters"));
+        }
+        let key_id = KeyId::generate(&self.region);
+        let version_id = KeyVersionId::generate();
+        let now = self.now();
+        let sealed = software::generate_sealed(&self.sealer, alg, &version_id)
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        let key = KeyRecord {
+            key_id: key_id.clone(),
+            account_id: caller.account.clone(),
+            creator: caller.account.to_string(),
+            spec: req.spec,
+            usage,
+            origin: req.origin,
+            protection: req.protection,
+            state: KeyState::Enabled,
+            description: req.description,
+            created: now,
+            primary_version: version_id.clone(),
+            versions: vec![version_id.clone()],
+        };
+        let version = VersionRecord {
+            version_id: version_id.clone(),
+            key_id: key_id.clone(),
+            account_id: caller.account.clone(),
+            created: now,
+            sealed_material: base64::engine::general_purpose::STANDARD.encode(sealed),
+        };
+        let path = key_path(&caller.account, &key_id);
+        let batch = Batch::new()
+            .expect(Table::Keys, path.clone(), None)
+            .expect(Table::KeyVersions, version_id.as_str(), None)
+            .put(Table::Keys, path, encode(&key)?)
+            .put(Table::KeyVersions, version_id.as_str(), encode(&version)?);
+        self.commit(batch).await?;
+        Ok(key)
+    }
+
+    /// Finds the key a request names, in the caller's account.
+    ///
+    /// ARNs naming another account or region answer "not found": cross-account use arrives with
+    /// key policies, and until then another account's key must be indistinguishable from none.
+    pub fn resolve(&self, caller: &Caller, key: &KeyRef) -> Result<KeyRecord, Error> {
+        self.resolve_raw(caller, key).map(|(k, _)| k)
+    }
+
+    fn resolve_raw(&self, caller: &Caller, key: &KeyRef) -> Result<(KeyRecord, Vec<u8>), Error> {
+        let key_id = match key {
+            KeyRef::Id(id) => id.clone(),
+            KeyRef::Alias(alias) => self.alias_target(caller, alias)?,
+            KeyRef::KeyArn { region, account, key } => {
+                if *account != caller.account || *region != self.region {
+                    return Err(Error::KeyNotFound);
+                }
+                key.clone()
+            }
+            KeyRef::AliasArn { region, account, alias } => {
+                if *account != caller.account || *region != self.region {
+                    return Err(Error::KeyNotFound);
+                }
+                self.alias_target(caller, alias)?
+            }
+        };
+        self.get_raw(Table::Keys, &key_path(&caller.account, &key_id))?
+            .ok_or(Error::KeyNotFound)
+    }
+
+    fn alias_target(
+        &self,
+        caller: &Caller,
+        alias: &crate::ids::AliasName,
+    ) -> Result<KeyId, Error> {
+        let path = super::aliases::alias_path(&caller.account, alias);
+        self.get::<AliasRecord>(Table::Aliases, &path)?
+            .map(|a| a.key_id)
+            // An alias that points nowhere names no key: callers asked for a key.
+            .ok_or(Error::KeyNotFound)
+    }
+
+    /// The caller's keys that pass every filter, ordered by creation time.
+    pub fn list_keys(&self, caller: &Caller, filters: &[KeyFilter]) -> Result<Vec<KeyRecord>, Error> {
+        let mut keys: Vec<KeyRecord> = self
+            .scan::<KeyRecord>(Table::Keys, &format!("{}/", caller.account))?
+            .into_iter()
+            .filter(|k| filters.iter().all(|f| f.matches(k)))
+            .collect();
+        keys.sort_by(|a, b| (a.created, &a.key_id).cmp(&(b.created, &b.key_id)));
+        Ok(keys)
+    }
+
+    /// Applies `change` to the key with compare-and-swap, retrying if another write raced it.
+    async fn update_key(
+        &self,
+        caller: &Caller,
+        key: &KeyRef,
+        change: impl Fn(&mut KeyRecord) -> Result<(), Error>,
+    ) -> Result<KeyRecord, Error> {
+        for _ in 0..CAS_RETRIES {
+            let (mut record, raw) = self.resolve_raw(caller, key)?;
+            change(&mut record)?;
+            let path = key_path(&caller.account, &record.key_id);
+            let batch = Batch::new()
+                .expect(Table::Keys, path.clone(), Some(raw))
+                .put(Table::Keys, path, encode(&record)?);
+            match self.commit(batch).await {
+                Ok(()) => return Ok(record),
+                Err(StoreError::Conflict) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(Error::Internal("key update kept conflicting".into()))
+    }
+
+    /// `EnableKey`: Disabled → Enabled (Enabled stays Enabled).
+    pub async fn enable_key(&self, caller: &Caller, key: &KeyRef) -> Result<KeyRecord, Error> {
+        self.update_key(caller, key, |k| match k.state {
+            KeyState::Enabled | KeyState::Disabled => {
+                k.state = KeyState::Enabled;
+                Ok(())
+            }
+            other => Err(Error::KeyState(other)),
+        })
+        .await
+    }
+
+    /// `DisableKey`: Enabled → Disabled (Disabled stays Disabled).
+    pub async fn disable_key(&self, caller: &Caller, key: &KeyRef) -> Result<KeyRecord, Error> {
+        self.update_key(caller, key, |k| match k.state {
+            KeyState::Enabled | KeyState::Disabled => {
+                k.state = KeyState::Disabled;
+                Ok(())
+            }
+            other => Err(Error::KeyState(other)),
+        })
+        .await
+    }
+
+    /// `UpdateKeyDescription`.
+    pub async fn update_description(
+        &self,
+        caller: &Caller,
+        key: &KeyRef,
+        description: &str,
+    ) -> Result<KeyRecord, Error> {
+        if description.chars().count() > MAX_DESCRIPTION {
+            return Err(Error::invalid("Description", "longer than 8192 characters"));
+        }
+        self.update_key(caller, key, |k| {
+            k.description = description.to_owned();
+            Ok(())
+        })
+        .await
+    }
+}

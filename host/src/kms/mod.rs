@@ -1,0 +1,123 @@
+//! The domain: accounts, keys, versions, aliases, and the cryptographic operations on them.
+//!
+//! No HTTP, redb or wasmtime types here. Callers pass typed ids; every write goes through
+//! [`Store::commit`] (durable before it returns) before the caller replies.
+
+pub mod accounts;
+pub mod aliases;
+pub mod crypto_ops;
+pub mod envelope;
+pub mod error;
+pub mod keys;
+pub mod model;
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+pub use error::Error;
+
+use crate::clock::Clock;
+use crate::crypto::AeadKey;
+use crate::ids::{AccountId, KeyId, KeyVersionId};
+use crate::keystore::Sealer;
+use crate::store::{Batch, Store, StoreError, Table};
+
+/// The caller of a domain operation, as authenticated by the API layer.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// The account the request acts for.
+    pub account: AccountId,
+    /// Whether the account holds Arca admin rights.
+    pub admin: bool,
+}
+
+/// A key version's prepared material, cached because material never changes for a version id.
+#[derive(Debug)]
+pub(crate) struct LoadedVersion {
+    pub(crate) key_id: KeyId,
+    pub(crate) account_id: AccountId,
+    pub(crate) cipher: AeadKey,
+}
+
+/// The KMS service handle shared by every request.
+#[derive(Debug)]
+pub struct Kms {
+    store: Arc<dyn Store>,
+    sealer: Sealer,
+    clock: Arc<dyn Clock>,
+    region: String,
+    versions: RwLock<HashMap<KeyVersionId, Arc<LoadedVersion>>>,
+    credentials: RwLock<HashMap<crate::ids::AccessKeyId, Arc<accounts::Credential>>>,
+}
+
+/// How many times a read-modify-write is retried when a concurrent write got there first.
+const CAS_RETRIES: usize = 16;
+
+impl Kms {
+    /// A service over `store`, sealing secrets with `sealer`.
+    pub fn new(store: Arc<dyn Store>, sealer: Sealer, clock: Arc<dyn Clock>, region: String) -> Self {
+        Self {
+            store,
+            sealer,
+            clock,
+            region,
+            versions: RwLock::default(),
+            credentials: RwLock::default(),
+        }
+    }
+
+    /// The region this server answers for.
+    pub fn region(&self) -> &str {
+        &self.region
+    }
+
+    /// The clock.
+    pub fn clock(&self) -> &dyn Clock {
+        &*self.clock
+    }
+
+    fn now(&self) -> i64 {
+        self.clock.now().unix_timestamp()
+    }
+
+    fn get<T: DeserializeOwned>(&self, table: Table, key: &str) -> Result<Option<T>, Error> {
+        match self.store.get(table, key)? {
+            Some(bytes) => Ok(Some(serde_json::from_slice(&bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn get_raw<T: DeserializeOwned>(
+        &self,
+        table: Table,
+        key: &str,
+    ) -> Result<Option<(T, Vec<u8>)>, Error> {
+        match self.store.get(table, key)? {
+            Some(bytes) => Ok(Some((serde_json::from_slice(&bytes)?, bytes))),
+            None => Ok(None),
+        }
+    }
+
+    fn scan<T: DeserializeOwned>(&self, table: Table, prefix: &str) -> Result<Vec<T>, Error> {
+        self.store
+            .scan(table, prefix)?
+            .into_iter()
+            .map(|(_, v)| serde_json::from_slice(&v).map_err(Error::from))
+            .collect()
+    }
+
+    /// Commits on a blocking thread: redb fsyncs, which must not stall the async workers.
+    async fn commit(&self, batch: Batch) -> Result<(), StoreError> {
+        let store = Arc::clone(&self.store);
+        tokio::task::spawn_blocking(move || store.commit(batch))
+            .await
+            .map_err(|e| StoreError::Backend(format!("commit task: {e}")))?
+    }
+}
+
+fn encode<T: Serialize>(record: &T) -> Result<Vec<u8>, Error> {
+    Ok(serde_json::to_vec(record)?)
+}

@@ -1,0 +1,41 @@
+//! Arca: an open-source Key Management Service.
+//!
+//! ```text
+//! api (hyper, Alibaba RPC wire format, signatures)      ── the only layer that knows HTTP
+//!  └─► kms (accounts, keys, versions, aliases, crypto)   ── the domain; typed ids in and out
+//!       ├─► keystore (root key, sealing, SOFTWARE keys)
+//!       │    └─► crypto (aws-lc-rs AES-GCM, RustCrypto SM4-GCM; pure)
+//!       └─► store (trait Store; redb embedded)            ── the only layer that knows redb
+//! audit (append-only trail of every call)   clock (injected time)   secret (zeroizing types)
+//! ```
+//! [`serve`] is the library entry: `main.rs` parses the command line and calls it, and tests can
+//! call it in-process.
+
+pub mod api;
+pub mod audit;
+pub mod clock;
+pub mod crypto;
+pub mod error;
+pub mod ids;
+pub mod keystore;
+pub mod kms;
+pub mod secret;
+pub mod startup;
+pub mod store;
+
+pub use startup::{DataDir, ServeConfig, open};
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+
+/// Serves the API for an opened data dir on `listener` until `shutdown` completes.
+pub async fn serve(dir: DataDir, listener: TcpListener, shutdown: impl Future<Output = ()>) {
+    let app = Arc::new(api::App {
+        kms: dir.kms,
+        nonces: api::auth::NonceCache::default(),
+        audit: dir.audit,
+    });
+    api::server::run(listener, app, shutdown).await;
+}

@@ -1,0 +1,167 @@
+//! `arca`: the server and its administration commands.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use arca_host::secret::SecretString;
+use arca_host::startup::RootKeySource;
+use clap::{Parser, Subcommand};
+
+/// Arca, an open-source Key Management Service compatible with the Alibaba Cloud KMS SDKs.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the API (creating the data directory on first start).
+    Serve {
+        /// Where keys, the root key, credentials and the audit log live.
+        #[arg(long, default_value = "./arca-data")]
+        data_dir: PathBuf,
+        /// Address to listen on (loopback by default).
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        /// The region this server answers for.
+        #[arg(long, default_value = "cn-hangzhou")]
+        region: String,
+        /// Read the root key from this file instead of DATA_DIR/root.key (or ARCA_ROOT_KEY).
+        #[arg(long)]
+        root_key_file: Option<PathBuf>,
+    },
+    /// Manage accounts through a running server (needs admin credentials).
+    Account {
+        #[command(subcommand)]
+        command: AccountCommand,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Create another AccessKey for an account through a running server.
+    AccessKey {
+        /// The account that gets the new key.
+        #[arg(long)]
+        account_id: String,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AccountCommand {
+    /// Create an account with one AccessKey; prints its credentials as JSON.
+    Create,
+    /// List every account.
+    List,
+}
+
+#[derive(Debug, clap::Args)]
+struct AdminArgs {
+    /// The server's address.
+    #[arg(long, default_value = "127.0.0.1:8080", global = true)]
+    endpoint: String,
+    /// Admin credentials (the `credentials.json` written at first start).
+    #[arg(long, default_value = "./arca-data/credentials.json", global = true)]
+    credentials: PathBuf,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(run(cli.command))
+}
+
+async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Serve { data_dir, listen, region, root_key_file } => {
+            serve(data_dir, listen, region, root_key_file).await
+        }
+        Command::Account { command, admin } => {
+            let client = admin_client(&admin)?;
+            let reply = match command {
+                AccountCommand::Create => client.call("ArcaCreateAccount", &[]).await?,
+                AccountCommand::List => client.call("ArcaListAccounts", &[]).await?,
+            };
+            print_json(&reply)
+        }
+        Command::AccessKey { account_id, admin } => {
+            let client = admin_client(&admin)?;
+            let reply = client.call("ArcaCreateAccessKey", &[("AccountId", &account_id)]).await?;
+            print_json(&reply)
+        }
+    }
+}
+
+async fn serve(
+    data_dir: PathBuf,
+    listen: SocketAddr,
+    region: String,
+    root_key_file: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    let root_key = match (root_key_file, std::env::var("ARCA_ROOT_KEY")) {
+        (Some(path), _) => RootKeySource::File(path),
+        (None, Ok(text)) => RootKeySource::Env(SecretString::new(text)),
+        (None, Err(_)) => RootKeySource::DataDir,
+    };
+    let dir = arca_host::open(arca_host::ServeConfig { data_dir, region: region.clone(), root_key })
+        .await
+        .context("cannot open the data directory")?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(
+        endpoint = %format!("http://{addr}"),
+        region,
+        credentials = %dir.credentials_path.display(),
+        "Arca is serving; admin credentials are in the credentials file"
+    );
+    arca_host::serve(dir, listener, shutdown_signal()).await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+fn admin_client(args: &AdminArgs) -> anyhow::Result<arca_client::Client> {
+    let creds = arca_client::Credentials::from_file(&args.credentials)?;
+    Ok(arca_client::Client::new(&args.endpoint, creds))
+}
+
+/// Command output goes to stdout on purpose; logs go to stderr.
+fn print_json(value: &serde_json::Value) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, value)?;
+    writeln!(out)?;
+    Ok(())
+}
