@@ -41,13 +41,22 @@ enum Command {
         #[command(flatten)]
         admin: AdminArgs,
     },
-    /// Create another AccessKey for an account through a running server.
+    /// Manage AccessKeys through a running server (needs admin credentials).
     AccessKey {
+        #[command(subcommand)]
+        command: AccessKeyCommand,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AccessKeyCommand {
+    /// Create another AccessKey for an account; prints it as JSON.
+    Create {
         /// The account that gets the new key.
         #[arg(long)]
         account_id: String,
-        #[command(flatten)]
-        admin: AdminArgs,
     },
 }
 
@@ -77,6 +86,7 @@ fn main() -> anyhow::Result<()> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(run(cli.command))
@@ -95,7 +105,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             };
             print_json(&reply)
         }
-        Command::AccessKey { account_id, admin } => {
+        Command::AccessKey { command: AccessKeyCommand::Create { account_id }, admin } => {
             let client = admin_client(&admin)?;
             let reply = client.call("ArcaCreateAccessKey", &[("AccountId", &account_id)]).await?;
             print_json(&reply)

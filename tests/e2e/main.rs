@@ -1,1 +1,40 @@
+//! End-to-end tests against the real `arca` binary. One test binary (one link); each module is
+//! an area. The official Python SDKs are exercised separately by `tests/python/`.
 
+mod auth;
+mod crypto;
+mod durability;
+mod startup;
+mod tenancy;
+
+use std::time::Duration;
+
+use arca_tests::TestServer;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+
+/// Sends a raw request and returns (status, JSON body).
+pub async fn send(req: http::Request<Full<Bytes>>) -> (u16, serde_json::Value) {
+    let client = Client::builder(TokioExecutor::new()).build_http();
+    let resp = tokio::time::timeout(Duration::from_secs(30), client.request(req))
+        .await
+        .expect("timed out")
+        .expect("request failed");
+    let status = resp.status().as_u16();
+    let body = resp.into_body().collect().await.expect("body").to_bytes();
+    let json = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+    (status, json)
+}
+
+/// Creates a key and returns its id.
+pub async fn new_key(c: &arca_client::Client, spec: &str) -> String {
+    let r = c.call("CreateKey", &[("KeySpec", spec)]).await.expect("CreateKey");
+    r["KeyMetadata"]["KeyId"].as_str().expect("KeyId").to_owned()
+}
+
+/// A started server, or a test failure that says why.
+pub fn server() -> TestServer {
+    TestServer::start().expect("start arca")
+}

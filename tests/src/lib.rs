@@ -1,1 +1,151 @@
-//! placeholder
+//! Test harness: start the real `arca` binary on a free loopback port with its own data
+//! directory, talk to it with the Rust client or raw HTTP, kill it, restart it.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use arca_client::{Client, Credentials};
+
+/// The `arca` binary built next to this test binary (`cargo build --bins` first).
+pub fn arca_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("ARCA_BIN") {
+        return PathBuf::from(p);
+    }
+    // target/<profile>/deps/<test-binary> → target/<profile>/arca
+    let exe = std::env::current_exe().unwrap_or_default();
+    let mut dir = exe.parent().map(Path::to_path_buf).unwrap_or_default();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    dir.join("arca")
+}
+
+/// A free loopback port (racy in principle; fine for tests on one machine).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(0)
+}
+
+/// A running `arca serve`, killed on drop.
+#[derive(Debug)]
+pub struct TestServer {
+    /// `127.0.0.1:<port>`.
+    pub endpoint: String,
+    /// The data directory (kept across restarts).
+    pub data_dir: PathBuf,
+    extra_env: Vec<(String, String)>,
+    child: Option<Child>,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+impl TestServer {
+    /// Starts a server on a fresh data directory.
+    pub fn start() -> Result<Self> {
+        let tmp = tempfile::tempdir()?;
+        let data_dir = tmp.path().join("data");
+        let mut s = Self::on(data_dir, Vec::new())?;
+        s._tmp = Some(tmp);
+        Ok(s)
+    }
+
+    /// Starts a server on `data_dir` with extra environment variables.
+    pub fn on(data_dir: PathBuf, extra_env: Vec<(String, String)>) -> Result<Self> {
+        let endpoint = format!("127.0.0.1:{}", free_port());
+        let mut s = Self { endpoint, data_dir, extra_env, child: None, _tmp: None };
+        s.spawn()?;
+        Ok(s)
+    }
+
+    /// The `arca serve` command for this server, not yet spawned.
+    pub fn command(&self) -> Command {
+        let mut cmd = Command::new(arca_bin());
+        cmd.arg("serve")
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .arg("--listen")
+            .arg(&self.endpoint)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null());
+        // To a file, not a pipe: a pipe nobody reads would block the server once full.
+        match std::fs::OpenOptions::new().create(true).append(true).open(self.log_path()) {
+            Ok(f) => cmd.stderr(f),
+            Err(_) => cmd.stderr(Stdio::null()),
+        };
+        for (k, v) in &self.extra_env {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
+    fn spawn(&mut self) -> Result<()> {
+        let bin = arca_bin();
+        if !bin.exists() {
+            bail!("{} is missing: run `cargo build --bins` first", bin.display());
+        }
+        let mut child = self.command().spawn().context("spawning arca")?;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if std::net::TcpStream::connect(&self.endpoint).is_ok() {
+                break;
+            }
+            if let Some(status) = child.try_wait()? {
+                let err = std::fs::read_to_string(self.log_path()).unwrap_or_default();
+                bail!("arca exited with {status} before listening: {err}");
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                bail!("arca did not listen on {} within 20 s", self.endpoint);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.child = Some(child);
+        Ok(())
+    }
+
+    /// The server's stderr log (kept across restarts).
+    pub fn log_path(&self) -> PathBuf {
+        self.data_dir.with_extension("log")
+    }
+
+    /// The admin credentials written at first start.
+    pub fn credentials(&self) -> Result<Credentials> {
+        Ok(Credentials::from_file(&self.data_dir.join("credentials.json"))?)
+    }
+
+    /// A client signed with the admin credentials.
+    pub fn client(&self) -> Result<Client> {
+        Ok(Client::new(&self.endpoint, self.credentials()?))
+    }
+
+    /// A client for other credentials.
+    pub fn client_for(&self, credentials: Credentials) -> Client {
+        Client::new(&self.endpoint, credentials)
+    }
+
+    /// SIGKILL, no chance to flush anything.
+    pub fn kill9(&mut self) -> Result<()> {
+        if let Some(mut c) = self.child.take() {
+            c.kill()?;
+            c.wait()?;
+        }
+        Ok(())
+    }
+
+    /// Starts the server again on the same data directory and port.
+    pub fn restart(&mut self) -> Result<()> {
+        self.kill9()?;
+        self.spawn()
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        let _ = self.kill9();
+    }
+}

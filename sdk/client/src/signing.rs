@@ -71,16 +71,27 @@ pub fn signed_request(
     action: &str,
     params: &[(&str, &str)],
 ) -> http::Request<Full<Bytes>> {
+    signed_request_at(host, access_key_id, secret, action, params, &timestamp(), &nonce())
+}
+
+/// [`signed_request`] with a given date and nonce (for tests of clock skew and replay).
+pub fn signed_request_at(
+    host: &str,
+    access_key_id: &str,
+    secret: &[u8],
+    action: &str,
+    params: &[(&str, &str)],
+    date: &str,
+    nonce: &str,
+) -> http::Request<Full<Bytes>> {
     let query = sorted_query(params.iter().copied());
-    let date = timestamp();
-    let nonce = nonce();
     let payload = sha256_hex(b"");
     let headers = [
         ("host", host),
         ("x-acs-action", action),
         ("x-acs-content-sha256", payload.as_str()),
-        ("x-acs-date", date.as_str()),
-        ("x-acs-signature-nonce", nonce.as_str()),
+        ("x-acs-date", date),
+        ("x-acs-signature-nonce", nonce),
         ("x-acs-version", crate::API_VERSION),
     ];
     let mut canonical_headers = String::new();
