@@ -98,8 +98,14 @@ pub enum ApiError {
 
 impl ApiError {
     /// Shorthand for [`ApiError::InvalidParameter`].
-    pub fn invalid(name: impl Into<Cow<'static, str>>, reason: impl Into<Cow<'static, str>>) -> Self {
-        Self::InvalidParameter { name: name.into(), reason: reason.into() }
+    pub fn invalid(
+        name: impl Into<Cow<'static, str>>,
+        reason: impl Into<Cow<'static, str>>,
+    ) -> Self {
+        Self::InvalidParameter {
+            name: name.into(),
+            reason: reason.into(),
+        }
     }
 
     /// The HTTP status.
@@ -245,10 +251,19 @@ mod tests {
 
     #[test]
     fn state_errors_use_the_documented_codes() {
-        assert_eq!(ApiError::KeyState(KeyState::Disabled).code(), "Rejected.Disabled");
-        assert_eq!(ApiError::KeyState(KeyState::Disabled).status(), StatusCode::CONFLICT);
+        assert_eq!(
+            ApiError::KeyState(KeyState::Disabled).code(),
+            "Rejected.Disabled"
+        );
+        assert_eq!(
+            ApiError::KeyState(KeyState::Disabled).status(),
+            StatusCode::CONFLICT
+        );
         assert_eq!(ApiError::KeyNotFound.status(), StatusCode::NOT_FOUND);
-        assert_eq!(ApiError::KeyNotFound.message(), "The specified Key is not found.");
+        assert_eq!(
+            ApiError::KeyNotFound.message(),
+            "The specified Key is not found."
+        );
     }
 
     #[test]

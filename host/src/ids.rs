@@ -132,10 +132,13 @@ impl FromStr for AliasName {
     /// `alias/` followed by 1–249 of `[A-Za-z0-9_/-]` (255 characters in all at most).
     fn from_str(s: &str) -> Result<Self, IdError> {
         let rest = s.strip_prefix(Self::PREFIX).ok_or(IdError("AliasName"))?;
-        let valid = !rest.is_empty()
-            && s.len() <= 255
-            && rest.chars().all(|c| is_id_char(c) || c == '/');
-        if valid { Ok(Self(s.to_owned())) } else { Err(IdError("AliasName")) }
+        let valid =
+            !rest.is_empty() && s.len() <= 255 && rest.chars().all(|c| is_id_char(c) || c == '/');
+        if valid {
+            Ok(Self(s.to_owned()))
+        } else {
+            Err(IdError("AliasName"))
+        }
     }
 }
 
@@ -235,10 +238,18 @@ impl FromStr for KeyRef {
             let region = region.to_owned();
             let account: AccountId = account.parse().map_err(|_| IdError("KeyId"))?;
             if let Some(id) = resource.strip_prefix("key/") {
-                return Ok(Self::KeyArn { region, account, key: id.parse()? });
+                return Ok(Self::KeyArn {
+                    region,
+                    account,
+                    key: id.parse()?,
+                });
             }
             if resource.starts_with("alias/") {
-                return Ok(Self::AliasArn { region, account, alias: resource.parse()? });
+                return Ok(Self::AliasArn {
+                    region,
+                    account,
+                    alias: resource.parse()?,
+                });
             }
             return Err(IdError("KeyId"));
         }
@@ -251,10 +262,16 @@ impl fmt::Display for KeyRef {
         match self {
             Self::Id(id) => id.fmt(f),
             Self::Alias(a) => a.fmt(f),
-            Self::KeyArn { region, account, key } => f.write_str(&key_arn(region, account, key)),
-            Self::AliasArn { region, account, alias } => {
-                f.write_str(&alias_arn(region, account, alias))
-            }
+            Self::KeyArn {
+                region,
+                account,
+                key,
+            } => f.write_str(&key_arn(region, account, key)),
+            Self::AliasArn {
+                region,
+                account,
+                alias,
+            } => f.write_str(&alias_arn(region, account, alias)),
         }
     }
 }
@@ -266,11 +283,16 @@ mod tests {
     #[test]
     fn key_refs_parse_every_form() {
         assert!(matches!("key-hzz123".parse::<KeyRef>(), Ok(KeyRef::Id(_))));
-        assert!(matches!("alias/my-key".parse::<KeyRef>(), Ok(KeyRef::Alias(_))));
+        assert!(matches!(
+            "alias/my-key".parse::<KeyRef>(),
+            Ok(KeyRef::Alias(_))
+        ));
         let arn: KeyRef = "acs:kms:cn-hangzhou:1234:key/key-abc".parse().unwrap();
         assert_eq!(arn.to_string(), "acs:kms:cn-hangzhou:1234:key/key-abc");
         let alias_arn: KeyRef = "acs:kms:cn-hangzhou:1234:alias/x".parse().unwrap();
-        assert!(matches!(alias_arn, KeyRef::AliasArn { ref alias, .. } if alias.as_str() == "alias/x"));
+        assert!(
+            matches!(alias_arn, KeyRef::AliasArn { ref alias, .. } if alias.as_str() == "alias/x")
+        );
         assert!("acs:kms:cn:notnum:key/k".parse::<KeyRef>().is_err());
         assert!("bad id!".parse::<KeyRef>().is_err());
         assert!("alias/".parse::<KeyRef>().is_err());
@@ -281,7 +303,11 @@ mod tests {
         let v = KeyVersionId::generate();
         assert_eq!(v.as_str().len(), KeyVersionId::LEN);
         assert_eq!(v.as_str().parse::<KeyVersionId>().unwrap(), v);
-        assert!(KeyId::generate("cn-hangzhou").as_str().starts_with("key-han"));
+        assert!(
+            KeyId::generate("cn-hangzhou")
+                .as_str()
+                .starts_with("key-han")
+        );
         assert_eq!(AccountId::generate().as_str().len(), 16);
         assert!(AccessKeyId::generate().as_str().starts_with("LTAI"));
     }

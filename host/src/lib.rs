@@ -36,6 +36,7 @@ pub async fn serve(dir: DataDir, listener: TcpListener, shutdown: impl Future<Ou
         kms: dir.kms,
         nonces: api::auth::NonceCache::default(),
         audit: dir.audit,
+        request_ids: api::RequestIds::default(),
     });
     api::server::run(listener, app, shutdown).await;
 }

@@ -84,7 +84,10 @@ impl fmt::Debug for SecretString {
 
 /// Serializes a secret string as plain text. The one way a secret leaves its type: into a
 /// response body the caller asked for (`#[serde(serialize_with = "…")]`).
-pub fn serialize_exposed<S: serde::Serializer>(s: &SecretString, ser: S) -> Result<S::Ok, S::Error> {
+pub fn serialize_exposed<S: serde::Serializer>(
+    s: &SecretString,
+    ser: S,
+) -> Result<S::Ok, S::Error> {
     ser.serialize_str(s.expose())
 }
 

@@ -86,7 +86,10 @@ pub enum StartupError {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StartupError + '_ {
-    move |source| StartupError::Io { path: path.display().to_string(), source }
+    move |source| StartupError::Io {
+        path: path.display().to_string(),
+        source,
+    }
 }
 
 /// The seal identity of the root-key check value.
@@ -113,7 +116,11 @@ pub async fn open_with_clock(
     clock: Arc<dyn Clock>,
 ) -> Result<DataDir, StartupError> {
     let dir = &config.data_dir;
-    fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(io_err(dir))?;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(io_err(dir))?;
     let store_path = dir.join("arca.redb");
     let fresh = !store_path.exists();
     let root = match config.root_key {
@@ -136,25 +143,46 @@ pub async fn open_with_clock(
     })?;
     let sealer = root.sealer();
     check_root_key(&store, &sealer)?;
-    let kms = Arc::new(Kms::new(Arc::new(store), sealer, clock, config.region.clone()));
+    let kms = Arc::new(Kms::new(
+        Arc::new(store),
+        sealer,
+        clock,
+        config.region.clone(),
+    ));
     let credentials_path = dir.join("credentials.json");
-    if kms.bootstrap_account().map_err(|e| StartupError::Bootstrap(e.to_string()))?.is_none() {
-        let ak = kms.bootstrap().await.map_err(|e| StartupError::Bootstrap(e.to_string()))?;
+    if kms
+        .bootstrap_account()
+        .map_err(|e| StartupError::Bootstrap(e.to_string()))?
+        .is_none()
+    {
+        let ak = kms
+            .bootstrap()
+            .await
+            .map_err(|e| StartupError::Bootstrap(e.to_string()))?;
         write_credentials(&credentials_path, &ak, &config.region)?;
     } else if !credentials_path.exists() {
         // A crash between the bootstrap commit and the file write, or an operator who deleted
         // the file: the admin key is in the store, so write the file again.
-        let ak = kms.bootstrap_access_key().map_err(|e| StartupError::Bootstrap(e.to_string()))?;
+        let ak = kms
+            .bootstrap_access_key()
+            .map_err(|e| StartupError::Bootstrap(e.to_string()))?;
         write_credentials(&credentials_path, &ak, &config.region)?;
     }
     let audit_path = dir.join("audit.log");
     let audit = AuditLog::open(&audit_path).map_err(io_err(&audit_path))?;
-    Ok(DataDir { kms, audit, credentials_path })
+    Ok(DataDir {
+        kms,
+        audit,
+        credentials_path,
+    })
 }
 
 /// Proves the root key is the one the store was sealed with, before anything is served.
 fn check_root_key(store: &RedbStore, sealer: &crate::keystore::Sealer) -> Result<(), StartupError> {
-    let store_err = |source| StartupError::Store { path: "arca.redb".into(), source };
+    let store_err = |source| StartupError::Store {
+        path: "arca.redb".into(),
+        source,
+    };
     match store.get(Table::Meta, "root_check").map_err(store_err)? {
         Some(sealed) => match sealer.open(ROOT_CHECK, &sealed) {
             Ok(_) => Ok(()),
@@ -165,7 +193,11 @@ fn check_root_key(store: &RedbStore, sealer: &crate::keystore::Sealer) -> Result
                 .seal(ROOT_CHECK, b"arca root key check v1")
                 .map_err(|e| StartupError::Bootstrap(e.to_string()))?;
             store
-                .commit(Batch::new().expect(Table::Meta, "root_check", None).put(Table::Meta, "root_check", sealed))
+                .commit(Batch::new().expect(Table::Meta, "root_check", None).put(
+                    Table::Meta,
+                    "root_check",
+                    sealed,
+                ))
                 .map_err(store_err)
         }
     }

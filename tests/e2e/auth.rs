@@ -25,7 +25,11 @@ async fn a_replayed_request_is_refused() {
     let (status, body) = send(make()).await;
     assert_eq!(status, 200, "{body}");
     let (status, body) = send(make()).await;
-    assert_eq!((status, body["Code"].as_str()), (400, Some("SignatureNonceUsed")), "{body}");
+    assert_eq!(
+        (status, body["Code"].as_str()),
+        (400, Some("SignatureNonceUsed")),
+        "{body}"
+    );
     // A fresh nonce goes through again.
     let (status, _) = send(signed_request_at(
         &s.endpoint,
@@ -55,7 +59,11 @@ async fn stale_and_future_timestamps_are_refused() {
             &nonce(),
         );
         let (status, body) = send(req).await;
-        assert_eq!((status, body["Code"].as_str()), (400, Some("InvalidTimeStamp.Expired")), "{body}");
+        assert_eq!(
+            (status, body["Code"].as_str()),
+            (400, Some("InvalidTimeStamp.Expired")),
+            "{body}"
+        );
     }
     let req = signed_request_at(
         &s.endpoint,
@@ -82,20 +90,42 @@ async fn bad_credentials_and_unsigned_requests_are_refused() {
         &[],
     );
     let (status, body) = send(wrong).await;
-    assert_eq!((status, body["Code"].as_str()), (400, Some("SignatureDoesNotMatch")), "{body}");
-    assert!(
-        body["Message"].as_str().unwrap().contains("server string to sign is:ACS3-HMAC-SHA256\n"),
+    assert_eq!(
+        (status, body["Code"].as_str()),
+        (400, Some("SignatureDoesNotMatch")),
         "{body}"
     );
-    let unknown =
-        arca_client::signing::signed_request(&s.endpoint, "LTAInobody", b"x", "DescribeRegions", &[]);
+    assert!(
+        body["Message"]
+            .as_str()
+            .unwrap()
+            .contains("server string to sign is:ACS3-HMAC-SHA256\n"),
+        "{body}"
+    );
+    let unknown = arca_client::signing::signed_request(
+        &s.endpoint,
+        "LTAInobody",
+        b"x",
+        "DescribeRegions",
+        &[],
+    );
     let (status, body) = send(unknown).await;
-    assert_eq!((status, body["Code"].as_str()), (404, Some("InvalidAccessKeyId.NotFound")));
-    let unsigned = http::Request::post(format!("http://{}/?Action=DescribeRegions&Version=2016-01-20", s.endpoint))
-        .body(Full::new(Bytes::new()))
-        .unwrap();
+    assert_eq!(
+        (status, body["Code"].as_str()),
+        (404, Some("InvalidAccessKeyId.NotFound"))
+    );
+    let unsigned = http::Request::post(format!(
+        "http://{}/?Action=DescribeRegions&Version=2016-01-20",
+        s.endpoint
+    ))
+    .body(Full::new(Bytes::new()))
+    .unwrap();
     let (status, body) = send(unsigned).await;
-    assert_eq!((status, body["Code"].as_str()), (400, Some("IncompleteSignature")), "{body}");
+    assert_eq!(
+        (status, body["Code"].as_str()),
+        (400, Some("IncompleteSignature")),
+        "{body}"
+    );
     assert!(body["RequestId"].as_str().is_some_and(|r| !r.is_empty()));
     assert!(body["HostId"].as_str().is_some());
 }
@@ -106,11 +136,17 @@ async fn request_shape_errors_have_their_codes() {
     let c = s.client().unwrap();
     let e = c.call("NoSuchAction", &[]).await.unwrap_err();
     assert_eq!(e.code(), Some("InvalidApi.NotFound"));
-    let put = http::Request::put(format!("http://{}/", s.endpoint)).body(Full::new(Bytes::new())).unwrap();
+    let put = http::Request::put(format!("http://{}/", s.endpoint))
+        .body(Full::new(Bytes::new()))
+        .unwrap();
     let (status, body) = send(put).await;
-    assert_eq!((status, body["Code"].as_str()), (403, Some("UnsupportedHTTPMethod")));
-    let no_version =
-        http::Request::post(format!("http://{}/?Action=DescribeRegions", s.endpoint)).body(Full::new(Bytes::new())).unwrap();
+    assert_eq!(
+        (status, body["Code"].as_str()),
+        (403, Some("UnsupportedHTTPMethod"))
+    );
+    let no_version = http::Request::post(format!("http://{}/?Action=DescribeRegions", s.endpoint))
+        .body(Full::new(Bytes::new()))
+        .unwrap();
     let (_, body) = send(no_version).await;
     assert_eq!(body["Code"], "MissingParameter");
     let big = http::Request::post(format!("http://{}/", s.endpoint))
@@ -118,17 +154,27 @@ async fn request_shape_errors_have_their_codes() {
         .body(Full::new(Bytes::from(vec![b'a'; 300 * 1024])))
         .unwrap();
     let (status, body) = send(big).await;
-    assert_eq!((status, body["Code"].as_str()), (413, Some("RequestEntityTooLarge")), "{body}");
+    assert_eq!(
+        (status, body["Code"].as_str()),
+        (413, Some("RequestEntityTooLarge")),
+        "{body}"
+    );
 }
 
 #[tokio::test]
 async fn dry_run_validates_without_acting() {
     let s = server();
     let c = s.client().unwrap();
-    let e = c.call("CreateKey", &[("DryRun", "true")]).await.unwrap_err();
+    let e = c
+        .call("CreateKey", &[("DryRun", "true")])
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), Some("DryRunOperationError"));
     let keys = c.call("ListKeys", &[]).await.unwrap();
     assert_eq!(keys["TotalCount"], 0, "a dry run created nothing");
-    let e = c.call("CreateKey", &[("DryRun", "true"), ("KeySpec", "Nope")]).await.unwrap_err();
+    let e = c
+        .call("CreateKey", &[("DryRun", "true"), ("KeySpec", "Nope")])
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), Some("InvalidParameter"), "validation still runs");
 }

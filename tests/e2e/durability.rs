@@ -12,14 +12,42 @@ async fn acknowledged_state_survives_kill_9() {
     let c = s.client().unwrap();
     let mut sealed = Vec::new();
     for i in 0..5 {
-        let key = new_key(&c, if i % 2 == 0 { "Aliyun_AES_256" } else { "Aliyun_SM4" }).await;
+        let key = new_key(
+            &c,
+            if i % 2 == 0 {
+                "Aliyun_AES_256"
+            } else {
+                "Aliyun_SM4"
+            },
+        )
+        .await;
         let alias = format!("alias/durable-{i}");
-        c.call("CreateAlias", &[("AliasName", &alias), ("KeyId", &key)]).await.unwrap();
-        c.call("UpdateKeyDescription", &[("KeyId", &key), ("Description", &format!("d{i}"))]).await.unwrap();
-        let e = c.call("Encrypt", &[("KeyId", &alias), ("Plaintext", &format!("p{i}"))]).await.unwrap();
-        sealed.push((key, alias, e["CiphertextBlob"].as_str().unwrap().to_owned(), format!("p{i}")));
+        c.call("CreateAlias", &[("AliasName", &alias), ("KeyId", &key)])
+            .await
+            .unwrap();
+        c.call(
+            "UpdateKeyDescription",
+            &[("KeyId", &key), ("Description", &format!("d{i}"))],
+        )
+        .await
+        .unwrap();
+        let e = c
+            .call(
+                "Encrypt",
+                &[("KeyId", &alias), ("Plaintext", &format!("p{i}"))],
+            )
+            .await
+            .unwrap();
+        sealed.push((
+            key,
+            alias,
+            e["CiphertextBlob"].as_str().unwrap().to_owned(),
+            format!("p{i}"),
+        ));
     }
-    c.call("DisableKey", &[("KeyId", &sealed[0].0)]).await.unwrap();
+    c.call("DisableKey", &[("KeyId", &sealed[0].0)])
+        .await
+        .unwrap();
     s.kill9().unwrap();
     s.restart().unwrap();
     let c = s.client().unwrap();
@@ -33,7 +61,10 @@ async fn acknowledged_state_survives_kill_9() {
             assert_eq!(d["KeyMetadata"]["KeyState"], "Disabled");
             c.call("EnableKey", &[("KeyId", key)]).await.unwrap();
         }
-        let p = c.call("Decrypt", &[("CiphertextBlob", blob)]).await.unwrap();
+        let p = c
+            .call("Decrypt", &[("CiphertextBlob", blob)])
+            .await
+            .unwrap();
         assert_eq!(p["Plaintext"], plain.as_str());
     }
 }
@@ -58,16 +89,29 @@ async fn kills_under_load_lose_no_acknowledged_write() {
             let (c, acked) = (c.clone(), Arc::clone(&acked));
             workers.push(tokio::spawn(async move {
                 for i in 0.. {
-                    let Ok(r) = c.call("CreateKey", &[]).await else { return };
-                    let key = r["KeyMetadata"]["KeyId"].as_str().unwrap_or_default().to_owned();
+                    let Ok(r) = c.call("CreateKey", &[]).await else {
+                        return;
+                    };
+                    let key = r["KeyMetadata"]["KeyId"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned();
                     acked.lock().unwrap().keys.push(key.clone());
                     let alias = format!("alias/r{round}-w{w}-{i}");
-                    if c.call("CreateAlias", &[("AliasName", &alias), ("KeyId", &key)]).await.is_err() {
+                    if c.call("CreateAlias", &[("AliasName", &alias), ("KeyId", &key)])
+                        .await
+                        .is_err()
+                    {
                         return;
                     }
                     acked.lock().unwrap().aliases.push((alias, key.clone()));
                     let plain = format!("{round}/{w}/{i}");
-                    let Ok(e) = c.call("Encrypt", &[("KeyId", &key), ("Plaintext", &plain)]).await else { return };
+                    let Ok(e) = c
+                        .call("Encrypt", &[("KeyId", &key), ("Plaintext", &plain)])
+                        .await
+                    else {
+                        return;
+                    };
                     let blob = e["CiphertextBlob"].as_str().unwrap_or_default().to_owned();
                     acked.lock().unwrap().blobs.push((blob, plain));
                 }
@@ -83,7 +127,11 @@ async fn kills_under_load_lose_no_acknowledged_write() {
     }
     let c = s.client().unwrap();
     let acked = Arc::try_unwrap(acked).ok().unwrap().into_inner().unwrap();
-    assert!(acked.keys.len() >= 6, "the load made progress: {} keys", acked.keys.len());
+    assert!(
+        acked.keys.len() >= 6,
+        "the load made progress: {} keys",
+        acked.keys.len()
+    );
     let listed = c.call("ListKeys", &[("PageSize", "100")]).await.unwrap();
     assert!(listed["TotalCount"].as_u64().unwrap() >= acked.keys.len() as u64);
     for key in &acked.keys {
@@ -94,7 +142,10 @@ async fn kills_under_load_lose_no_acknowledged_write() {
         assert_eq!(d["KeyMetadata"]["KeyId"], key.as_str());
     }
     for (blob, plain) in &acked.blobs {
-        let p = c.call("Decrypt", &[("CiphertextBlob", blob)]).await.unwrap();
+        let p = c
+            .call("Decrypt", &[("CiphertextBlob", blob)])
+            .await
+            .unwrap();
         assert_eq!(p["Plaintext"], plain.as_str());
     }
 }

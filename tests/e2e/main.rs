@@ -1,6 +1,13 @@
 //! End-to-end tests against the real `arca` binary. One test binary (one link); each module is
 //! an area. The official Python SDKs are exercised separately by `tests/python/`.
 
+#![expect(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed step is a failed test"
+)]
+
 mod auth;
 mod crypto;
 mod durability;
@@ -30,8 +37,14 @@ pub async fn send(req: http::Request<Full<Bytes>>) -> (u16, serde_json::Value) {
 
 /// Creates a key and returns its id.
 pub async fn new_key(c: &arca_client::Client, spec: &str) -> String {
-    let r = c.call("CreateKey", &[("KeySpec", spec)]).await.expect("CreateKey");
-    r["KeyMetadata"]["KeyId"].as_str().expect("KeyId").to_owned()
+    let r = c
+        .call("CreateKey", &[("KeySpec", spec)])
+        .await
+        .expect("CreateKey");
+    r["KeyMetadata"]["KeyId"]
+        .as_str()
+        .expect("KeyId")
+        .to_owned()
 }
 
 /// A started server, or a test failure that says why.

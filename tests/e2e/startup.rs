@@ -42,26 +42,53 @@ async fn first_start_writes_private_files_and_restart_reuses_them() {
     let creds_path = s.data_dir.join("credentials.json");
     assert_eq!(mode(&creds_path), 0o600);
     assert_eq!(mode(&s.data_dir.join("root.key")), 0o600);
-    let raw: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&creds_path).unwrap()).unwrap();
-    for field in ["access_key_id", "access_key_secret", "account_id", "region_id"] {
-        assert!(raw[field].as_str().is_some_and(|v| !v.is_empty()), "{field} in {raw}");
+    let raw: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&creds_path).unwrap()).unwrap();
+    for field in [
+        "access_key_id",
+        "access_key_secret",
+        "account_id",
+        "region_id",
+    ] {
+        assert!(
+            raw[field].as_str().is_some_and(|v| !v.is_empty()),
+            "{field} in {raw}"
+        );
     }
-    assert!(raw["account_id"].as_str().unwrap().bytes().all(|b| b.is_ascii_digit()));
+    assert!(
+        raw["account_id"]
+            .as_str()
+            .unwrap()
+            .bytes()
+            .all(|b| b.is_ascii_digit())
+    );
     assert_eq!(raw["region_id"], "cn-hangzhou");
     let log = std::fs::read_to_string(s.log_path()).unwrap_or_default();
-    assert!(!log.contains(raw["access_key_secret"].as_str().unwrap()), "the secret is never logged");
+    assert!(
+        !log.contains(raw["access_key_secret"].as_str().unwrap()),
+        "the secret is never logged"
+    );
 
     let c = s.client().unwrap();
     let key = crate::new_key(&c, "Aliyun_AES_256").await;
     s.restart().unwrap();
-    let again: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&creds_path).unwrap()).unwrap();
-    assert_eq!(raw, again, "a second start reuses the account and AccessKey");
-    s.client().unwrap().call("DescribeKey", &[("KeyId", &key)]).await.unwrap();
+    let again: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&creds_path).unwrap()).unwrap();
+    assert_eq!(
+        raw, again,
+        "a second start reuses the account and AccessKey"
+    );
+    s.client()
+        .unwrap()
+        .call("DescribeKey", &[("KeyId", &key)])
+        .await
+        .unwrap();
 
     // A deleted credentials file is written again from the store.
     std::fs::remove_file(&creds_path).unwrap();
     s.restart().unwrap();
-    let rewritten: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&creds_path).unwrap()).unwrap();
+    let rewritten: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&creds_path).unwrap()).unwrap();
     assert_eq!(raw, rewritten);
 }
 
@@ -95,12 +122,18 @@ async fn a_root_key_from_the_environment_is_never_written_to_disk() {
     assert!(!data.join("root.key").exists());
     let c = s.client().unwrap();
     let k = crate::new_key(&c, "Aliyun_AES_128").await;
-    let e = c.call("Encrypt", &[("KeyId", &k), ("Plaintext", "env")]).await.unwrap();
+    let e = c
+        .call("Encrypt", &[("KeyId", &k), ("Plaintext", "env")])
+        .await
+        .unwrap();
     s.restart().unwrap();
     let p = s
         .client()
         .unwrap()
-        .call("Decrypt", &[("CiphertextBlob", e["CiphertextBlob"].as_str().unwrap())])
+        .call(
+            "Decrypt",
+            &[("CiphertextBlob", e["CiphertextBlob"].as_str().unwrap())],
+        )
         .await
         .unwrap();
     assert_eq!(p["Plaintext"], "env");

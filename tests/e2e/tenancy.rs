@@ -16,7 +16,11 @@ fn cli(s: &arca_tests::TestServer, args: &[&str]) -> serde_json::Value {
         .arg(s.data_dir.join("credentials.json"))
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
@@ -34,40 +38,91 @@ async fn accounts_see_only_their_own_keys() {
     let s = server();
     let admin = s.client().unwrap();
     let admin_key = new_key(&admin, "Aliyun_AES_256").await;
-    admin.call("CreateAlias", &[("AliasName", "alias/shared-name"), ("KeyId", &admin_key)]).await.unwrap();
-    let sealed = admin.call("Encrypt", &[("KeyId", &admin_key), ("Plaintext", "mine")]).await.unwrap();
-    let admin_arn = admin.call("DescribeKey", &[("KeyId", &admin_key)]).await.unwrap()["KeyMetadata"]["Arn"]
+    admin
+        .call(
+            "CreateAlias",
+            &[("AliasName", "alias/shared-name"), ("KeyId", &admin_key)],
+        )
+        .await
+        .unwrap();
+    let sealed = admin
+        .call("Encrypt", &[("KeyId", &admin_key), ("Plaintext", "mine")])
+        .await
+        .unwrap();
+    let admin_arn = admin
+        .call("DescribeKey", &[("KeyId", &admin_key)])
+        .await
+        .unwrap()["KeyMetadata"]["Arn"]
         .as_str()
         .unwrap()
         .to_owned();
 
     let made = cli(&s, &["account", "create"]);
     let other = s.client_for(creds(&made));
-    assert_ne!(made["AccountId"], s.credentials().unwrap().account_id.as_str());
+    assert_ne!(
+        made["AccountId"],
+        s.credentials().unwrap().account_id.as_str()
+    );
 
     assert_eq!(other.call("ListKeys", &[]).await.unwrap()["TotalCount"], 0);
     for key in [admin_key.as_str(), admin_arn.as_str(), "alias/shared-name"] {
-        let e = other.call("DescribeKey", &[("KeyId", key)]).await.unwrap_err();
+        let e = other
+            .call("DescribeKey", &[("KeyId", key)])
+            .await
+            .unwrap_err();
         assert_eq!(e.code(), Some("Forbidden.KeyNotFound"), "{key}");
-        let e = other.call("Encrypt", &[("KeyId", key), ("Plaintext", "x")]).await.unwrap_err();
+        let e = other
+            .call("Encrypt", &[("KeyId", key), ("Plaintext", "x")])
+            .await
+            .unwrap_err();
         assert_eq!(e.code(), Some("Forbidden.KeyNotFound"), "{key}");
     }
-    let e = other.call("Decrypt", &[("CiphertextBlob", sealed["CiphertextBlob"].as_str().unwrap())]).await.unwrap_err();
-    assert_eq!(e.code(), Some("InvalidCiphertext"), "another account's ciphertext does not open");
-    let e = other.call("DisableKey", &[("KeyId", &admin_key)]).await.unwrap_err();
+    let e = other
+        .call(
+            "Decrypt",
+            &[("CiphertextBlob", sealed["CiphertextBlob"].as_str().unwrap())],
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.code(),
+        Some("InvalidCiphertext"),
+        "another account's ciphertext does not open"
+    );
+    let e = other
+        .call("DisableKey", &[("KeyId", &admin_key)])
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), Some("Forbidden.KeyNotFound"));
 
     // Alias names are per account: the same name is free in the other one.
     let own = new_key(&other, "Aliyun_AES_256").await;
-    other.call("CreateAlias", &[("AliasName", "alias/shared-name"), ("KeyId", &own)]).await.unwrap();
-    let d = other.call("DescribeKey", &[("KeyId", "alias/shared-name")]).await.unwrap();
+    other
+        .call(
+            "CreateAlias",
+            &[("AliasName", "alias/shared-name"), ("KeyId", &own)],
+        )
+        .await
+        .unwrap();
+    let d = other
+        .call("DescribeKey", &[("KeyId", "alias/shared-name")])
+        .await
+        .unwrap();
     assert_eq!(d["KeyMetadata"]["KeyId"], own.as_str());
     assert_eq!(d["KeyMetadata"]["Creator"], made["AccountId"]);
 
     // Only admins administer.
     let e = other.call("ArcaCreateAccount", &[]).await.unwrap_err();
     assert_eq!(e.code(), Some("Forbidden.NoPermission"));
-    let second = cli(&s, &["access-key", "create", "--account-id", made["AccountId"].as_str().unwrap()]);
+    let second = cli(
+        &s,
+        &[
+            "access-key",
+            "create",
+            "--account-id",
+            made["AccountId"].as_str().unwrap(),
+        ],
+    );
     assert_eq!(second["AccountId"], made["AccountId"]);
     let again = s.client_for(creds(&second));
     assert_eq!(again.call("ListKeys", &[]).await.unwrap()["TotalCount"], 1);

@@ -56,7 +56,13 @@ impl TestServer {
     /// Starts a server on `data_dir` with extra environment variables.
     pub fn on(data_dir: PathBuf, extra_env: Vec<(String, String)>) -> Result<Self> {
         let endpoint = format!("127.0.0.1:{}", free_port());
-        let mut s = Self { endpoint, data_dir, extra_env, child: None, _tmp: None };
+        let mut s = Self {
+            endpoint,
+            data_dir,
+            extra_env,
+            child: None,
+            _tmp: None,
+        };
         s.spawn()?;
         Ok(s)
     }
@@ -73,7 +79,11 @@ impl TestServer {
             .stdin(Stdio::null())
             .stdout(Stdio::null());
         // To a file, not a pipe: a pipe nobody reads would block the server once full.
-        match std::fs::OpenOptions::new().create(true).append(true).open(self.log_path()) {
+        match std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+        {
             Ok(f) => cmd.stderr(f),
             Err(_) => cmd.stderr(Stdio::null()),
         };
@@ -86,7 +96,10 @@ impl TestServer {
     fn spawn(&mut self) -> Result<()> {
         let bin = arca_bin();
         if !bin.exists() {
-            bail!("{} is missing: run `cargo build --bins` first", bin.display());
+            bail!(
+                "{} is missing: run `cargo build --bins` first",
+                bin.display()
+            );
         }
         let mut child = self.command().spawn().context("spawning arca")?;
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -115,7 +128,9 @@ impl TestServer {
 
     /// The admin credentials written at first start.
     pub fn credentials(&self) -> Result<Credentials> {
-        Ok(Credentials::from_file(&self.data_dir.join("credentials.json"))?)
+        Ok(Credentials::from_file(
+            &self.data_dir.join("credentials.json"),
+        )?)
     }
 
     /// A client signed with the admin credentials.

@@ -40,6 +40,38 @@ pub struct App {
     pub nonces: NonceCache,
     /// The audit trail.
     pub audit: AuditLog,
+    /// Where request ids come from.
+    pub request_ids: RequestIds,
+}
+
+/// Request ids in the SDKs' UUID shape: a random per-process prefix and a counter. Unique and
+/// cheap; they need not be unpredictable, so no CSPRNG draw per request.
+#[derive(Debug)]
+pub struct RequestIds {
+    prefix: String,
+    counter: std::sync::atomic::AtomicU64,
+}
+
+impl Default for RequestIds {
+    fn default() -> Self {
+        let mut b = [0u8; 10];
+        crate::crypto::fill_random(&mut b);
+        let h = hex::encode_upper(b);
+        Self {
+            prefix: format!("{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20]),
+            counter: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+}
+
+impl RequestIds {
+    /// The next id, e.g. `6F2C0D4A-8B1E-4C53-9A77-00000000002A`.
+    pub fn next(&self) -> String {
+        let n = self
+            .counter
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        format!("{}-{:012X}", self.prefix, n & 0xFFFF_FFFF_FFFF)
+    }
 }
 
 const JSON: &str = "application/json;charset=utf-8";
@@ -47,7 +79,8 @@ const JSON: &str = "application/json;charset=utf-8";
 fn reply(status: StatusCode, body: Vec<u8>) -> Response<Full<Bytes>> {
     let mut resp = Response::new(Full::new(Bytes::from(body)));
     *resp.status_mut() = status;
-    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(JSON));
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(JSON));
     resp
 }
 
@@ -77,12 +110,17 @@ where
     B: http_body::Body<Data = Bytes> + Send,
     B::Error: std::error::Error + Send + Sync + 'static,
 {
-    let request_id = crate::ids::KeyVersionId::generate().to_string().to_uppercase();
+    let request_id = crate::ids::KeyVersionId::generate()
+        .to_string()
+        .to_uppercase();
     let host_id = req
         .headers()
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
-        .map_or_else(|| format!("kms.{}.aliyuncs.com", app.kms.region()), str::to_owned);
+        .map_or_else(
+            || format!("kms.{}.aliyuncs.com", app.kms.region()),
+            str::to_owned,
+        );
     let mut who = Who::default();
     let mut outcome = Outcome::default();
     let result = serve_one(app, req, &request_id, &mut who, &mut outcome).await;
@@ -96,7 +134,7 @@ where
         }
     };
     app.audit.record(AuditEvent {
-        time: crate::clock::format_utc(app.kms.clock().now()),
+        time: app.kms.clock().now(),
         request_id,
         action: who.action,
         account: who.account,
@@ -104,7 +142,7 @@ where
         source_ip: peer.ip().to_string(),
         resource: outcome.resource,
         key_version: outcome.key_version.map(|v| v.to_string()),
-        result: code.to_owned(),
+        result: code,
         status: status.as_u16(),
     });
     reply(status, body)
@@ -129,7 +167,9 @@ where
         .collect()
         .await
         .map_err(|e| {
-            if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
                 ApiError::BodyTooLarge
             } else {
                 ApiError::invalid("body", "the request body could not be read")
@@ -156,6 +196,7 @@ where
     let signed = SignedRequest {
         method: parts.method.as_str(),
         path: parts.uri.path(),
+        query: parts.uri.query().unwrap_or_default(),
         headers: &parts.headers,
         params: &params,
         body: &body,
@@ -163,7 +204,10 @@ where
     let authed = auth::authenticate(&signed, &app.kms, &app.nonces, app.kms.clock().now())?;
     who.account = Some(authed.credential.account.to_string());
     who.access_key_id = Some(authed.access_key_id.to_string());
-    let caller = Caller { account: authed.credential.account.clone(), admin: authed.credential.admin };
+    let caller = Caller {
+        account: authed.credential.account.clone(),
+        admin: authed.credential.admin,
+    };
     let ctx = Ctx::new(&app.kms, caller);
     actions::dispatch(action, &params, &ctx, request_id, outcome).await
 }

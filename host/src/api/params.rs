@@ -11,14 +11,14 @@ use crate::secret::SecretString;
 #[derive(Default)]
 pub struct Params {
     pairs: Vec<(String, String)>,
-    /// How many of `pairs` came from the URL query (V3 signs only those).
-    query_len: usize,
 }
 
 impl std::fmt::Debug for Params {
     // Values may be plaintext or secrets: show names only.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_list().entries(self.pairs.iter().map(|(k, _)| k)).finish()
+        f.debug_list()
+            .entries(self.pairs.iter().map(|(k, _)| k))
+            .finish()
     }
 }
 
@@ -28,11 +28,10 @@ impl Params {
         let mut pairs: Vec<(String, String)> = query
             .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
             .unwrap_or_default();
-        let query_len = pairs.len();
         if let Some(body) = form_body {
             pairs.extend(form_urlencoded::parse(body).into_owned());
         }
-        Self { pairs, query_len }
+        Self { pairs }
     }
 
     /// Every pair, query and body (what V1 signs).
@@ -40,14 +39,13 @@ impl Params {
         &self.pairs
     }
 
-    /// The URL query pairs only (what V3 signs; the body is covered by its hash).
-    pub fn query_pairs(&self) -> &[(String, String)] {
-        self.pairs.get(..self.query_len).unwrap_or(&[])
-    }
-
     /// The last value of `name` (a body value overrides a query value of the same name).
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.pairs.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.pairs
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 
     /// A present, non-empty value.
@@ -63,13 +61,17 @@ impl Params {
     /// A required value parsed into a typed id or enum.
     pub fn required_as<T: FromStr>(&self, name: &'static str) -> Result<T, ApiError> {
         let raw = self.required(name)?;
-        raw.parse().map_err(|_| ApiError::invalid(name, "malformed value"))
+        raw.parse()
+            .map_err(|_| ApiError::invalid(name, "malformed value"))
     }
 
     /// An optional value parsed into a typed id or enum.
     pub fn optional_as<T: FromStr>(&self, name: &'static str) -> Result<Option<T>, ApiError> {
         self.optional(name)
-            .map(|raw| raw.parse().map_err(|_| ApiError::invalid(name, "malformed value")))
+            .map(|raw| {
+                raw.parse()
+                    .map_err(|_| ApiError::invalid(name, "malformed value"))
+            })
             .transpose()
     }
 
@@ -94,12 +96,18 @@ impl Params {
         name: &'static str,
         range: std::ops::RangeInclusive<u64>,
     ) -> Result<Option<u64>, ApiError> {
-        let Some(raw) = self.optional(name) else { return Ok(None) };
+        let Some(raw) = self.optional(name) else {
+            return Ok(None);
+        };
         match raw.trim().parse::<u64>() {
             Ok(n) if range.contains(&n) => Ok(Some(n)),
             _ => Err(ApiError::invalid(
                 name,
-                format!("must be an integer from {} to {}", range.start(), range.end()),
+                format!(
+                    "must be an integer from {} to {}",
+                    range.start(),
+                    range.end()
+                ),
             )),
         }
     }
@@ -125,7 +133,8 @@ impl Page {
 
     /// The slice of `items` on this page.
     pub fn slice<T>(&self, items: Vec<T>) -> Vec<T> {
-        let skip = usize::try_from((self.number - 1).saturating_mul(self.size)).unwrap_or(usize::MAX);
+        let skip =
+            usize::try_from((self.number - 1).saturating_mul(self.size)).unwrap_or(usize::MAX);
         let take = usize::try_from(self.size).unwrap_or(100);
         items.into_iter().skip(skip).take(take).collect()
     }
@@ -151,9 +160,18 @@ mod tests {
         let p = Params::parse(Some("Flag=True&N=7&Bad=x&Empty="), None);
         assert_eq!(p.bool("Flag").unwrap(), Some(true));
         assert_eq!(p.int("N", 1..=10).unwrap(), Some(7));
-        assert!(matches!(p.int("N", 1..=5), Err(ApiError::InvalidParameter { .. })));
-        assert!(matches!(p.required("Empty"), Err(ApiError::MissingParameter("Empty"))));
-        assert!(matches!(p.bool("Bad"), Err(ApiError::InvalidParameter { .. })));
+        assert!(matches!(
+            p.int("N", 1..=5),
+            Err(ApiError::InvalidParameter { .. })
+        ));
+        assert!(matches!(
+            p.required("Empty"),
+            Err(ApiError::MissingParameter("Empty"))
+        ));
+        assert!(matches!(
+            p.bool("Bad"),
+            Err(ApiError::InvalidParameter { .. })
+        ));
         assert!(format!("{p:?}").contains("Flag") && !format!("{p:?}").contains("True"));
     }
 

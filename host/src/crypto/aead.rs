@@ -87,7 +87,11 @@ impl AeadKey {
     ) -> Result<(), AeadError> {
         match &self.prepared {
             Prepared::AwsLc(k) => k
-                .seal_in_place_append_tag(Nonce::assume_unique_for_key(*nonce), Aad::from(aad), in_out)
+                .seal_in_place_append_tag(
+                    Nonce::assume_unique_for_key(*nonce),
+                    Aad::from(aad),
+                    in_out,
+                )
                 .map_err(|_| AeadError),
             Prepared::Sm4(k) => k
                 .encrypt_in_place(&(*nonce).into(), aad, in_out)
@@ -121,7 +125,10 @@ impl AeadKey {
     }
 }
 
-fn aws(alg: &'static aws_lc_rs::aead::Algorithm, material: &SecretBytes) -> Result<Prepared, AeadError> {
+fn aws(
+    alg: &'static aws_lc_rs::aead::Algorithm,
+    material: &SecretBytes,
+) -> Result<Prepared, AeadError> {
     let key = UnboundKey::new(alg, material.expose()).map_err(|_| AeadError)?;
     Ok(Prepared::AwsLc(LessSafeKey::new(key)))
 }
@@ -160,7 +167,11 @@ mod tests {
     #[test]
     fn aes_256_gcm_known_answer() {
         // NIST GCM test vector (gcmEncryptExtIV256, Count 0 with 128-bit PT): key/iv/pt all zero.
-        let key = AeadKey::new(SymmetricAlgorithm::Aes256Gcm, &SecretBytes::new(vec![0; 32])).unwrap();
+        let key = AeadKey::new(
+            SymmetricAlgorithm::Aes256Gcm,
+            &SecretBytes::new(vec![0; 32]),
+        )
+        .unwrap();
         let mut buf = vec![0u8; 16];
         key.seal(&[0; 12], b"", &mut buf).unwrap();
         assert_eq!(
@@ -174,7 +185,10 @@ mod tests {
         // RFC 8998 Appendix A.1 (SM4-GCM).
         let key = SecretBytes::new(hex::decode("0123456789ABCDEFFEDCBA9876543210").unwrap());
         let key = AeadKey::new(SymmetricAlgorithm::Sm4Gcm, &key).unwrap();
-        let iv: [u8; 12] = hex::decode("00001234567800000000ABCD").unwrap().try_into().unwrap();
+        let iv: [u8; 12] = hex::decode("00001234567800000000ABCD")
+            .unwrap()
+            .try_into()
+            .unwrap();
         let aad = hex::decode("FEEDFACEDEADBEEFFEEDFACEDEADBEEFABADDAD2").unwrap();
         let mut buf = hex::decode(
             "AAAAAAAAAAAAAAAABBBBBBBBBBBBBBBBCCCCCCCCCCCCCCCCDDDDDDDDDDDDDDDDEEEEEEEEEEEEEEEEFFFFFFFFFFFFFFFFEEEEEEEEEEEEEEEEAAAAAAAAAAAAAAAA",

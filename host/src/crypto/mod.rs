@@ -14,7 +14,10 @@ use aws_lc_rs::rand::SecureRandom;
 pub fn fill_random(buf: &mut [u8]) {
     // SystemRandom only fails if the OS RNG is unavailable; there is no safe way to continue
     // a KMS without randomness, so fail loudly rather than emit predictable keys.
-    #[expect(clippy::panic, reason = "no randomness means no safe key generation at all")]
+    #[expect(
+        clippy::panic,
+        reason = "no randomness means no safe key generation at all"
+    )]
     if aws_lc_rs::rand::SystemRandom::new().fill(buf).is_err() {
         panic!("the operating system's random number generator failed");
     }
@@ -97,7 +100,10 @@ mod tests {
     fn random_alnum_has_length_and_alphabet() {
         let s = random_alnum(40);
         assert_eq!(s.len(), 40);
-        assert!(s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()));
+        assert!(
+            s.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        );
     }
 
     #[test]

@@ -83,7 +83,10 @@ impl RootKey {
     /// Generates a new key and writes it (hex) to `path` with mode 0600, failing if it exists.
     pub fn create(path: &Path) -> Result<Self, RootKeyError> {
         let key = SecretBytes::random(ROOT_KEY_LEN);
-        let io = |source| RootKeyError::Io { path: path.display().to_string(), source };
+        let io = |source| RootKeyError::Io {
+            path: path.display().to_string(),
+            source,
+        };
         let mut f = fs::OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -141,7 +144,8 @@ impl Sealer {
         let key = self.key.as_ref().ok_or(UnsealError)?;
         let (nonce, body) = sealed.split_first_chunk::<12>().ok_or(UnsealError)?;
         let mut out = SecretBytes::new(body.to_vec());
-        key.open(nonce, identity.as_bytes(), out.expose_mut()).map_err(|_| UnsealError)?;
+        key.open(nonce, identity.as_bytes(), out.expose_mut())
+            .map_err(|_| UnsealError)?;
         Ok(out)
     }
 }
@@ -156,10 +160,19 @@ mod tests {
         let root = RootKey::create(&dir.path().join("root.key")).unwrap();
         let sealer = root.sealer();
         let sealed = sealer.seal("key-version/1", b"material").unwrap();
-        assert_eq!(sealer.open("key-version/1", &sealed).unwrap().expose(), b"material");
-        assert_eq!(sealer.open("key-version/2", &sealed).unwrap_err(), UnsealError);
+        assert_eq!(
+            sealer.open("key-version/1", &sealed).unwrap().expose(),
+            b"material"
+        );
+        assert_eq!(
+            sealer.open("key-version/2", &sealed).unwrap_err(),
+            UnsealError
+        );
         let other = RootKey::parse(&SecretString::new("00".repeat(32)), "test").unwrap();
-        assert_eq!(other.sealer().open("key-version/1", &sealed).unwrap_err(), UnsealError);
+        assert_eq!(
+            other.sealer().open("key-version/1", &sealed).unwrap_err(),
+            UnsealError
+        );
     }
 
     #[test]
@@ -172,7 +185,10 @@ mod tests {
         assert_eq!(a.0.expose(), b.0.expose());
         let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
-        assert!(RootKey::create(&path).is_err(), "never overwrites a root key");
+        assert!(
+            RootKey::create(&path).is_err(),
+            "never overwrites a root key"
+        );
     }
 
     #[test]

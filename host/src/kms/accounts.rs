@@ -47,12 +47,20 @@ impl Kms {
     /// Makes the first (admin) account and its AccessKey. Called once, on an empty store.
     pub async fn bootstrap(&self) -> Result<NewAccessKey, Error> {
         let account = AccountId::generate();
-        let record = AccountRecord { account_id: account.clone(), created: self.now(), admin: true };
+        let record = AccountRecord {
+            account_id: account.clone(),
+            created: self.now(),
+            admin: true,
+        };
         let (ak, batch) = self.access_key_batch(&account)?;
         let batch = batch
             .expect(Table::Meta, "bootstrap_account", None)
             .put(Table::Meta, "bootstrap_account", encode(&account)?)
-            .put(Table::Meta, "bootstrap_access_key", encode(&ak.access_key_id)?)
+            .put(
+                Table::Meta,
+                "bootstrap_access_key",
+                encode(&ak.access_key_id)?,
+            )
             .put(Table::Accounts, account.as_str(), encode(&record)?);
         self.commit(batch).await?;
         Ok(ak)
@@ -60,8 +68,9 @@ impl Kms {
 
     /// The admin AccessKey made at first start, with its secret (to rewrite `credentials.json`).
     pub fn bootstrap_access_key(&self) -> Result<NewAccessKey, Error> {
-        let id: AccessKeyId =
-            self.get(Table::Meta, "bootstrap_access_key")?.ok_or(Error::AccountNotFound)?;
+        let id: AccessKeyId = self
+            .get(Table::Meta, "bootstrap_access_key")?
+            .ok_or(Error::AccountNotFound)?;
         let cred = self.credential(&id)?.ok_or(Error::AccountNotFound)?;
         Ok(NewAccessKey {
             account: cred.account.clone(),
@@ -76,11 +85,17 @@ impl Kms {
             return Err(Error::NoPermission);
         }
         let account = AccountId::generate();
-        let record = AccountRecord { account_id: account.clone(), created: self.now(), admin: false };
+        let record = AccountRecord {
+            account_id: account.clone(),
+            created: self.now(),
+            admin: false,
+        };
         let (ak, batch) = self.access_key_batch(&account)?;
-        let batch = batch
-            .expect(Table::Accounts, account.as_str(), None)
-            .put(Table::Accounts, account.as_str(), encode(&record)?);
+        let batch = batch.expect(Table::Accounts, account.as_str(), None).put(
+            Table::Accounts,
+            account.as_str(),
+            encode(&record)?,
+        );
         self.commit(batch).await?;
         Ok(ak)
     }
@@ -94,7 +109,10 @@ impl Kms {
         if !caller.admin && caller.account != *account {
             return Err(Error::NoPermission);
         }
-        if self.get::<AccountRecord>(Table::Accounts, account.as_str())?.is_none() {
+        if self
+            .get::<AccountRecord>(Table::Accounts, account.as_str())?
+            .is_none()
+        {
             return Err(Error::AccountNotFound);
         }
         let (ak, batch) = self.access_key_batch(account)?;
@@ -127,12 +145,24 @@ impl Kms {
         let batch = Batch::new()
             .expect(Table::AccessKeys, id.as_str(), None)
             .put(Table::AccessKeys, id.as_str(), encode(&record)?);
-        Ok((NewAccessKey { account: account.clone(), access_key_id: id, secret }, batch))
+        Ok((
+            NewAccessKey {
+                account: account.clone(),
+                access_key_id: id,
+                secret,
+            },
+            batch,
+        ))
     }
 
     /// The credential behind an AccessKey id, or `None` if it does not exist or is disabled.
     pub fn credential(&self, id: &AccessKeyId) -> Result<Option<Arc<Credential>>, Error> {
-        if let Some(c) = self.credentials.read().ok().and_then(|m| m.get(id).cloned()) {
+        if let Some(c) = self
+            .credentials
+            .read()
+            .ok()
+            .and_then(|m| m.get(id).cloned())
+        {
             return Ok(Some(c));
         }
         let Some(record) = self.get::<AccessKeyRecord>(Table::AccessKeys, id.as_str())? else {

@@ -28,9 +28,11 @@ impl Kms {
             created: self.now(),
         };
         let path = alias_path(&caller.account, alias);
-        let batch = Batch::new()
-            .expect(Table::Aliases, path.clone(), None)
-            .put(Table::Aliases, path, encode(&record)?);
+        let batch = Batch::new().expect(Table::Aliases, path.clone(), None).put(
+            Table::Aliases,
+            path,
+            encode(&record)?,
+        );
         match self.commit(batch).await {
             Ok(()) => Ok(record),
             Err(StoreError::Conflict) => Err(Error::AliasExists),
@@ -68,7 +70,9 @@ impl Kms {
         let (_, raw) = self
             .get_raw::<AliasRecord>(Table::Aliases, &path)?
             .ok_or(Error::AliasNotFound)?;
-        let batch = Batch::new().expect(Table::Aliases, path.clone(), Some(raw)).delete(Table::Aliases, path);
+        let batch = Batch::new()
+            .expect(Table::Aliases, path.clone(), Some(raw))
+            .delete(Table::Aliases, path);
         match self.commit(batch).await {
             Ok(()) | Err(StoreError::Conflict) => Ok(()),
             Err(e) => Err(e.into()),
@@ -81,8 +85,16 @@ impl Kms {
     }
 
     /// `ListAliasesByKeyId`.
-    pub fn list_aliases_for(&self, caller: &Caller, key: &KeyRef) -> Result<Vec<AliasRecord>, Error> {
+    pub fn list_aliases_for(
+        &self,
+        caller: &Caller,
+        key: &KeyRef,
+    ) -> Result<Vec<AliasRecord>, Error> {
         let target: KeyId = self.resolve(caller, key)?.key_id;
-        Ok(self.list_aliases(caller)?.into_iter().filter(|a| a.key_id == target).collect())
+        Ok(self
+            .list_aliases(caller)?
+            .into_iter()
+            .filter(|a| a.key_id == target)
+            .collect())
     }
 }

@@ -58,7 +58,10 @@ impl DataKeyLen {
         if (1..=1024).contains(&n) {
             Ok(Self(n))
         } else {
-            Err(Error::invalid("NumberOfBytes", "must be between 1 and 1024"))
+            Err(Error::invalid(
+                "NumberOfBytes",
+                "must be between 1 and 1024",
+            ))
         }
     }
 
@@ -78,7 +81,9 @@ fn usable_for_encryption(key: &KeyRecord) -> Result<(), Error> {
         other => return Err(Error::KeyState(other)),
     }
     if key.usage != KeyUsage::EncryptDecrypt || key.spec.symmetric().is_none() {
-        return Err(Error::Unsupported("the key is not a symmetric ENCRYPT/DECRYPT key"));
+        return Err(Error::Unsupported(
+            "the key is not a symmetric ENCRYPT/DECRYPT key",
+        ));
     }
     Ok(())
 }
@@ -86,14 +91,21 @@ fn usable_for_encryption(key: &KeyRecord) -> Result<(), Error> {
 impl Kms {
     /// A version's prepared material, unsealed once and then served from memory.
     fn load_version(&self, version: &KeyVersionId) -> Result<Option<Arc<LoadedVersion>>, Error> {
-        if let Some(v) = self.versions.read().ok().and_then(|m| m.get(version).cloned()) {
+        if let Some(v) = self
+            .versions
+            .read()
+            .ok()
+            .and_then(|m| m.get(version).cloned())
+        {
             return Ok(Some(v));
         }
         let Some(record) = self.get::<VersionRecord>(Table::KeyVersions, version.as_str())? else {
             return Ok(None);
         };
         let key_path = super::keys::key_path(&record.account_id, &record.key_id);
-        let key = self.get::<KeyRecord>(Table::Keys, &key_path)?.ok_or(Error::KeyNotFound)?;
+        let key = self
+            .get::<KeyRecord>(Table::Keys, &key_path)?
+            .ok_or(Error::KeyNotFound)?;
         let alg = key
             .spec
             .symmetric()
@@ -132,8 +144,16 @@ impl Kms {
             drop(SecretBytes::new(buf));
             return Err(Error::Internal("seal failed".into()));
         }
-        let blob = Blob { version: version.clone(), nonce, sealed: buf };
-        Ok(Sealed { key_id: key.key_id.clone(), version: version.clone(), blob: blob.to_base64() })
+        let blob = Blob {
+            version: version.clone(),
+            nonce,
+            sealed: buf,
+        };
+        Ok(Sealed {
+            key_id: key.key_id.clone(),
+            version: version.clone(),
+            blob: blob.to_base64(),
+        })
     }
 
     /// `Encrypt`: seals `plaintext` (at most 6 KiB) under the key's primary version.
@@ -158,8 +178,11 @@ impl Kms {
         blob: &str,
         context: &EncryptionContext,
     ) -> Result<Opened, Error> {
-        let blob = Blob::parse(blob).map_err(|e| Error::invalid("CiphertextBlob", e.to_string()))?;
-        let loaded = self.load_version(&blob.version)?.ok_or(Error::InvalidCiphertext)?;
+        let blob =
+            Blob::parse(blob).map_err(|e| Error::invalid("CiphertextBlob", e.to_string()))?;
+        let loaded = self
+            .load_version(&blob.version)?
+            .ok_or(Error::InvalidCiphertext)?;
         if loaded.account_id != caller.account {
             // Another account's ciphertext: indistinguishable from garbage.
             return Err(Error::InvalidCiphertext);
@@ -193,7 +216,11 @@ impl Kms {
     ) -> Result<Sealed, Error> {
         let opened = self.decrypt(caller, blob, source_context)?;
         let key = self.resolve(caller, destination)?;
-        self.seal_with(&key, opened.plaintext.expose().as_bytes(), destination_context)
+        self.seal_with(
+            &key,
+            opened.plaintext.expose().as_bytes(),
+            destination_context,
+        )
     }
 
     /// `GenerateDataKey` (and, dropping the plaintext, `GenerateDataKeyWithoutPlaintext`).
@@ -211,6 +238,9 @@ impl Kms {
         let raw = SecretBytes::random(len.0);
         let b64 = SecretString::new(base64::engine::general_purpose::STANDARD.encode(raw.expose()));
         let sealed = self.seal_with(&key, b64.expose().as_bytes(), context)?;
-        Ok(DataKey { sealed, plaintext_b64: b64 })
+        Ok(DataKey {
+            sealed,
+            plaintext_b64: b64,
+        })
     }
 }

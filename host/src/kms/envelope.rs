@@ -103,7 +103,11 @@ impl Blob {
         if sealed.len() < TAG_LEN {
             return Err(BlobError);
         }
-        Ok(Self { version, nonce: *nonce, sealed: sealed.to_vec() })
+        Ok(Self {
+            version,
+            nonce: *nonce,
+            sealed: sealed.to_vec(),
+        })
     }
 
     /// The base64 wire form.
@@ -145,7 +149,10 @@ mod tests {
 
     #[test]
     fn empty_and_absent_contexts_agree_and_non_objects_fail() {
-        assert_eq!(EncryptionContext::parse("").unwrap(), EncryptionContext::parse("{}").unwrap());
+        assert_eq!(
+            EncryptionContext::parse("").unwrap(),
+            EncryptionContext::parse("{}").unwrap()
+        );
         assert!(EncryptionContext::parse("[1]").is_err());
         assert!(EncryptionContext::parse("{not json").is_err());
     }
@@ -153,9 +160,15 @@ mod tests {
     #[test]
     fn blob_layout_round_trips() {
         let version = KeyVersionId::generate();
-        let blob = Blob { version: version.clone(), nonce: [9; 12], sealed: vec![1; 20] };
+        let blob = Blob {
+            version: version.clone(),
+            nonce: [9; 12],
+            sealed: vec![1; 20],
+        };
         let wire = blob.to_base64();
-        let raw = base64::engine::general_purpose::STANDARD.decode(&wire).unwrap();
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(&wire)
+            .unwrap();
         assert_eq!(&raw[..36], version.as_str().as_bytes());
         assert_eq!(&raw[36..48], &[9; 12]);
         assert_eq!(raw.len(), 36 + 12 + 20);
@@ -174,6 +187,9 @@ mod tests {
         assert!(Blob::parse(&b64(&raw)).is_err(), "shorter than a tag");
         let mut raw = b"x".repeat(36);
         raw.extend_from_slice(&[0; 12 + 16]);
-        assert!(Blob::parse(&b64(&raw)).is_err(), "header is not a version id");
+        assert!(
+            Blob::parse(&b64(&raw)).is_err(),
+            "header is not a version id"
+        );
     }
 }

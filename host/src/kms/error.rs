@@ -49,7 +49,10 @@ pub enum Error {
 impl Error {
     /// Shorthand for [`Error::InvalidParameter`].
     pub fn invalid(name: &'static str, reason: impl Into<String>) -> Self {
-        Self::InvalidParameter { name, reason: reason.into() }
+        Self::InvalidParameter {
+            name,
+            reason: reason.into(),
+        }
     }
 }
 

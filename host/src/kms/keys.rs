@@ -55,7 +55,11 @@ impl KeyFilter {
             Self::Protection(v) => v.contains(&k.protection),
             Self::Creator(v) => v.contains(&k.creator),
             Self::CreatorType(v) => {
-                let kind = if k.creator == k.account_id.as_str() { "User" } else { "Service" };
+                let kind = if k.creator == k.account_id.as_str() {
+                    "User"
+                } else {
+                    "Service"
+                };
                 v.iter().any(|x| x == kind)
             }
         }
@@ -76,7 +80,10 @@ impl Kms {
         };
         let usage = req.usage.unwrap_or(KeyUsage::EncryptDecrypt);
         if usage != KeyUsage::EncryptDecrypt {
-            return Err(Error::invalid("KeyUsage", "symmetric keys are ENCRYPT/DECRYPT only"));
+            return Err(Error::invalid(
+                "KeyUsage",
+                "symmetric keys are ENCRYPT/DECRYPT only",
+            ));
         }
         if req.description.chars().count() > MAX_DESCRIPTION {
             return Err(Error::invalid("Description", "longer than 8192 characters"));
@@ -108,12 +115,14 @@ impl Kms {
             sealed_material: base64::engine::general_purpose::STANDARD.encode(sealed),
         };
         let path = key_path(&caller.account, &key_id);
+        let raw = encode(&key)?;
         let batch = Batch::new()
             .expect(Table::Keys, path.clone(), None)
             .expect(Table::KeyVersions, version_id.as_str(), None)
-            .put(Table::Keys, path, encode(&key)?)
+            .put(Table::Keys, path.clone(), raw.clone())
             .put(Table::KeyVersions, version_id.as_str(), encode(&version)?);
         self.commit(batch).await?;
+        self.remember_key(&path, key.clone(), raw);
         Ok(key)
     }
 
@@ -129,28 +138,56 @@ impl Kms {
         let key_id = match key {
             KeyRef::Id(id) => id.clone(),
             KeyRef::Alias(alias) => self.alias_target(caller, alias)?,
-            KeyRef::KeyArn { region, account, key } => {
+            KeyRef::KeyArn {
+                region,
+                account,
+                key,
+            } => {
                 if *account != caller.account || *region != self.region {
                     return Err(Error::KeyNotFound);
                 }
                 key.clone()
             }
-            KeyRef::AliasArn { region, account, alias } => {
+            KeyRef::AliasArn {
+                region,
+                account,
+                alias,
+            } => {
                 if *account != caller.account || *region != self.region {
                     return Err(Error::KeyNotFound);
                 }
                 self.alias_target(caller, alias)?
             }
         };
-        self.get_raw(Table::Keys, &key_path(&caller.account, &key_id))?
+        self.key_at(&key_path(&caller.account, &key_id))?
             .ok_or(Error::KeyNotFound)
     }
 
-    fn alias_target(
-        &self,
-        caller: &Caller,
-        alias: &crate::ids::AliasName,
-    ) -> Result<KeyId, Error> {
+    /// The key stored at `path`, from the cache or the store.
+    pub(super) fn key_at(&self, path: &str) -> Result<Option<(KeyRecord, Vec<u8>)>, Error> {
+        if let Some(hit) = self.keys.read().ok().and_then(|m| m.get(path).cloned()) {
+            return Ok(Some((hit.0.clone(), hit.1.clone())));
+        }
+        let found = self.get_raw::<KeyRecord>(Table::Keys, path)?;
+        if let Some((record, raw)) = &found {
+            self.remember_key(path, record.clone(), raw.clone());
+        }
+        Ok(found)
+    }
+
+    fn remember_key(&self, path: &str, record: KeyRecord, raw: Vec<u8>) {
+        if let Ok(mut m) = self.keys.write() {
+            m.insert(path.to_owned(), std::sync::Arc::new((record, raw)));
+        }
+    }
+
+    fn forget_key(&self, path: &str) {
+        if let Ok(mut m) = self.keys.write() {
+            m.remove(path);
+        }
+    }
+
+    fn alias_target(&self, caller: &Caller, alias: &crate::ids::AliasName) -> Result<KeyId, Error> {
         let path = super::aliases::alias_path(&caller.account, alias);
         self.get::<AliasRecord>(Table::Aliases, &path)?
             .map(|a| a.key_id)
@@ -159,7 +196,11 @@ impl Kms {
     }
 
     /// The caller's keys that pass every filter, ordered by creation time.
-    pub fn list_keys(&self, caller: &Caller, filters: &[KeyFilter]) -> Result<Vec<KeyRecord>, Error> {
+    pub fn list_keys(
+        &self,
+        caller: &Caller,
+        filters: &[KeyFilter],
+    ) -> Result<Vec<KeyRecord>, Error> {
         let mut keys: Vec<KeyRecord> = self
             .scan::<KeyRecord>(Table::Keys, &format!("{}/", caller.account))?
             .into_iter()
@@ -180,12 +221,19 @@ impl Kms {
             let (mut record, raw) = self.resolve_raw(caller, key)?;
             change(&mut record)?;
             let path = key_path(&caller.account, &record.key_id);
+            let new_raw = encode(&record)?;
             let batch = Batch::new()
                 .expect(Table::Keys, path.clone(), Some(raw))
-                .put(Table::Keys, path, encode(&record)?);
+                .put(Table::Keys, path.clone(), new_raw.clone());
             match self.commit(batch).await {
-                Ok(()) => return Ok(record),
-                Err(StoreError::Conflict) => continue,
+                Ok(()) => {
+                    self.remember_key(&path, record.clone(), new_raw);
+                    return Ok(record);
+                }
+                Err(StoreError::Conflict) => {
+                    self.forget_key(&path);
+                    continue;
+                }
                 Err(e) => return Err(e.into()),
             }
         }

@@ -42,6 +42,9 @@ pub(crate) struct LoadedVersion {
     pub(crate) cipher: AeadKey,
 }
 
+/// A key record and its stored bytes (the compare-and-swap token).
+type CachedKey = (model::KeyRecord, Vec<u8>);
+
 /// The KMS service handle shared by every request.
 #[derive(Debug)]
 pub struct Kms {
@@ -50,6 +53,11 @@ pub struct Kms {
     clock: Arc<dyn Clock>,
     region: String,
     versions: RwLock<HashMap<KeyVersionId, Arc<LoadedVersion>>>,
+    /// Key metadata by store path, with the stored bytes (for compare-and-swap). Write-through:
+    /// every key write in this process updates it after its commit. This process is the store's
+    /// only writer (redb locks the file); a shared backend must invalidate it from the store's
+    /// change feed.
+    keys: RwLock<HashMap<String, Arc<CachedKey>>>,
     credentials: RwLock<HashMap<crate::ids::AccessKeyId, Arc<accounts::Credential>>>,
 }
 
@@ -58,13 +66,19 @@ const CAS_RETRIES: usize = 16;
 
 impl Kms {
     /// A service over `store`, sealing secrets with `sealer`.
-    pub fn new(store: Arc<dyn Store>, sealer: Sealer, clock: Arc<dyn Clock>, region: String) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        sealer: Sealer,
+        clock: Arc<dyn Clock>,
+        region: String,
+    ) -> Self {
         Self {
             store,
             sealer,
             clock,
             region,
             versions: RwLock::default(),
+            keys: RwLock::default(),
             credentials: RwLock::default(),
         }
     }

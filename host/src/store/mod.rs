@@ -65,7 +65,11 @@ pub(crate) enum Op {
 /// (`None`: must be absent). This is compare-and-swap, so read-modify-write cycles cannot
 /// lose a concurrent update.
 #[derive(Clone)]
-pub(crate) struct Expect(pub(crate) Table, pub(crate) String, pub(crate) Option<Vec<u8>>);
+pub(crate) struct Expect(
+    pub(crate) Table,
+    pub(crate) String,
+    pub(crate) Option<Vec<u8>>,
+);
 
 /// Writes that commit together or not at all, after all their preconditions hold.
 #[derive(Clone, Default)]

@@ -3,9 +3,7 @@
 
 use std::path::Path;
 
-use redb::{
-    Database, DatabaseError, ReadableDatabase, ReadableTable, TableDefinition, TableError,
-};
+use redb::{Database, DatabaseError, ReadableDatabase, ReadableTable, TableDefinition, TableError};
 
 use super::{Batch, Op, Store, StoreError, Table};
 
@@ -68,7 +66,10 @@ impl Store for RedbStore {
         let tx = self.db.begin_write().map_err(backend)?;
         for super::Expect(table, key, want) in &batch.expects {
             let t = tx.open_table(def(*table)).map_err(backend)?;
-            let have = t.get(key.as_str()).map_err(backend)?.map(|v| v.value().to_vec());
+            let have = t
+                .get(key.as_str())
+                .map_err(backend)?
+                .map(|v| v.value().to_vec());
             if have != *want {
                 // Dropping the transaction aborts it.
                 return Err(StoreError::Conflict);
@@ -100,14 +101,21 @@ mod tests {
         let path = dir.path().join("arca.redb");
         {
             let s = RedbStore::open(&path).unwrap();
-            s.commit(Batch::new().expect(Table::Keys, "a/1", None).put(Table::Keys, "a/1", b"x".to_vec()))
-                .unwrap();
+            s.commit(Batch::new().expect(Table::Keys, "a/1", None).put(
+                Table::Keys,
+                "a/1",
+                b"x".to_vec(),
+            ))
+            .unwrap();
             // The same precondition now fails and writes nothing.
-            let again = Batch::new()
-                .expect(Table::Keys, "a/1", None)
-                .put(Table::Keys, "a/2", b"y".to_vec());
+            let again = Batch::new().expect(Table::Keys, "a/1", None).put(
+                Table::Keys,
+                "a/2",
+                b"y".to_vec(),
+            );
             assert!(matches!(s.commit(again), Err(StoreError::Conflict)));
-            s.commit(Batch::new().put(Table::Keys, "b/1", b"z".to_vec())).unwrap();
+            s.commit(Batch::new().put(Table::Keys, "b/1", b"z".to_vec()))
+                .unwrap();
         }
         let s = RedbStore::open(&path).unwrap();
         assert_eq!(s.get(Table::Keys, "a/1").unwrap(), Some(b"x".to_vec()));

@@ -123,7 +123,11 @@ impl Client {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         let http = HttpClient::builder(TokioExecutor::new()).build(connector);
-        Self { endpoint: endpoint.to_owned(), credentials, http }
+        Self {
+            endpoint: endpoint.to_owned(),
+            credentials,
+            http,
+        }
     }
 
     /// The endpoint.
@@ -143,7 +147,11 @@ impl Client {
     }
 
     /// Calls `action` with `params` and returns the JSON reply.
-    pub async fn call(&self, action: &str, params: &[(&str, &str)]) -> Result<serde_json::Value, Error> {
+    pub async fn call(
+        &self,
+        action: &str,
+        params: &[(&str, &str)],
+    ) -> Result<serde_json::Value, Error> {
         let resp = self
             .http
             .request(self.request(action, params))

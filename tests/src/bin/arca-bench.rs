@@ -1,1 +1,255 @@
-fn main() {}
+//! The bench harness: Encrypt (1 KiB) requests/s against Arca, and the same load against a
+//! bare hyper server that answers a fixed JSON body, in one run with one load generator.
+//!
+//! Both servers are separate processes on loopback sharing the machine with the generator the
+//! same way, so the ratio is what Arca's pipeline costs over plain HTTP. Every request is
+//! V3-signed with a fresh nonce, for both servers, so the generator's work is identical.
+//!
+//! ```text
+//! cargo build --release --bins && target/release/arca-bench [--seconds 5] [--concurrency 1,4,16,64]
+//! ```
+
+use std::convert::Infallible;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use arca_client::Credentials;
+use arca_tests::{TestServer, arca_bin, free_port};
+use bytes::Bytes;
+use clap::Parser;
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1 as client_http1;
+use hyper::server::conn::http1 as server_http1;
+use hyper_util::rt::TokioIo;
+use tokio::net::{TcpListener, TcpStream};
+
+#[derive(Debug, Parser)]
+struct Args {
+    /// Seconds of load per (server, concurrency) cell.
+    #[arg(long, default_value_t = 5)]
+    seconds: u64,
+    /// Concurrent keep-alive connections to try, comma-separated.
+    #[arg(long, default_value = "1,4,16,64", value_delimiter = ',')]
+    concurrency: Vec<usize>,
+    /// Internal: run as the bare hyper server on this port.
+    #[arg(long, hide = true)]
+    bare_server: Option<u16>,
+}
+
+/// A reply shaped like Encrypt's (same size class), served without any work.
+const BARE_BODY: &str = r#"{"RequestId":"6F2C0D4A-8B1E-4C53-9A77-2E5D1B0C3F19","CiphertextBlob":"MTVmZTI5Y2MtYTdkYi00YmQxLWE3NDUtYzJkOWFmYzJkMTVlC3aYikfVblGhLcUY2SigFYA2V5zDeoI2iZoIISoKYA4Eaw==","KeyId":"key-hanvo1zwv0309rd7vik5","KeyVersionId":"15fe29cc-a7db-4bd1-a745-c2d9afc2d15e"}"#;
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    if let Some(port) = args.bare_server {
+        return tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?
+            .block_on(bare(port));
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(run(args))
+}
+
+/// The bare server: hyper http1, keep-alive, reads the body, answers `BARE_BODY`.
+async fn bare(port: u16) -> Result<()> {
+    let listener = TcpListener::bind(("127.0.0.1", port)).await?;
+    loop {
+        let (stream, _) = listener.accept().await?;
+        let _ = stream.set_nodelay(true);
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(
+                |req: http::Request<hyper::body::Incoming>| async move {
+                    let _ = req.into_body().collect().await;
+                    let mut resp =
+                        http::Response::new(Full::new(Bytes::from_static(BARE_BODY.as_bytes())));
+                    resp.headers_mut().insert(
+                        http::header::CONTENT_TYPE,
+                        http::HeaderValue::from_static("application/json;charset=utf-8"),
+                    );
+                    Ok::<_, Infallible>(resp)
+                },
+            );
+            let _ = server_http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+struct Cell {
+    requests: u64,
+    errors: u64,
+    rps: f64,
+    p50_us: u64,
+    p99_us: u64,
+}
+
+/// Drives `addr` with `concurrency` connections for `seconds`, each request a fresh V3-signed
+/// Encrypt of 1 KiB.
+async fn load(
+    addr: SocketAddr,
+    creds: Arc<Credentials>,
+    key_id: Arc<String>,
+    concurrency: usize,
+    seconds: u64,
+) -> Result<Cell> {
+    let plaintext = Arc::new("a".repeat(1024));
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let (creds, key_id, plaintext) = (
+            Arc::clone(&creds),
+            Arc::clone(&key_id),
+            Arc::clone(&plaintext),
+        );
+        tasks.push(tokio::spawn(async move {
+            let stream = TcpStream::connect(addr).await?;
+            stream.set_nodelay(true)?;
+            let (mut sender, conn) = client_http1::handshake(TokioIo::new(stream)).await?;
+            tokio::spawn(conn);
+            let host = addr.to_string();
+            let (mut lat, mut errors) = (Vec::with_capacity(100_000), 0u64);
+            while Instant::now() < deadline {
+                let req = arca_client::signing::signed_request(
+                    &host,
+                    &creds.access_key_id,
+                    creds.access_key_secret.as_bytes(),
+                    "Encrypt",
+                    &[
+                        ("KeyId", key_id.as_str()),
+                        ("Plaintext", plaintext.as_str()),
+                    ],
+                );
+                let t = Instant::now();
+                sender.ready().await?;
+                let resp = sender.send_request(req).await?;
+                let ok = resp.status().is_success();
+                resp.into_body().collect().await?;
+                lat.push(u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX));
+                if !ok {
+                    errors += 1;
+                }
+            }
+            anyhow::Ok((lat, errors))
+        }));
+    }
+    let mut all = Vec::new();
+    let mut errors = 0;
+    for t in tasks {
+        let (lat, e) = t.await??;
+        all.extend(lat);
+        errors += e;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    all.sort_unstable();
+    let pct = |p: f64| {
+        all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0)
+    };
+    Ok(Cell {
+        requests: all.len() as u64,
+        errors,
+        rps: all.len() as f64 / elapsed,
+        p50_us: pct(0.50),
+        p99_us: pct(0.99),
+    })
+}
+
+async fn run(args: Args) -> Result<()> {
+    let arca = TestServer::start()
+        .context("starting arca (build it with `cargo build --release --bins`)")?;
+    let creds = Arc::new(arca.credentials()?);
+    let client = arca.client()?;
+    let key = client.call("CreateKey", &[]).await?;
+    let key_id = Arc::new(
+        key["KeyMetadata"]["KeyId"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+    );
+    // Sanity: the load request really succeeds against Arca.
+    client
+        .call(
+            "Encrypt",
+            &[("KeyId", key_id.as_str()), ("Plaintext", "check")],
+        )
+        .await?;
+
+    let bare_port = free_port();
+    let mut bare = std::process::Command::new(std::env::current_exe()?)
+        .args(["--bare-server", &bare_port.to_string()])
+        .spawn()?;
+    let bare_addr: SocketAddr = format!("127.0.0.1:{bare_port}").parse()?;
+    let arca_addr: SocketAddr = arca.endpoint.parse()?;
+    for _ in 0..200 {
+        if TcpStream::connect(bare_addr).await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "arca-bench: Encrypt 1 KiB, V3-signed, keep-alive; {} s per cell; arca = {}",
+        args.seconds,
+        arca_bin().display()
+    )?;
+    writeln!(
+        out,
+        "| conns | bare req/s | bare p50/p99 µs | Arca req/s | Arca p50/p99 µs | Arca/bare |"
+    )?;
+    writeln!(out, "|---:|---:|---:|---:|---:|---:|")?;
+    let mut failed = false;
+    for &c in &args.concurrency {
+        let b = load(
+            bare_addr,
+            Arc::clone(&creds),
+            Arc::clone(&key_id),
+            c,
+            args.seconds,
+        )
+        .await?;
+        let a = load(
+            arca_addr,
+            Arc::clone(&creds),
+            Arc::clone(&key_id),
+            c,
+            args.seconds,
+        )
+        .await?;
+        writeln!(
+            out,
+            "| {c} | {:.0} | {}/{} | {:.0} | {}/{} | {:.2} |",
+            b.rps,
+            b.p50_us,
+            b.p99_us,
+            a.rps,
+            a.p50_us,
+            a.p99_us,
+            a.rps / b.rps
+        )?;
+        if a.errors > 0 || b.errors > 0 {
+            writeln!(
+                out,
+                "  errors: arca {} of {}, bare {} of {}",
+                a.errors, a.requests, b.errors, b.requests
+            )?;
+            failed = true;
+        }
+    }
+    let _ = bare.kill();
+    let _ = bare.wait();
+    if failed {
+        bail!("some requests failed");
+    }
+    Ok(())
+}

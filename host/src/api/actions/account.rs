@@ -31,8 +31,12 @@ impl Action for DescribeRegions {
     }
 
     async fn handle(self, ctx: &Ctx<'_>) -> Result<RegionsReply, ApiError> {
-        let region = Region { region_id: ctx.kms.region().to_owned() };
-        Ok(RegionsReply { regions: wrap("Region", vec![region]) })
+        let region = Region {
+            region_id: ctx.kms.region().to_owned(),
+        };
+        Ok(RegionsReply {
+            regions: wrap("Region", vec![region]),
+        })
     }
 }
 
@@ -55,6 +59,8 @@ impl Action for DescribeAccountKmsStatus {
     }
 
     async fn handle(self, _: &Ctx<'_>) -> Result<StatusReply, ApiError> {
-        Ok(StatusReply { account_status: "Enabled" })
+        Ok(StatusReply {
+            account_status: "Enabled",
+        })
     }
 }

@@ -66,7 +66,11 @@ impl Action for ArcaCreateAccessKey {
     }
 
     async fn handle(self, ctx: &Ctx<'_>) -> Result<AccessKeyReply, ApiError> {
-        Ok(ctx.kms.create_access_key(&ctx.caller, &self.0).await?.into())
+        Ok(ctx
+            .kms
+            .create_access_key(&ctx.caller, &self.0)
+            .await?
+            .into())
     }
 }
 
@@ -110,6 +114,8 @@ impl Action for ArcaListAccounts {
                 ),
             })
             .collect();
-        Ok(AccountsReply { accounts: wrap("Account", entries) })
+        Ok(AccountsReply {
+            accounts: wrap("Account", entries),
+        })
     }
 }

@@ -25,7 +25,10 @@ impl Action for CreateAlias {
     type Response = Empty;
 
     fn parse(p: &Params) -> Result<Self, ApiError> {
-        Ok(Self { alias: alias_param(p)?, key: p.required_as("KeyId")? })
+        Ok(Self {
+            alias: alias_param(p)?,
+            key: p.required_as("KeyId")?,
+        })
     }
 
     fn resource(&self) -> Option<String> {
@@ -33,7 +36,9 @@ impl Action for CreateAlias {
     }
 
     async fn handle(self, ctx: &Ctx<'_>) -> Result<Empty, ApiError> {
-        ctx.kms.create_alias(&ctx.caller, &self.alias, &self.key).await?;
+        ctx.kms
+            .create_alias(&ctx.caller, &self.alias, &self.key)
+            .await?;
         Ok(Empty {})
     }
 }
@@ -50,7 +55,10 @@ impl Action for UpdateAlias {
     type Response = Empty;
 
     fn parse(p: &Params) -> Result<Self, ApiError> {
-        Ok(Self { alias: alias_param(p)?, key: p.required_as("KeyId")? })
+        Ok(Self {
+            alias: alias_param(p)?,
+            key: p.required_as("KeyId")?,
+        })
     }
 
     fn resource(&self) -> Option<String> {
@@ -58,7 +66,9 @@ impl Action for UpdateAlias {
     }
 
     async fn handle(self, ctx: &Ctx<'_>) -> Result<Empty, ApiError> {
-        ctx.kms.update_alias(&ctx.caller, &self.alias, &self.key).await?;
+        ctx.kms
+            .update_alias(&ctx.caller, &self.alias, &self.key)
+            .await?;
         Ok(Empty {})
     }
 }
@@ -151,7 +161,10 @@ impl Action for ListAliasesByKeyId {
     type Response = AliasesReply;
 
     fn parse(p: &Params) -> Result<Self, ApiError> {
-        Ok(Self { key: p.required_as("KeyId")?, page: Page::parse(p)? })
+        Ok(Self {
+            key: p.required_as("KeyId")?,
+            page: Page::parse(p)?,
+        })
     }
 
     fn resource(&self) -> Option<String> {

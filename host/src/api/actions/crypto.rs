@@ -17,7 +17,9 @@ fn context(p: &Params, name: &'static str) -> Result<EncryptionContext, ApiError
 
 fn no_recipient(p: &Params) -> Result<(), ApiError> {
     if p.optional("Recipient").is_some() {
-        return Err(ApiError::UnsupportedOperation("Recipient (attested decryption)"));
+        return Err(ApiError::UnsupportedOperation(
+            "Recipient (attested decryption)",
+        ));
     }
     Ok(())
 }
@@ -33,7 +35,11 @@ pub(crate) struct SealedReply {
 impl SealedReply {
     fn new(ctx: &Ctx<'_>, s: Sealed) -> Self {
         ctx.note_version(&s.version);
-        Self { ciphertext_blob: s.blob, key_id: s.key_id.to_string(), key_version_id: s.version.to_string() }
+        Self {
+            ciphertext_blob: s.blob,
+            key_id: s.key_id.to_string(),
+            key_version_id: s.version.to_string(),
+        }
     }
 }
 
@@ -63,7 +69,9 @@ impl Action for Encrypt {
 
     async fn handle(self, ctx: &Ctx<'_>) -> Result<SealedReply, ApiError> {
         let plaintext = self.plaintext.into_bytes();
-        let sealed = ctx.kms.encrypt(&ctx.caller, &self.key, &plaintext, &self.context)?;
+        let sealed = ctx
+            .kms
+            .encrypt(&ctx.caller, &self.key, &plaintext, &self.context)?;
         Ok(SealedReply::new(ctx, sealed))
     }
 }
@@ -198,8 +206,13 @@ impl Action for GenerateDataKey {
     }
 
     async fn handle(self, ctx: &Ctx<'_>) -> Result<DataKeyReply, ApiError> {
-        let dk = ctx.kms.generate_data_key(&ctx.caller, &self.key, self.len, &self.context)?;
-        Ok(DataKeyReply { sealed: SealedReply::new(ctx, dk.sealed), plaintext: dk.plaintext_b64 })
+        let dk = ctx
+            .kms
+            .generate_data_key(&ctx.caller, &self.key, self.len, &self.context)?;
+        Ok(DataKeyReply {
+            sealed: SealedReply::new(ctx, dk.sealed),
+            plaintext: dk.plaintext_b64,
+        })
     }
 }
 
@@ -221,7 +234,9 @@ impl Action for GenerateDataKeyWithoutPlaintext {
 
     async fn handle(self, ctx: &Ctx<'_>) -> Result<SealedReply, ApiError> {
         let g = self.0;
-        let dk = ctx.kms.generate_data_key(&ctx.caller, &g.key, g.len, &g.context)?;
+        let dk = ctx
+            .kms
+            .generate_data_key(&ctx.caller, &g.key, g.len, &g.context)?;
         Ok(SealedReply::new(ctx, dk.sealed))
     }
 }

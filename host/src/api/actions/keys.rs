@@ -76,8 +76,8 @@ impl Action for CreateKey {
         let spec = enum_param::<KeySpec>(p, "KeySpec")?.unwrap_or(KeySpec::Aes256);
         let usage = enum_param::<KeyUsage>(p, "KeyUsage")?;
         let origin = enum_param::<Origin>(p, "Origin")?.unwrap_or(Origin::Kms);
-        let protection =
-            enum_param::<ProtectionLevel>(p, "ProtectionLevel")?.unwrap_or(ProtectionLevel::Software);
+        let protection = enum_param::<ProtectionLevel>(p, "ProtectionLevel")?
+            .unwrap_or(ProtectionLevel::Software);
         if origin == Origin::External {
             return Err(ApiError::UnsupportedOrigin);
         }
@@ -85,15 +85,23 @@ impl Action for CreateKey {
             // No HSM is configured on this server (PKCS#11 keystores: issue 7).
             return Err(ApiError::UnsupportedProtectionLevel);
         }
-        if p.bool("EnableAutomaticRotation")? == Some(true) || p.optional("RotationInterval").is_some() {
+        if p.bool("EnableAutomaticRotation")? == Some(true)
+            || p.optional("RotationInterval").is_some()
+        {
             return Err(ApiError::UnsupportedOperation(
                 "automatic rotation is not available on this server yet",
             ));
         }
         for (name, what) in [
             ("Tags", "tags are not available on this server yet"),
-            ("Policy", "key policies are not available on this server yet"),
-            ("DKMSInstanceId", "KMS instances are not available on this server yet"),
+            (
+                "Policy",
+                "key policies are not available on this server yet",
+            ),
+            (
+                "DKMSInstanceId",
+                "KMS instances are not available on this server yet",
+            ),
         ] {
             if p.optional(name).is_some() {
                 return Err(ApiError::UnsupportedOperation(what));
@@ -110,7 +118,9 @@ impl Action for CreateKey {
 
     async fn handle(self, ctx: &Ctx<'_>) -> Result<KeyMetadataReply, ApiError> {
         let key = ctx.kms.create_key(&ctx.caller, self.0).await?;
-        Ok(KeyMetadataReply { key_metadata: KeyMetadata::new(ctx, &key) })
+        Ok(KeyMetadataReply {
+            key_metadata: KeyMetadata::new(ctx, &key),
+        })
     }
 }
 
@@ -132,7 +142,9 @@ impl Action for DescribeKey {
 
     async fn handle(self, ctx: &Ctx<'_>) -> Result<KeyMetadataReply, ApiError> {
         let key = ctx.kms.resolve(&ctx.caller, &self.0)?;
-        Ok(KeyMetadataReply { key_metadata: KeyMetadata::new(ctx, &key) })
+        Ok(KeyMetadataReply {
+            key_metadata: KeyMetadata::new(ctx, &key),
+        })
     }
 }
 
@@ -154,7 +166,10 @@ struct WireFilter {
 fn parse_values<T: std::str::FromStr>(values: &[String]) -> Result<Vec<T>, ApiError> {
     values
         .iter()
-        .map(|v| v.parse().map_err(|_| ApiError::invalid("Filters", format!("unknown value {v:?}"))))
+        .map(|v| {
+            v.parse()
+                .map_err(|_| ApiError::invalid("Filters", format!("unknown value {v:?}")))
+        })
         .collect()
 }
 
@@ -170,7 +185,9 @@ fn parse_filters(raw: &str) -> Result<Vec<KeyFilter>, ApiError> {
                 "KeyState" => KeyFilter::State(parse_values::<KeyState>(&f.values)?),
                 "KeySpec" => KeyFilter::Spec(parse_values::<KeySpec>(&f.values)?),
                 "KeyUsage" => KeyFilter::Usage(parse_values::<KeyUsage>(&f.values)?),
-                "ProtectionLevel" => KeyFilter::Protection(parse_values::<ProtectionLevel>(&f.values)?),
+                "ProtectionLevel" => {
+                    KeyFilter::Protection(parse_values::<ProtectionLevel>(&f.values)?)
+                }
                 "Creator" => KeyFilter::Creator(f.values.clone()),
                 "CreatorType" => KeyFilter::CreatorType(f.values.clone()),
                 other => {
@@ -209,7 +226,10 @@ impl Action for ListKeys {
             Some(raw) => parse_filters(raw)?,
             None => Vec::new(),
         };
-        Ok(Self { page: Page::parse(p)?, filters })
+        Ok(Self {
+            page: Page::parse(p)?,
+            filters,
+        })
     }
 
     async fn handle(self, ctx: &Ctx<'_>) -> Result<ListKeysReply, ApiError> {
@@ -290,8 +310,13 @@ impl Action for UpdateKeyDescription {
 
     fn parse(p: &Params) -> Result<Self, ApiError> {
         // The description may legitimately be set to empty, so only its presence is required.
-        let description = p.get("Description").ok_or(ApiError::MissingParameter("Description"))?;
-        Ok(Self { key: p.required_as("KeyId")?, description: description.to_owned() })
+        let description = p
+            .get("Description")
+            .ok_or(ApiError::MissingParameter("Description"))?;
+        Ok(Self {
+            key: p.required_as("KeyId")?,
+            description: description.to_owned(),
+        })
     }
 
     fn resource(&self) -> Option<String> {
@@ -299,7 +324,9 @@ impl Action for UpdateKeyDescription {
     }
 
     async fn handle(self, ctx: &Ctx<'_>) -> Result<Empty, ApiError> {
-        ctx.kms.update_description(&ctx.caller, &self.key, &self.description).await?;
+        ctx.kms
+            .update_description(&ctx.caller, &self.key, &self.description)
+            .await?;
         Ok(Empty {})
     }
 }

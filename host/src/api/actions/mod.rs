@@ -31,7 +31,11 @@ pub(crate) struct Ctx<'a> {
 
 impl<'a> Ctx<'a> {
     pub(crate) fn new(kms: &'a Kms, caller: Caller) -> Self {
-        Self { kms, caller, key_version: Mutex::new(None) }
+        Self {
+            kms,
+            caller,
+            key_version: Mutex::new(None),
+        }
     }
 
     /// Records which key version a cryptographic call used, for the audit trail.
@@ -59,7 +63,8 @@ pub(crate) trait Action: Sized + Send {
         None
     }
     /// Does the work through `ctx.kms`.
-    fn handle(self, ctx: &Ctx<'_>) -> impl Future<Output = Result<Self::Response, ApiError>> + Send;
+    fn handle(self, ctx: &Ctx<'_>)
+    -> impl Future<Output = Result<Self::Response, ApiError>> + Send;
 }
 
 /// The success body: `RequestId` plus the action's fields.

@@ -32,6 +32,8 @@ pub struct SignedRequest<'a> {
     pub method: &'a str,
     /// The URI path (always `/` for the SDKs).
     pub path: &'a str,
+    /// The raw URI query (what V3 signs; form-body parameters are covered by the body hash).
+    pub query: &'a str,
     /// Headers exactly as received.
     pub headers: &'a HeaderMap,
     /// Query and form parameters.
@@ -63,7 +65,10 @@ pub fn authenticate(
     nonces: &NonceCache,
     now: OffsetDateTime,
 ) -> Result<Authenticated, ApiError> {
-    let authorization = req.headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let authorization = req
+        .headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
     let scheme = match authorization {
         Some(a) if a.starts_with(v3::ALGORITHM) => Scheme::V3(v3::Header::parse(a)?),
         Some(a) if a.starts_with("ACS") => {
@@ -88,9 +93,13 @@ pub fn authenticate(
     let nonce = claim
         .nonce
         .filter(|n| !n.is_empty() && n.len() <= 128)
-        .ok_or(ApiError::IncompleteSignature("a signature nonce is required"))?;
-    let access_key_id: AccessKeyId =
-        claim.access_key_id.parse().map_err(|_| ApiError::InvalidAccessKeyId)?;
+        .ok_or(ApiError::IncompleteSignature(
+            "a signature nonce is required",
+        ))?;
+    let access_key_id: AccessKeyId = claim
+        .access_key_id
+        .parse()
+        .map_err(|_| ApiError::InvalidAccessKeyId)?;
     let credential = kms
         .credential(&access_key_id)
         .map_err(ApiError::from)?
@@ -103,7 +112,10 @@ pub fn authenticate(
     if !nonces.insert(access_key_id.as_str(), nonce, timestamp, now) {
         return Err(ApiError::NonceUsed);
     }
-    Ok(Authenticated { access_key_id, credential })
+    Ok(Authenticated {
+        access_key_id,
+        credential,
+    })
 }
 
 enum Scheme {

@@ -23,7 +23,13 @@ pub struct NonceCache {
 
 impl NonceCache {
     /// Records `nonce` for `access_key`; `false` if it was already seen (a replay).
-    pub fn insert(&self, access_key: &str, nonce: &str, stamped: OffsetDateTime, now: OffsetDateTime) -> bool {
+    pub fn insert(
+        &self,
+        access_key: &str,
+        nonce: &str,
+        stamped: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> bool {
         let digest = self.hasher.hash_one((access_key, nonce));
         let minute = stamped.unix_timestamp().div_euclid(60);
         let oldest_live = (now.unix_timestamp() - MAX_SKEW_SECONDS).div_euclid(60) - 1;
@@ -42,7 +48,10 @@ impl NonceCache {
 
     /// How many nonces are remembered (for metrics and tests).
     pub fn len(&self) -> usize {
-        self.buckets.lock().map(|b| b.values().map(HashSet::len).sum()).unwrap_or(0)
+        self.buckets
+            .lock()
+            .map(|b| b.values().map(HashSet::len).sum())
+            .unwrap_or(0)
     }
 
     /// Whether nothing is remembered.
@@ -65,7 +74,10 @@ mod tests {
         let now = t(1_700_000_000);
         assert!(c.insert("ak", "n1", now, now));
         assert!(!c.insert("ak", "n1", now, now), "replay");
-        assert!(c.insert("other", "n1", now, now), "nonces are per AccessKey");
+        assert!(
+            c.insert("other", "n1", now, now),
+            "nonces are per AccessKey"
+        );
         // Still remembered near the end of the window.
         assert!(!c.insert("ak", "n1", now, t(1_700_000_000 + MAX_SKEW_SECONDS)));
         // Long after, the bucket is gone (and such a request fails the clock check anyway).

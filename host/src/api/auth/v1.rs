@@ -3,18 +3,25 @@
 
 use base64::Engine;
 
-use arca_client::signing::{pct, sorted_query};
 use super::{Claim, SignedRequest};
 use crate::crypto::{constant_time_eq, hmac_sha1};
 use crate::error::ApiError;
+use arca_client::signing::{pct, sorted_query};
 
 pub(super) fn claim<'a>(req: &'a SignedRequest<'_>) -> Result<Claim<'a>, ApiError> {
     match req.params.get("SignatureMethod") {
         Some("HMAC-SHA1") => {}
-        _ => return Err(ApiError::IncompleteSignature("SignatureMethod must be HMAC-SHA1")),
+        _ => {
+            return Err(ApiError::IncompleteSignature(
+                "SignatureMethod must be HMAC-SHA1",
+            ));
+        }
     }
     Ok(Claim {
-        access_key_id: req.params.get("AccessKeyId").ok_or(ApiError::MissingParameter("AccessKeyId"))?,
+        access_key_id: req
+            .params
+            .get("AccessKeyId")
+            .ok_or(ApiError::MissingParameter("AccessKeyId"))?,
         timestamp: req.params.get("Timestamp"),
         nonce: req.params.get("SignatureNonce"),
     })
@@ -64,13 +71,23 @@ mod tests {
             &Timestamp=2024-01-01T00%3A00%3A00Z&Version=2016-01-20&Signature=u%2Fz3At8X%2B15aHyQXRIVopkOITN0%3D";
         let params = Params::parse(Some(query), None);
         let headers = HeaderMap::new();
-        let req = SignedRequest { method: "POST", path: "/", headers: &headers, params: &params, body: b"" };
+        let req = SignedRequest {
+            method: "POST",
+            path: "/",
+            query,
+            headers: &headers,
+            params: &params,
+            body: b"",
+        };
         assert_eq!(
             string_to_sign(&req),
             "POST&%2F&AccessKeyId%3DtestAKID%26Action%3DEncrypt%26EncryptionContext%3D%257B%2522a%2522%253A%2522b%2520c%2522%257D%26Format%3DJSON%26KeyId%3Dalias%252Fmy-key%26Plaintext%3DaGVsbG8gd29ybGQ%253D%26SignatureMethod%3DHMAC-SHA1%26SignatureNonce%3D3156853299f313e23d1673dc12e1703d%26SignatureVersion%3D1.0%26Timestamp%3D2024-01-01T00%253A00%253A00Z%26Version%3D2016-01-20"
         );
         verify(&req, b"testSecret").unwrap();
-        assert!(matches!(verify(&req, b"nope"), Err(ApiError::SignatureDoesNotMatch(_))));
+        assert!(matches!(
+            verify(&req, b"nope"),
+            Err(ApiError::SignatureDoesNotMatch(_))
+        ));
         let c = claim(&req).unwrap();
         assert_eq!(c.access_key_id, "testAKID");
         assert_eq!(c.timestamp, Some("2024-01-01T00:00:00Z"));
