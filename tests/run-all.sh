@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Arca's whole test suite, as CI runs it: installs what the tests need (apt packages, the
+# official Python SDKs in a virtualenv), then runs format and lint gates, the Rust unit and
+# end-to-end tests, and the official-SDK suite against the real server.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "system packages"
+need=()
+python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
+command -v cc >/dev/null || need+=(build-essential)
+if ((${#need[@]})); then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq && apt-get install -y -qq "${need[@]}"
+fi
+
+step "python virtualenv with the official SDKs (tests/python/requirements.txt)"
+venv=.venv
+stamp="$venv/.requirements.sha256"
+want=$(sha256sum tests/python/requirements.txt | cut -d' ' -f1)
+if [[ ! -x "$venv/bin/python" || "$(cat "$stamp" 2>/dev/null)" != "$want" ]]; then
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check -r tests/python/requirements.txt
+  echo "$want" > "$stamp"
+fi
+
+step "format and lints"
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "build"
+cargo build --workspace --bins --locked
+
+step "Rust unit and end-to-end tests"
+cargo test --workspace --locked
+
+step "official SDKs against the real server"
+ARCA_BIN="$PWD/target/debug/arca" "$venv/bin/python" -m pytest -q tests/python
