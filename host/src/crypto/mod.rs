@@ -6,7 +6,7 @@
 
 pub mod aead;
 
-pub use aead::{AeadKey, SymmetricAlgorithm};
+pub use aead::{AeadKey, SymmetricAlgorithm, SymmetricCipher};
 
 use aws_lc_rs::rand::SecureRandom;
 
