@@ -48,18 +48,7 @@ impl Clock for ManualClock {
 }
 
 /// Formats a time the way the SDK models expect: `2024-05-20T06:34:21Z` (UTC, whole seconds).
-pub fn format_utc(t: OffsetDateTime) -> String {
-    let t = t.to_offset(time::UtcOffset::UTC);
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second()
-    )
-}
+pub use arca_client::signing::format_utc;
 
 /// Parses an RFC 3339 UTC time such as the SDKs' `x-acs-date` / `Timestamp`.
 pub fn parse_utc(s: &str) -> Option<OffsetDateTime> {

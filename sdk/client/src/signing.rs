@@ -34,19 +34,8 @@ fn push_pct(out: &mut String, s: &str) {
 pub fn sorted_query<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)>) -> String {
     // Encoding preserves byte order between distinct strings only up to escapes, so sort the
     // encoded forms, as the SDKs do.
-    let mut encoded: Vec<(String, String)> = pairs.map(|(k, v)| (pct(k), pct(v))).collect();
-    encoded.sort_unstable();
-    let len = encoded.iter().map(|(k, v)| k.len() + v.len() + 2).sum();
-    let mut out = String::with_capacity(len);
-    for (i, (k, v)) in encoded.iter().enumerate() {
-        if i > 0 {
-            out.push('&');
-        }
-        out.push_str(k);
-        out.push('=');
-        out.push_str(v);
-    }
-    out
+    let encoded: Vec<(String, String)> = pairs.map(|(k, v)| (pct(k), pct(v))).collect();
+    join_sorted(encoded)
 }
 
 /// Whether a raw query component is already in canonical form: only unreserved characters
@@ -93,6 +82,11 @@ pub fn canonical_query(raw: &str) -> String {
             }
         }
     }
+    join_sorted(encoded)
+}
+
+/// Sorts encoded pairs and joins them as `k=v&k=v`.
+fn join_sorted(mut encoded: Vec<(String, String)>) -> String {
     encoded.sort_unstable();
     let len = encoded.iter().map(|(k, v)| k.len() + v.len() + 2).sum();
     let mut out = String::with_capacity(len);
@@ -126,7 +120,12 @@ pub fn nonce() -> String {
 
 /// The current UTC time as `YYYY-MM-DDThh:mm:ssZ`.
 pub fn timestamp() -> String {
-    let t = time::OffsetDateTime::now_utc();
+    format_utc(time::OffsetDateTime::now_utc())
+}
+
+/// A time as the API writes it: `2024-05-20T06:34:21Z` (UTC, whole seconds).
+pub fn format_utc(t: time::OffsetDateTime) -> String {
+    let t = t.to_offset(time::UtcOffset::UTC);
     format!(
         "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
         t.year(),

@@ -13,65 +13,44 @@ fn alias_param(p: &Params) -> Result<AliasName, ApiError> {
     p.required_as("AliasName")
 }
 
-/// `CreateAlias`.
-#[derive(Debug)]
-pub(crate) struct CreateAlias {
-    alias: AliasName,
-    key: KeyRef,
+/// An action that points `AliasName` at `KeyId` through one `Kms` method.
+macro_rules! alias_target_action {
+    ($(#[$doc:meta])* $name:ident => $method:ident) => {
+        $(#[$doc])*
+        #[derive(Debug)]
+        pub(crate) struct $name {
+            alias: AliasName,
+            key: KeyRef,
+        }
+
+        impl Action for $name {
+            const NAME: &'static str = stringify!($name);
+            type Response = Empty;
+
+            fn parse(p: &Params) -> Result<Self, ApiError> {
+                Ok(Self { alias: alias_param(p)?, key: p.required_as("KeyId")? })
+            }
+
+            fn resource(&self) -> Option<String> {
+                Some(self.key.to_string())
+            }
+
+            async fn handle(self, ctx: &Ctx<'_>) -> Result<Empty, ApiError> {
+                ctx.kms.$method(&ctx.caller, &self.alias, &self.key).await?;
+                Ok(Empty {})
+            }
+        }
+    };
 }
 
-impl Action for CreateAlias {
-    const NAME: &'static str = "CreateAlias";
-    type Response = Empty;
-
-    fn parse(p: &Params) -> Result<Self, ApiError> {
-        Ok(Self {
-            alias: alias_param(p)?,
-            key: p.required_as("KeyId")?,
-        })
-    }
-
-    fn resource(&self) -> Option<String> {
-        Some(self.key.to_string())
-    }
-
-    async fn handle(self, ctx: &Ctx<'_>) -> Result<Empty, ApiError> {
-        ctx.kms
-            .create_alias(&ctx.caller, &self.alias, &self.key)
-            .await?;
-        Ok(Empty {})
-    }
-}
-
-/// `UpdateAlias`.
-#[derive(Debug)]
-pub(crate) struct UpdateAlias {
-    alias: AliasName,
-    key: KeyRef,
-}
-
-impl Action for UpdateAlias {
-    const NAME: &'static str = "UpdateAlias";
-    type Response = Empty;
-
-    fn parse(p: &Params) -> Result<Self, ApiError> {
-        Ok(Self {
-            alias: alias_param(p)?,
-            key: p.required_as("KeyId")?,
-        })
-    }
-
-    fn resource(&self) -> Option<String> {
-        Some(self.key.to_string())
-    }
-
-    async fn handle(self, ctx: &Ctx<'_>) -> Result<Empty, ApiError> {
-        ctx.kms
-            .update_alias(&ctx.caller, &self.alias, &self.key)
-            .await?;
-        Ok(Empty {})
-    }
-}
+alias_target_action!(
+    /// `CreateAlias`.
+    CreateAlias => create_alias
+);
+alias_target_action!(
+    /// `UpdateAlias`: re-points an existing alias.
+    UpdateAlias => update_alias
+);
 
 /// `DeleteAlias`.
 #[derive(Debug)]

@@ -253,49 +253,41 @@ impl Action for ListKeys {
     }
 }
 
-/// `EnableKey`.
-#[derive(Debug)]
-pub(crate) struct EnableKey(KeyRef);
+/// An action that takes only a `KeyId` and changes the key through one `Kms` method.
+macro_rules! key_state_action {
+    ($(#[$doc:meta])* $name:ident => $method:ident) => {
+        $(#[$doc])*
+        #[derive(Debug)]
+        pub(crate) struct $name(KeyRef);
 
-impl Action for EnableKey {
-    const NAME: &'static str = "EnableKey";
-    type Response = Empty;
+        impl Action for $name {
+            const NAME: &'static str = stringify!($name);
+            type Response = Empty;
 
-    fn parse(p: &Params) -> Result<Self, ApiError> {
-        Ok(Self(p.required_as("KeyId")?))
-    }
+            fn parse(p: &Params) -> Result<Self, ApiError> {
+                Ok(Self(p.required_as("KeyId")?))
+            }
 
-    fn resource(&self) -> Option<String> {
-        Some(self.0.to_string())
-    }
+            fn resource(&self) -> Option<String> {
+                Some(self.0.to_string())
+            }
 
-    async fn handle(self, ctx: &Ctx<'_>) -> Result<Empty, ApiError> {
-        ctx.kms.enable_key(&ctx.caller, &self.0).await?;
-        Ok(Empty {})
-    }
+            async fn handle(self, ctx: &Ctx<'_>) -> Result<Empty, ApiError> {
+                ctx.kms.$method(&ctx.caller, &self.0).await?;
+                Ok(Empty {})
+            }
+        }
+    };
 }
 
-/// `DisableKey`.
-#[derive(Debug)]
-pub(crate) struct DisableKey(KeyRef);
-
-impl Action for DisableKey {
-    const NAME: &'static str = "DisableKey";
-    type Response = Empty;
-
-    fn parse(p: &Params) -> Result<Self, ApiError> {
-        Ok(Self(p.required_as("KeyId")?))
-    }
-
-    fn resource(&self) -> Option<String> {
-        Some(self.0.to_string())
-    }
-
-    async fn handle(self, ctx: &Ctx<'_>) -> Result<Empty, ApiError> {
-        ctx.kms.disable_key(&ctx.caller, &self.0).await?;
-        Ok(Empty {})
-    }
-}
+key_state_action!(
+    /// `EnableKey`: Disabled → Enabled.
+    EnableKey => enable_key
+);
+key_state_action!(
+    /// `DisableKey`: Enabled → Disabled.
+    DisableKey => disable_key
+);
 
 /// `UpdateKeyDescription`.
 #[derive(Debug)]
