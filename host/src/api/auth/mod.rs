@@ -118,6 +118,15 @@ pub fn authenticate(
     })
 }
 
+/// Compares a computed signature with the given one in constant time.
+fn compare(expected: &[u8], given: &[u8], string_to_sign: String) -> Result<(), ApiError> {
+    if crate::crypto::constant_time_eq(expected, given) {
+        Ok(())
+    } else {
+        Err(ApiError::SignatureDoesNotMatch(string_to_sign))
+    }
+}
+
 enum Scheme {
     V3(v3::Header),
     V1,

@@ -4,7 +4,7 @@
 use base64::Engine;
 
 use super::{Claim, SignedRequest};
-use crate::crypto::{constant_time_eq, hmac_sha1};
+use crate::crypto::hmac_sha1;
 use crate::error::ApiError;
 use arca_client::signing::{pct, sorted_query};
 
@@ -49,11 +49,7 @@ pub(super) fn verify(req: &SignedRequest<'_>, secret: &[u8]) -> Result<(), ApiEr
     key.push(b'&');
     let expected = hmac_sha1(&key, sts.as_bytes());
     drop(crate::secret::SecretBytes::new(key));
-    if constant_time_eq(&expected, &given) {
-        Ok(())
-    } else {
-        Err(ApiError::SignatureDoesNotMatch(sts))
-    }
+    super::compare(&expected, &given, sts)
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 //! client chose to sign, and the SHA-256 of the body.
 
 use super::{Claim, SignedRequest};
-use crate::crypto::{constant_time_eq, hmac_sha256, sha256_hex};
+use crate::crypto::{hmac_sha256, sha256_hex};
 use crate::error::ApiError;
 use arca_client::signing::canonical_query;
 
@@ -123,11 +123,7 @@ fn string_to_sign(h: &Header, req: &SignedRequest<'_>) -> Result<String, ApiErro
 pub(super) fn verify(h: &Header, req: &SignedRequest<'_>, secret: &[u8]) -> Result<(), ApiError> {
     let sts = string_to_sign(h, req)?;
     let expected = hmac_sha256(secret, sts.as_bytes());
-    if constant_time_eq(&expected, &h.signature) {
-        Ok(())
-    } else {
-        Err(ApiError::SignatureDoesNotMatch(sts))
-    }
+    super::compare(&expected, &h.signature, sts)
 }
 
 #[cfg(test)]
