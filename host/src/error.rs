@@ -63,6 +63,12 @@ pub enum ApiError {
     /// 404 `Forbidden.KeyNotFound`.
     #[error("key not found")]
     KeyNotFound,
+    /// 404 `Forbidden.KeyVersionNotFound`.
+    #[error("key version not found")]
+    KeyVersionNotFound,
+    /// 403 `Forbidden.DeletionProtection`: ScheduleKeyDeletion on a protected key.
+    #[error("deletion protection")]
+    DeletionProtected,
     /// 404 `Forbidden.AliasNotFound`.
     #[error("alias not found")]
     AliasNotFound,
@@ -126,10 +132,13 @@ impl ApiError {
             | Self::UnsupportedOrigin
             | Self::UnsupportedOperation(_)
             | Self::InvalidCiphertext => StatusCode::BAD_REQUEST,
-            Self::UnsupportedHttpMethod | Self::NoPermission => StatusCode::FORBIDDEN,
+            Self::UnsupportedHttpMethod | Self::NoPermission | Self::DeletionProtected => {
+                StatusCode::FORBIDDEN
+            }
             Self::InvalidAccessKeyId
             | Self::UnknownAction
             | Self::KeyNotFound
+            | Self::KeyVersionNotFound
             | Self::AliasNotFound
             | Self::ResourceNotFound => StatusCode::NOT_FOUND,
             Self::KeyState(_) => StatusCode::CONFLICT,
@@ -156,6 +165,8 @@ impl ApiError {
             Self::DryRun => "DryRunOperationError",
             Self::NoPermission => "Forbidden.NoPermission",
             Self::KeyNotFound => "Forbidden.KeyNotFound",
+            Self::KeyVersionNotFound => "Forbidden.KeyVersionNotFound",
+            Self::DeletionProtected => "Forbidden.DeletionProtection",
             Self::AliasNotFound => "Forbidden.AliasNotFound",
             Self::ResourceNotFound => "Forbidden.ResourceNotFound",
             Self::AliasAlreadyExists => "AliasAlreadyExists",
@@ -206,6 +217,10 @@ impl ApiError {
             Self::DryRun => "Request validation has been passed with DryRun flag set.".into(),
             Self::NoPermission => "This operation is forbidden by permission system.".into(),
             Self::KeyNotFound => "The specified Key is not found.".into(),
+            Self::KeyVersionNotFound => "The specified Key version is not found.".into(),
+            Self::DeletionProtected => {
+                "The key is protected from deletion; disable deletion protection first.".into()
+            }
             Self::AliasNotFound => "The specified Alias is not found.".into(),
             Self::ResourceNotFound => "The resource is not found.".into(),
             Self::AliasAlreadyExists => "AliasName Already Exists.".into(),
@@ -232,6 +247,8 @@ impl From<kms::Error> for ApiError {
         match e {
             kms::Error::KeyNotFound => Self::KeyNotFound,
             kms::Error::AliasNotFound => Self::AliasNotFound,
+            kms::Error::VersionNotFound => Self::KeyVersionNotFound,
+            kms::Error::DeletionProtected => Self::DeletionProtected,
             kms::Error::AliasExists => Self::AliasAlreadyExists,
             kms::Error::AliasReserved => Self::UnsupportedAlias,
             kms::Error::KeyState(s) => Self::KeyState(s),

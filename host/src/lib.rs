@@ -30,8 +30,23 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 
-/// Serves the API for an opened data dir on `listener` until `shutdown` completes.
+/// How often scheduled rotations and deletions are looked for while serving.
+pub const SWEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Serves the API for an opened data dir on `listener` until `shutdown` completes, running
+/// the key maintenance sweep every [`SWEEP_INTERVAL`] meanwhile.
 pub async fn serve(dir: DataDir, listener: TcpListener, shutdown: impl Future<Output = ()>) {
+    let kms = Arc::clone(&dir.kms);
+    let sweeper = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(SWEEP_INTERVAL);
+        tick.tick().await; // start-up already swept
+        loop {
+            tick.tick().await;
+            if let Err(e) = kms.sweep().await {
+                tracing::error!(error = %e, "key maintenance sweep failed");
+            }
+        }
+    });
     let app = Arc::new(api::App {
         kms: dir.kms,
         nonces: api::auth::NonceCache::default(),
@@ -39,4 +54,5 @@ pub async fn serve(dir: DataDir, listener: TcpListener, shutdown: impl Future<Ou
         request_ids: api::RequestIds::default(),
     });
     api::server::run(listener, app, shutdown).await;
+    sweeper.abort();
 }

@@ -168,6 +168,19 @@ pub async fn open_with_clock(
             .map_err(|e| StartupError::Bootstrap(e.to_string()))?;
         write_credentials(&credentials_path, &ak, &config.region)?;
     }
+    // Rotations and destructions that came due while the server was down happen before
+    // anything is served.
+    match kms.sweep().await {
+        Ok(done) if done != crate::kms::lifecycle::Sweep::default() => {
+            tracing::info!(
+                rotated = done.rotated,
+                destroyed = done.destroyed,
+                "start-up key maintenance"
+            );
+        }
+        Ok(_) => {}
+        Err(e) => return Err(StartupError::Bootstrap(format!("key maintenance: {e}"))),
+    }
     let audit_path = dir.join("audit.log");
     let audit = AuditLog::open(&audit_path).map_err(io_err(&audit_path))?;
     Ok(DataDir {

@@ -9,7 +9,7 @@ use super::model::{KeyRecord, KeyState, KeyUsage, VersionRecord};
 use super::{Caller, Error, Kms, LoadedVersion};
 use crate::crypto::aead::NONCE_LEN;
 use crate::crypto::fill_random;
-use crate::ids::{KeyId, KeyRef, KeyVersionId};
+use crate::ids::{AccountId, KeyId, KeyRef, KeyVersionId};
 use crate::keystore::software;
 use crate::secret::{SecretBytes, SecretString};
 use crate::store::Table;
@@ -90,18 +90,35 @@ fn usable_for_encryption(key: &KeyRecord) -> Result<(), Error> {
 
 impl Kms {
     /// A version's prepared material, unsealed once and then served from memory.
-    fn load_version(&self, version: &KeyVersionId) -> Result<Option<Arc<LoadedVersion>>, Error> {
+    ///
+    /// A version of `owner`'s destroyed key answers "key not found"; anything that is not
+    /// `owner`'s, or does not exist, answers "invalid ciphertext", so that another account's
+    /// ciphertexts are indistinguishable from garbage.
+    fn load_version(
+        &self,
+        owner: &AccountId,
+        version: &KeyVersionId,
+    ) -> Result<Arc<LoadedVersion>, Error> {
         if let Some(v) = self
             .versions
             .read()
             .ok()
             .and_then(|m| m.get(version).cloned())
         {
-            return Ok(Some(v));
+            if v.account_id != *owner {
+                return Err(Error::InvalidCiphertext);
+            }
+            return Ok(v);
         }
         let Some(record) = self.get::<VersionRecord>(Table::KeyVersions, version.as_str())? else {
-            return Ok(None);
+            return Err(Error::InvalidCiphertext);
         };
+        if record.account_id != *owner {
+            return Err(Error::InvalidCiphertext);
+        }
+        if record.destroyed {
+            return Err(Error::KeyNotFound);
+        }
         let key_path = super::keys::key_path(&record.account_id, &record.key_id);
         let key = self
             .get::<KeyRecord>(Table::Keys, &key_path)?
@@ -123,7 +140,7 @@ impl Kms {
         if let Ok(mut m) = self.versions.write() {
             m.insert(version.clone(), Arc::clone(&loaded));
         }
-        Ok(Some(loaded))
+        Ok(loaded)
     }
 
     fn seal_with(
@@ -134,7 +151,7 @@ impl Kms {
     ) -> Result<Sealed, Error> {
         usable_for_encryption(key)?;
         let version = &key.primary_version;
-        let loaded = self.load_version(version)?.ok_or(Error::KeyNotFound)?;
+        let loaded = self.load_version(&key.account_id, version)?;
         let mut nonce = [0u8; NONCE_LEN];
         fill_random(&mut nonce);
         let mut buf = plaintext.to_vec();
@@ -180,13 +197,7 @@ impl Kms {
     ) -> Result<Opened, Error> {
         let blob =
             Blob::parse(blob).map_err(|e| Error::invalid("CiphertextBlob", e.to_string()))?;
-        let loaded = self
-            .load_version(&blob.version)?
-            .ok_or(Error::InvalidCiphertext)?;
-        if loaded.account_id != caller.account {
-            // Another account's ciphertext: indistinguishable from garbage.
-            return Err(Error::InvalidCiphertext);
-        }
+        let loaded = self.load_version(&caller.account, &blob.version)?;
         let key = self.resolve(caller, &KeyRef::Id(loaded.key_id.clone()))?;
         match key.state {
             KeyState::Enabled => {}

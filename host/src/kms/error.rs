@@ -9,6 +9,12 @@ pub enum Error {
     /// No such key in the caller's account (or it belongs to someone else).
     #[error("key not found")]
     KeyNotFound,
+    /// No such version of the key.
+    #[error("key version not found")]
+    VersionNotFound,
+    /// Deletion protection forbids scheduling deletion.
+    #[error("key is protected from deletion")]
+    DeletionProtected,
     /// No such alias in the caller's account.
     #[error("alias not found")]
     AliasNotFound,

@@ -24,6 +24,8 @@ pub struct NewKey {
     pub protection: ProtectionLevel,
     /// Free text.
     pub description: String,
+    /// `Some(seconds)`: rotate automatically at this interval (7–730 days).
+    pub rotation: Option<u64>,
 }
 
 /// Longest description CreateKey and UpdateKeyDescription accept.
@@ -88,11 +90,13 @@ impl Kms {
         if req.description.chars().count() > MAX_DESCRIPTION {
             return Err(Error::invalid("Description", "longer than 8192 characters"));
         }
+        if let Some(interval) = req.rotation {
+            super::lifecycle::check_rotation_interval(interval)?;
+        }
         let key_id = KeyId::generate(&self.region);
-        let version_id = KeyVersionId::generate();
         let now = self.now();
-        let sealed = software::generate_sealed(&self.sealer, alg, &version_id)
-            .map_err(|e| Error::Internal(e.to_string()))?;
+        let version = self.new_version(&key_id, &caller.account, alg)?;
+        let version_id = version.version_id.clone();
         let key = KeyRecord {
             key_id: key_id.clone(),
             account_id: caller.account.clone(),
@@ -106,13 +110,12 @@ impl Kms {
             created: now,
             primary_version: version_id.clone(),
             versions: vec![version_id.clone()],
-        };
-        let version = VersionRecord {
-            version_id: version_id.clone(),
-            key_id: key_id.clone(),
-            account_id: caller.account.clone(),
-            created: now,
-            sealed_material: base64::engine::general_purpose::STANDARD.encode(sealed),
+            automatic_rotation: req.rotation.is_some(),
+            rotation_interval: req.rotation,
+            last_rotation: None,
+            next_rotation: req.rotation.map(|i| now.saturating_add_unsigned(i)),
+            delete_date: None,
+            deletion_protection: None,
         };
         let path = key_path(&caller.account, &key_id);
         let raw = encode(&key)?;
@@ -124,6 +127,26 @@ impl Kms {
         self.commit(batch).await?;
         self.remember_key(&path, key.clone(), raw);
         Ok(key)
+    }
+
+    /// Fresh material for a new version of `key`, sealed, as a record ready to store.
+    pub(super) fn new_version(
+        &self,
+        key: &KeyId,
+        account: &crate::ids::AccountId,
+        alg: crate::crypto::SymmetricAlgorithm,
+    ) -> Result<VersionRecord, Error> {
+        let version_id = KeyVersionId::generate();
+        let sealed = software::generate_sealed(&self.sealer, alg, &version_id)
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        Ok(VersionRecord {
+            version_id,
+            key_id: key.clone(),
+            account_id: account.clone(),
+            created: self.now(),
+            sealed_material: base64::engine::general_purpose::STANDARD.encode(sealed),
+            destroyed: false,
+        })
     }
 
     /// Finds the key a request names, in the caller's account.
@@ -175,13 +198,13 @@ impl Kms {
         Ok(found)
     }
 
-    fn remember_key(&self, path: &str, record: KeyRecord, raw: Vec<u8>) {
+    pub(super) fn remember_key(&self, path: &str, record: KeyRecord, raw: Vec<u8>) {
         if let Ok(mut m) = self.keys.write() {
             m.insert(path.to_owned(), std::sync::Arc::new((record, raw)));
         }
     }
 
-    fn forget_key(&self, path: &str) {
+    pub(super) fn forget_key(&self, path: &str) {
         if let Ok(mut m) = self.keys.write() {
             m.remove(path);
         }
@@ -211,7 +234,7 @@ impl Kms {
     }
 
     /// Applies `change` to the key with compare-and-swap, retrying if another write raced it.
-    async fn update_key(
+    pub(super) async fn update_key(
         &self,
         caller: &Caller,
         key: &KeyRef,

@@ -9,7 +9,9 @@ pub mod crypto_ops;
 pub mod envelope;
 pub mod error;
 pub mod keys;
+pub mod lifecycle;
 pub mod model;
+pub mod random;
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};

@@ -182,6 +182,24 @@ pub struct KeyRecord {
     pub primary_version: KeyVersionId,
     /// Every version, oldest first.
     pub versions: Vec<KeyVersionId>,
+    /// Whether the scheduler rotates this key.
+    #[serde(default)]
+    pub automatic_rotation: bool,
+    /// Seconds between automatic rotations (7–730 days).
+    #[serde(default)]
+    pub rotation_interval: Option<u64>,
+    /// Unix seconds of the last rotation (manual or automatic).
+    #[serde(default)]
+    pub last_rotation: Option<i64>,
+    /// Unix seconds at which the scheduler rotates next.
+    #[serde(default)]
+    pub next_rotation: Option<i64>,
+    /// Unix seconds at which a key pending deletion is destroyed.
+    #[serde(default)]
+    pub delete_date: Option<i64>,
+    /// `Some(description)` while deletion protection is on.
+    #[serde(default)]
+    pub deletion_protection: Option<String>,
 }
 
 /// One version of a key's material.
@@ -195,8 +213,13 @@ pub struct VersionRecord {
     pub account_id: AccountId,
     /// Unix seconds.
     pub created: i64,
-    /// The material sealed under the root key (identity `key-version/<id>`), base64.
+    /// The material sealed under the root key (identity `key-version/<id>`), base64. Empty
+    /// once the key is destroyed.
     pub sealed_material: String,
+    /// The key was deleted: the material is gone and only this tombstone remains, so that old
+    /// ciphertexts fail with "key not found" rather than as garbage.
+    #[serde(default)]
+    pub destroyed: bool,
 }
 
 /// An alias pointing at a key.

@@ -64,3 +64,43 @@ impl Action for DescribeAccountKmsStatus {
         })
     }
 }
+
+/// `GetRandomPassword`.
+#[derive(Debug)]
+pub(crate) struct GetRandomPassword(crate::kms::random::PasswordRules);
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct PasswordReply {
+    #[serde(serialize_with = "crate::secret::serialize_exposed")]
+    random_password: crate::secret::SecretString,
+}
+
+impl Action for GetRandomPassword {
+    const NAME: &'static str = "GetRandomPassword";
+    type Response = PasswordReply;
+
+    fn parse(p: &Params) -> Result<Self, ApiError> {
+        let defaults = crate::kms::random::PasswordRules::default();
+        let length = p
+            .int("PasswordLength", 8..=128)?
+            .map_or(Ok(defaults.length), usize::try_from);
+        Ok(Self(crate::kms::random::PasswordRules {
+            length: length.map_err(|_| ApiError::invalid("PasswordLength", "out of range"))?,
+            exclude_characters: p.get("ExcludeCharacters").unwrap_or_default().to_owned(),
+            exclude_lowercase: p.bool("ExcludeLowercase")?.unwrap_or(false),
+            exclude_uppercase: p.bool("ExcludeUppercase")?.unwrap_or(false),
+            exclude_numbers: p.bool("ExcludeNumbers")?.unwrap_or(false),
+            exclude_punctuation: p.bool("ExcludePunctuation")?.unwrap_or(false),
+            require_each_included_type: p
+                .bool("RequireEachIncludedType")?
+                .unwrap_or(defaults.require_each_included_type),
+        }))
+    }
+
+    async fn handle(self, _: &Ctx<'_>) -> Result<PasswordReply, ApiError> {
+        Ok(PasswordReply {
+            random_password: crate::kms::random::random_password(&self.0)?,
+        })
+    }
+}

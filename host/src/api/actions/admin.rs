@@ -6,7 +6,6 @@ use serde::Serialize;
 
 use super::{Action, Ctx, wrap};
 use crate::api::params::Params;
-use crate::clock::format_utc;
 use crate::error::ApiError;
 use crate::ids::AccountId;
 use crate::kms::accounts::NewAccessKey;
@@ -108,10 +107,7 @@ impl Action for ArcaListAccounts {
             .map(|a| AccountEntry {
                 account_id: a.account_id.to_string(),
                 admin: a.admin,
-                creation_date: format_utc(
-                    time::OffsetDateTime::from_unix_timestamp(a.created)
-                        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH),
-                ),
+                creation_date: super::keys::date(a.created),
             })
             .collect();
         Ok(AccountsReply {

@@ -8,6 +8,7 @@ use crate::clock::format_utc;
 use crate::error::ApiError;
 use crate::ids::{KeyRef, key_arn};
 use crate::kms::keys::{KeyFilter, NewKey};
+use crate::kms::lifecycle::{DEFAULT_ROTATION, parse_interval};
 use crate::kms::model::{KeyRecord, KeySpec, KeyState, KeyUsage, Origin, ProtectionLevel};
 
 /// `KeyMetadata` as CreateKey and DescribeKey return it.
@@ -18,35 +19,67 @@ pub(super) struct KeyMetadata {
     automatic_rotation: &'static str,
     creation_date: String,
     creator: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    delete_date: Option<String>,
     deletion_protection: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    deletion_protection_description: Option<String>,
     description: String,
     key_id: String,
     key_spec: &'static str,
     key_state: &'static str,
     key_usage: &'static str,
+    last_rotation_date: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_rotation_date: Option<String>,
     origin: &'static str,
     primary_key_version: String,
     protection_level: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rotation_interval: Option<String>,
+}
+
+/// Unix seconds as the SDKs' date-time string.
+pub(super) fn date(unix: i64) -> String {
+    format_utc(
+        time::OffsetDateTime::from_unix_timestamp(unix).unwrap_or(time::OffsetDateTime::UNIX_EPOCH),
+    )
 }
 
 impl KeyMetadata {
     fn new(ctx: &Ctx<'_>, k: &KeyRecord) -> Self {
-        let created = time::OffsetDateTime::from_unix_timestamp(k.created)
-            .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+        let automatic_rotation = match (k.automatic_rotation, k.state) {
+            (false, _) => "Disabled",
+            (true, KeyState::Enabled) => "Enabled",
+            // Scheduled rotation waits while the key cannot be used.
+            (true, _) => "Suspended",
+        };
         Self {
             arn: key_arn(ctx.kms.region(), &k.account_id, &k.key_id),
-            automatic_rotation: "Disabled",
-            creation_date: format_utc(created),
+            automatic_rotation,
+            creation_date: date(k.created),
             creator: k.creator.clone(),
-            deletion_protection: "Disabled",
+            delete_date: k.delete_date.map(date),
+            deletion_protection: if k.deletion_protection.is_some() {
+                "Enabled"
+            } else {
+                "Disabled"
+            },
+            deletion_protection_description: k
+                .deletion_protection
+                .clone()
+                .filter(|d| !d.is_empty()),
             description: k.description.clone(),
             key_id: k.key_id.to_string(),
             key_spec: k.spec.as_str(),
             key_state: k.state.as_str(),
             key_usage: k.usage.as_str(),
+            last_rotation_date: date(k.last_rotation.unwrap_or(k.created)),
+            next_rotation_date: k.next_rotation.filter(|_| k.automatic_rotation).map(date),
             origin: k.origin.as_str(),
             primary_key_version: k.primary_version.to_string(),
             protection_level: k.protection.as_str(),
+            rotation_interval: k.rotation_interval.map(|s| format!("{s}s")),
         }
     }
 }
@@ -85,13 +118,13 @@ impl Action for CreateKey {
             // No HSM is configured on this server (PKCS#11 keystores: issue 7).
             return Err(ApiError::UnsupportedProtectionLevel);
         }
-        if p.bool("EnableAutomaticRotation")? == Some(true)
-            || p.optional("RotationInterval").is_some()
-        {
-            return Err(ApiError::UnsupportedOperation(
-                "automatic rotation is not available on this server yet",
-            ));
-        }
+        let rotation = match p.bool("EnableAutomaticRotation")? {
+            Some(true) => Some(match p.optional("RotationInterval") {
+                Some(text) => parse_interval(text)?,
+                None => DEFAULT_ROTATION,
+            }),
+            _ => None,
+        };
         for (name, what) in [
             ("Tags", "tags are not available on this server yet"),
             (
@@ -113,6 +146,7 @@ impl Action for CreateKey {
             origin,
             protection,
             description: p.optional("Description").unwrap_or_default().to_owned(),
+            rotation,
         }))
     }
 
@@ -287,6 +321,10 @@ key_state_action!(
 key_state_action!(
     /// `DisableKey`: Enabled → Disabled.
     DisableKey => disable_key
+);
+key_state_action!(
+    /// `CancelKeyDeletion`: PendingDeletion → Enabled.
+    CancelKeyDeletion => cancel_deletion
 );
 
 /// `UpdateKeyDescription`.

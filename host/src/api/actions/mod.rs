@@ -9,6 +9,7 @@ mod admin;
 mod aliases;
 mod crypto;
 mod keys;
+mod lifecycle;
 
 use std::future::Future;
 use std::sync::Mutex;
@@ -131,6 +132,14 @@ actions! {
     keys::EnableKey,
     keys::DisableKey,
     keys::UpdateKeyDescription,
+    // Versions, rotation, deletion
+    lifecycle::CreateKeyVersion,
+    lifecycle::DescribeKeyVersion,
+    lifecycle::ListKeyVersions,
+    lifecycle::UpdateRotationPolicy,
+    lifecycle::ScheduleKeyDeletion,
+    keys::CancelKeyDeletion,
+    lifecycle::SetDeletionProtection,
     // Aliases
     aliases::CreateAlias,
     aliases::UpdateAlias,
@@ -146,6 +155,7 @@ actions! {
     // Account and region
     account::DescribeRegions,
     account::DescribeAccountKmsStatus,
+    account::GetRandomPassword,
     // Arca administration (not part of the Alibaba API)
     admin::ArcaCreateAccount,
     admin::ArcaCreateAccessKey,
