@@ -139,7 +139,7 @@ class Sdk:
         req.set_endpoint(self.endpoint)
         req.set_protocol_type("http")
         for k, v in params.items():
-            if isinstance(v, (dict, list)):
+            if isinstance(v, dict):
                 v = json.dumps(v, separators=(",", ":"))
             getattr(req, f"set_{k}")(v)
         try:

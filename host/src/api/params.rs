@@ -80,6 +80,37 @@ impl Params {
         self.required(name).map(|v| SecretString::new(v.to_owned()))
     }
 
+    /// A repeat list `Name.1`, `Name.2`, … in index order (how the SDKs flatten `String[]`).
+    pub fn list(&self, name: &str) -> Vec<&str> {
+        let mut items: Vec<(u32, &str)> = self
+            .pairs
+            .iter()
+            .filter_map(|(k, v)| {
+                let index = k.strip_prefix(name)?.strip_prefix('.')?.parse().ok()?;
+                Some((index, v.as_str()))
+            })
+            .collect();
+        items.sort_by_key(|(i, _)| *i);
+        items.into_iter().map(|(_, v)| v).collect()
+    }
+
+    /// A repeat list of objects `Name.N.Field`, in index order, each as (field, value) pairs.
+    pub fn object_list(&self, name: &str) -> Vec<Vec<(&str, &str)>> {
+        let mut items: std::collections::BTreeMap<u32, Vec<(&str, &str)>> = Default::default();
+        for (k, v) in &self.pairs {
+            let Some(rest) = k.strip_prefix(name).and_then(|r| r.strip_prefix('.')) else {
+                continue;
+            };
+            let Some((index, field)) = rest.split_once('.') else {
+                continue;
+            };
+            if let Ok(index) = index.parse() {
+                items.entry(index).or_default().push((field, v.as_str()));
+            }
+        }
+        items.into_values().collect()
+    }
+
     /// A boolean; the Python SDK sends `True`/`False`, Go and Java `true`/`false`.
     pub fn bool(&self, name: &'static str) -> Result<Option<bool>, ApiError> {
         match self.optional(name) {
@@ -173,6 +204,22 @@ mod tests {
             Err(ApiError::InvalidParameter { .. })
         ));
         assert!(format!("{p:?}").contains("Flag") && !format!("{p:?}").contains("True"));
+    }
+
+    #[test]
+    fn repeat_lists_flatten_like_the_sdks() {
+        let p = Params::parse(
+            Some(
+                "ResourceId.2=b&ResourceId.1=a&ResourceId.10=c&Tag.1.Key=k&Tag.1.Value=v&Tag.2.Key=x",
+            ),
+            None,
+        );
+        assert_eq!(p.list("ResourceId"), vec!["a", "b", "c"]);
+        assert_eq!(
+            p.object_list("Tag"),
+            vec![vec![("Key", "k"), ("Value", "v")], vec![("Key", "x")]]
+        );
+        assert!(p.list("Tag").is_empty());
     }
 
     #[test]

@@ -26,6 +26,8 @@ pub struct NewKey {
     pub description: String,
     /// `Some(seconds)`: rotate automatically at this interval (7–730 days).
     pub rotation: Option<u64>,
+    /// Tags to start with.
+    pub tags: Vec<(String, String)>,
 }
 
 /// Longest description CreateKey and UpdateKeyDescription accept.
@@ -46,6 +48,10 @@ pub enum KeyFilter {
     Creator(Vec<String>),
     /// `CreatorType`: `User` or `Service`.
     CreatorType(Vec<String>),
+    /// `TagKey`: carries any of these tag keys.
+    TagKey(Vec<String>),
+    /// `TagValue`: carries a tag with any of these values.
+    TagValue(Vec<String>),
 }
 
 impl KeyFilter {
@@ -64,6 +70,8 @@ impl KeyFilter {
                 };
                 v.iter().any(|x| x == kind)
             }
+            Self::TagKey(v) => v.iter().any(|t| k.tags.contains_key(t)),
+            Self::TagValue(v) => k.tags.values().any(|t| v.contains(t)),
         }
     }
 }
@@ -93,6 +101,8 @@ impl Kms {
         if let Some(interval) = req.rotation {
             super::lifecycle::check_rotation_interval(interval)?;
         }
+        let mut tags = std::collections::BTreeMap::new();
+        super::tags::merge(&mut tags, &req.tags)?;
         let key_id = KeyId::generate(&self.region);
         let now = self.now();
         let version = self.new_version(&key_id, &caller.account, alg)?;
@@ -116,6 +126,7 @@ impl Kms {
             next_rotation: req.rotation.map(|i| now.saturating_add_unsigned(i)),
             delete_date: None,
             deletion_protection: None,
+            tags,
         };
         let path = key_path(&caller.account, &key_id);
         let raw = encode(&key)?;

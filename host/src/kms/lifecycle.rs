@@ -382,6 +382,7 @@ mod tests {
             protection: ProtectionLevel::Software,
             description: String::new(),
             rotation,
+            tags: Vec::new(),
         }
     }
 

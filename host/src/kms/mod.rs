@@ -12,6 +12,7 @@ pub mod keys;
 pub mod lifecycle;
 pub mod model;
 pub mod random;
+pub mod tags;
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -117,7 +118,11 @@ impl Kms {
         }
     }
 
-    fn scan<T: DeserializeOwned>(&self, table: Table, prefix: &str) -> Result<Vec<T>, Error> {
+    pub(super) fn scan<T: DeserializeOwned>(
+        &self,
+        table: Table,
+        prefix: &str,
+    ) -> Result<Vec<T>, Error> {
         self.store
             .scan(table, prefix)?
             .into_iter()

@@ -200,6 +200,9 @@ pub struct KeyRecord {
     /// `Some(description)` while deletion protection is on.
     #[serde(default)]
     pub deletion_protection: Option<String>,
+    /// Tags, by key.
+    #[serde(default)]
+    pub tags: std::collections::BTreeMap<String, String>,
 }
 
 /// One version of a key's material.

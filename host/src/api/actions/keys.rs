@@ -126,7 +126,6 @@ impl Action for CreateKey {
             _ => None,
         };
         for (name, what) in [
-            ("Tags", "tags are not available on this server yet"),
             (
                 "Policy",
                 "key policies are not available on this server yet",
@@ -147,6 +146,10 @@ impl Action for CreateKey {
             protection,
             description: p.optional("Description").unwrap_or_default().to_owned(),
             rotation,
+            tags: match p.optional("Tags") {
+                Some(raw) => super::tags::parse_tags_json(raw)?,
+                None => Vec::new(),
+            },
         }))
     }
 
@@ -224,6 +227,8 @@ fn parse_filters(raw: &str) -> Result<Vec<KeyFilter>, ApiError> {
                 }
                 "Creator" => KeyFilter::Creator(f.values.clone()),
                 "CreatorType" => KeyFilter::CreatorType(f.values.clone()),
+                "TagKey" => KeyFilter::TagKey(f.values.clone()),
+                "TagValue" => KeyFilter::TagValue(f.values.clone()),
                 other => {
                     return Err(ApiError::invalid(
                         "Filters",

@@ -10,6 +10,7 @@ mod aliases;
 mod crypto;
 mod keys;
 mod lifecycle;
+mod tags;
 
 use std::future::Future;
 use std::sync::Mutex;
@@ -140,6 +141,13 @@ actions! {
     lifecycle::ScheduleKeyDeletion,
     keys::CancelKeyDeletion,
     lifecycle::SetDeletionProtection,
+    // Tags
+    tags::TagResource,
+    tags::UntagResource,
+    tags::ListResourceTags,
+    tags::TagResources,
+    tags::UntagResources,
+    tags::ListTagResources,
     // Aliases
     aliases::CreateAlias,
     aliases::UpdateAlias,
