@@ -5,6 +5,8 @@
 //! Pure functions and prepared keys only: no I/O, no clock.
 
 pub mod aead;
+pub mod asymmetric;
+mod sm2;
 
 pub use aead::{AeadKey, SymmetricAlgorithm, SymmetricCipher};
 

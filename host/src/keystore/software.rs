@@ -1,8 +1,9 @@
 //! SOFTWARE protection: material generated from the CSPRNG, stored sealed under the root key,
-//! and unsealed into a prepared [`AeadKey`] only in memory.
+//! and unsealed only in memory.
 
-use crate::crypto::{AeadKey, SymmetricAlgorithm};
+use crate::crypto::asymmetric;
 use crate::ids::KeyVersionId;
+use crate::kms::model::KeySpec;
 use crate::secret::SecretBytes;
 
 use super::{Sealer, UnsealError};
@@ -12,23 +13,25 @@ fn identity(version: &KeyVersionId) -> String {
     format!("key-version/{version}")
 }
 
-/// Generates fresh material for `alg` and returns it sealed for `version`.
+/// Generates fresh material for `spec` and returns it sealed for `version`.
 pub fn generate_sealed(
     sealer: &Sealer,
-    alg: SymmetricAlgorithm,
+    spec: KeySpec,
     version: &KeyVersionId,
 ) -> Result<Vec<u8>, UnsealError> {
-    let material = SecretBytes::random(alg.key_len());
+    let material = match (spec.symmetric(), spec.asymmetric()) {
+        (Some(alg), _) => SecretBytes::random(alg.key_len()),
+        (None, Some(kind)) => asymmetric::generate(kind).map_err(|_| UnsealError)?,
+        (None, None) => return Err(UnsealError),
+    };
     sealer.seal(&identity(version), material.expose())
 }
 
-/// Unseals `version`'s material and prepares it for `alg`.
+/// Unseals `version`'s material.
 pub fn open_sealed(
     sealer: &Sealer,
-    alg: SymmetricAlgorithm,
     version: &KeyVersionId,
     sealed: &[u8],
-) -> Result<AeadKey, UnsealError> {
-    let material = sealer.open(&identity(version), sealed)?;
-    AeadKey::new(alg, &material).map_err(|_| UnsealError)
+) -> Result<SecretBytes, UnsealError> {
+    sealer.open(&identity(version), sealed)
 }

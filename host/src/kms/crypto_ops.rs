@@ -6,8 +6,10 @@ use base64::Engine;
 
 use super::envelope::{Blob, EncryptionContext, aad};
 use super::model::{KeyRecord, KeyState, KeyUsage, VersionRecord};
-use super::{Caller, Error, Kms, LoadedVersion};
+use super::{Caller, Error, Kms, LoadedVersion, Prepared};
+use crate::crypto::AeadKey;
 use crate::crypto::aead::NONCE_LEN;
+use crate::crypto::asymmetric;
 use crate::crypto::fill_random;
 use crate::ids::{AccountId, KeyId, KeyRef, KeyVersionId};
 use crate::keystore::software;
@@ -94,7 +96,7 @@ impl Kms {
     /// A version of `owner`'s destroyed key answers "key not found"; anything that is not
     /// `owner`'s, or does not exist, answers "invalid ciphertext", so that another account's
     /// ciphertexts are indistinguishable from garbage.
-    fn load_version(
+    pub(super) fn load_version(
         &self,
         owner: &AccountId,
         version: &KeyVersionId,
@@ -120,18 +122,22 @@ impl Kms {
             return Err(Error::KeyNotFound);
         }
         let key_path = super::keys::key_path(&record.account_id, &record.key_id);
-        let key = self
-            .get::<KeyRecord>(Table::Keys, &key_path)?
-            .ok_or(Error::KeyNotFound)?;
-        let alg = key
-            .spec
-            .symmetric()
-            .ok_or(Error::Unsupported("the key is not a symmetric key"))?;
+        let (key, _) = self.key_at(&key_path)?.ok_or(Error::KeyNotFound)?;
         let sealed = base64::engine::general_purpose::STANDARD
             .decode(&record.sealed_material)
             .map_err(|e| Error::Internal(format!("version record: {e}")))?;
-        let cipher = software::open_sealed(&self.sealer, alg, version, &sealed)
+        let material = software::open_sealed(&self.sealer, version, &sealed)
             .map_err(|e| Error::Internal(format!("key version {version}: {e}")))?;
+        let unusable = |_| Error::Internal(format!("key version {version}: material unusable"));
+        let cipher = match (key.spec.symmetric(), key.spec.asymmetric()) {
+            (Some(alg), _) => {
+                Prepared::Symmetric(AeadKey::new(alg, &material).map_err(|_| unusable(()))?)
+            }
+            (None, Some(kind)) => {
+                Prepared::Asymmetric(asymmetric::load(kind, &material).map_err(|_| unusable(()))?)
+            }
+            (None, None) => return Err(unusable(())),
+        };
         let loaded = Arc::new(LoadedVersion {
             key_id: record.key_id,
             account_id: record.account_id,
@@ -155,7 +161,12 @@ impl Kms {
         let mut nonce = [0u8; NONCE_LEN];
         fill_random(&mut nonce);
         let mut buf = plaintext.to_vec();
-        let result = loaded.cipher.seal(&nonce, &aad(version, context), &mut buf);
+        let Prepared::Symmetric(cipher) = &loaded.cipher else {
+            return Err(Error::Unsupported(
+                "the key is not a symmetric ENCRYPT/DECRYPT key",
+            ));
+        };
+        let result = cipher.seal(&nonce, &aad(version, context), &mut buf);
         if result.is_err() {
             // The buffer still holds plaintext: wipe it before reporting.
             drop(SecretBytes::new(buf));
@@ -203,9 +214,12 @@ impl Kms {
             KeyState::Enabled => {}
             other => return Err(Error::KeyState(other)),
         }
+        let Prepared::Symmetric(cipher) = &loaded.cipher else {
+            // A symmetric blob header naming an asymmetric key's version: not ours to open.
+            return Err(Error::InvalidCiphertext);
+        };
         let mut out = SecretBytes::new(blob.sealed);
-        loaded
-            .cipher
+        cipher
             .open(&blob.nonce, &aad(&blob.version, context), out.expose_mut())
             .map_err(|_| Error::InvalidCiphertext)?;
         let text = std::str::from_utf8(out.expose()).map_err(|_| Error::InvalidCiphertext)?;

@@ -83,16 +83,17 @@ pub(super) fn key_path(account: &crate::ids::AccountId, key: &KeyId) -> String {
 impl Kms {
     /// Creates a CMK with its first version, durably, and returns its metadata.
     pub async fn create_key(&self, caller: &Caller, req: NewKey) -> Result<KeyRecord, Error> {
-        let Some(alg) = req.spec.symmetric() else {
-            return Err(Error::Unsupported(
-                "asymmetric key specs are not available on this server yet",
-            ));
-        };
-        let usage = req.usage.unwrap_or(KeyUsage::EncryptDecrypt);
-        if usage != KeyUsage::EncryptDecrypt {
+        let usages = req.spec.usages();
+        let usage = req.usage.unwrap_or(usages[0]);
+        if !usages.contains(&usage) {
             return Err(Error::invalid(
                 "KeyUsage",
-                "symmetric keys are ENCRYPT/DECRYPT only",
+                format!("{} keys do not support {usage}", req.spec),
+            ));
+        }
+        if req.rotation.is_some() && req.spec.asymmetric().is_some() {
+            return Err(Error::Unsupported(
+                "asymmetric keys rotate only manually (CreateKeyVersion)",
             ));
         }
         if req.description.chars().count() > MAX_DESCRIPTION {
@@ -105,7 +106,7 @@ impl Kms {
         super::tags::merge(&mut tags, &req.tags)?;
         let key_id = KeyId::generate(&self.region);
         let now = self.now();
-        let version = self.new_version(&key_id, &caller.account, alg)?;
+        let version = self.new_version(&key_id, &caller.account, req.spec)?;
         let version_id = version.version_id.clone();
         let key = KeyRecord {
             key_id: key_id.clone(),
@@ -145,10 +146,10 @@ impl Kms {
         &self,
         key: &KeyId,
         account: &crate::ids::AccountId,
-        alg: crate::crypto::SymmetricAlgorithm,
+        spec: KeySpec,
     ) -> Result<VersionRecord, Error> {
         let version_id = KeyVersionId::generate();
-        let sealed = software::generate_sealed(&self.sealer, alg, &version_id)
+        let sealed = software::generate_sealed(&self.sealer, spec, &version_id)
             .map_err(|e| Error::Internal(e.to_string()))?;
         Ok(VersionRecord {
             version_id,

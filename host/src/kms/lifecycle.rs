@@ -105,11 +105,7 @@ impl Kms {
             if key.state != KeyState::Enabled {
                 return Err(Error::KeyState(key.state));
             }
-            let alg = key
-                .spec
-                .symmetric()
-                .ok_or(Error::Unsupported("the key is not a symmetric key"))?;
-            let version = self.new_version(&key.key_id, &key.account_id, alg)?;
+            let version = self.new_version(&key.key_id, &key.account_id, key.spec)?;
             key.primary_version = version.version_id.clone();
             key.versions.push(version.version_id.clone());
             key.last_rotation = Some(now);
@@ -186,6 +182,11 @@ impl Kms {
         self.update_key(caller, key, |k| {
             if k.state == KeyState::PendingDeletion {
                 return Err(Error::KeyState(k.state));
+            }
+            if enable && k.spec.asymmetric().is_some() {
+                return Err(Error::Unsupported(
+                    "asymmetric keys rotate only manually (CreateKeyVersion)",
+                ));
             }
             if let Some(i) = interval {
                 k.rotation_interval = Some(i);

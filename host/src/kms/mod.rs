@@ -5,6 +5,7 @@
 
 pub mod accounts;
 pub mod aliases;
+pub mod asymmetric_ops;
 pub mod crypto_ops;
 pub mod envelope;
 pub mod error;
@@ -42,7 +43,21 @@ pub struct Caller {
 pub(crate) struct LoadedVersion {
     pub(crate) key_id: KeyId,
     pub(crate) account_id: AccountId,
-    pub(crate) cipher: AeadKey,
+    pub(crate) cipher: Prepared,
+}
+
+/// A version's material, ready to use.
+pub(crate) enum Prepared {
+    /// A symmetric key with its schedule prepared.
+    Symmetric(AeadKey),
+    /// A loaded key pair.
+    Asymmetric(Box<dyn crate::crypto::asymmetric::AsymmetricCipher>),
+}
+
+impl std::fmt::Debug for Prepared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Prepared([REDACTED])")
+    }
 }
 
 /// A key record and its stored bytes (the compare-and-swap token).

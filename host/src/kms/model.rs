@@ -66,6 +66,32 @@ wire_enum!(
 );
 
 impl KeySpec {
+    /// The asymmetric key kind of an asymmetric spec; `None` for symmetric specs.
+    pub fn asymmetric(self) -> Option<crate::crypto::asymmetric::KeyKind> {
+        use crate::crypto::asymmetric::KeyKind;
+        match self {
+            Self::Rsa2048 => Some(KeyKind::Rsa(2048)),
+            Self::Rsa3072 => Some(KeyKind::Rsa(3072)),
+            Self::Rsa4096 => Some(KeyKind::Rsa(4096)),
+            Self::EcP256 => Some(KeyKind::P256),
+            Self::EcP256K => Some(KeyKind::P256K),
+            Self::EcSm2 => Some(KeyKind::Sm2),
+            _ => None,
+        }
+    }
+
+    /// The usages this spec allows, the default first (signing where supported, as Alibaba
+    /// documents).
+    pub fn usages(self) -> &'static [KeyUsage] {
+        match self {
+            Self::Rsa2048 | Self::Rsa3072 | Self::Rsa4096 | Self::EcSm2 => {
+                &[KeyUsage::SignVerify, KeyUsage::EncryptDecrypt]
+            }
+            Self::EcP256 | Self::EcP256K => &[KeyUsage::SignVerify],
+            _ => &[KeyUsage::EncryptDecrypt],
+        }
+    }
+
     /// The symmetric algorithm of a symmetric spec; `None` for asymmetric specs.
     pub fn symmetric(self) -> Option<SymmetricAlgorithm> {
         match self {

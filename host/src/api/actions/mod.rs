@@ -7,6 +7,7 @@
 mod account;
 mod admin;
 mod aliases;
+mod asymmetric;
 mod crypto;
 mod keys;
 mod lifecycle;
@@ -160,6 +161,12 @@ actions! {
     crypto::ReEncrypt,
     crypto::GenerateDataKey,
     crypto::GenerateDataKeyWithoutPlaintext,
+    // Asymmetric cryptography
+    asymmetric::AsymmetricSign,
+    asymmetric::AsymmetricVerify,
+    asymmetric::AsymmetricEncrypt,
+    asymmetric::AsymmetricDecrypt,
+    asymmetric::GetPublicKey,
     // Account and region
     account::DescribeRegions,
     account::DescribeAccountKmsStatus,

@@ -1,0 +1,411 @@
+//! Asymmetric keys behind one trait, [`AsymmetricCipher`]: RSA and ECDSA (P-256, secp256k1)
+//! through aws-lc-rs. aws-lc's RSA private-key operations are constant time and blinded, so
+//! they are not exposed to the Marvin timing attack on the `rsa` crate (RUSTSEC-2023-0071);
+//! they are also about 6x faster here. SM2 (`sm2`, RustCrypto) implements the same trait.
+//!
+//! Private keys are PKCS#8 DER while sealed at rest, and only ever unsealed into memory.
+
+use aws_lc_rs::encoding::AsDer;
+use aws_lc_rs::rsa::{
+    KeySize, OAEP_SHA1_MGF1SHA1, OAEP_SHA256_MGF1SHA256, OaepPrivateDecryptingKey,
+    OaepPublicEncryptingKey, PrivateDecryptingKey,
+};
+use aws_lc_rs::signature::{self, EcdsaKeyPair, KeyPair, UnparsedPublicKey};
+
+use crate::secret::SecretBytes;
+
+/// Why an asymmetric operation failed. Deliberately coarse: callers map these to parameter
+/// errors, and a failed decryption says nothing about why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum AsymmetricError {
+    /// The algorithm does not fit this key.
+    #[error("the algorithm does not fit this key")]
+    WrongAlgorithm,
+    /// The digest has the wrong length for the algorithm.
+    #[error("the digest must be 32 bytes")]
+    BadDigest,
+    /// The plaintext is too long for the key and padding.
+    #[error("the plaintext is too long for this key and algorithm")]
+    TooLong,
+    /// Decryption failed, or the key material is unusable.
+    #[error("the asymmetric operation failed")]
+    Failed,
+}
+
+/// The kinds of asymmetric key Arca generates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyKind {
+    /// RSA with this many bits (2048, 3072, 4096).
+    Rsa(usize),
+    /// NIST P-256.
+    P256,
+    /// secp256k1.
+    P256K,
+    /// SM2 (GB/T 32918).
+    Sm2,
+}
+
+/// Signature algorithms (`Algorithm` of AsymmetricSign/Verify).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignAlgorithm {
+    /// RSASSA-PSS, SHA-256, MGF1-SHA-256, salt 32.
+    RsaPssSha256,
+    /// RSASSA-PKCS1-v1_5 with SHA-256.
+    RsaPkcs1Sha256,
+    /// ECDSA over a SHA-256 digest, DER-encoded signature.
+    EcdsaSha256,
+    /// SM2 signature over the caller's SM3(Z‖M) digest, DER-encoded.
+    Sm2Dsa,
+}
+
+/// Encryption algorithms (`Algorithm` of AsymmetricEncrypt/Decrypt).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EncryptAlgorithm {
+    /// RSAES-OAEP with SHA-256 and MGF1-SHA-256.
+    RsaOaepSha256,
+    /// RSAES-OAEP with SHA-1 and MGF1-SHA-1.
+    RsaOaepSha1,
+    /// SM2 public-key encryption (C1C3C2).
+    Sm2Pke,
+}
+
+/// A loaded asymmetric key pair: the seam every backend implements.
+pub trait AsymmetricCipher: Send + Sync {
+    /// The public key as DER SubjectPublicKeyInfo.
+    fn public_key_der(&self) -> &[u8];
+    /// Signs a precomputed 32-byte digest.
+    fn sign(&self, alg: SignAlgorithm, digest: &[u8]) -> Result<Vec<u8>, AsymmetricError>;
+    /// Verifies a signature over a precomputed digest; `Ok(false)` for a wrong signature.
+    fn verify(
+        &self,
+        alg: SignAlgorithm,
+        digest: &[u8],
+        signature: &[u8],
+    ) -> Result<bool, AsymmetricError>;
+    /// Encrypts to the public key.
+    fn encrypt(&self, alg: EncryptAlgorithm, plaintext: &[u8]) -> Result<Vec<u8>, AsymmetricError>;
+    /// Decrypts with the private key.
+    fn decrypt(
+        &self,
+        alg: EncryptAlgorithm,
+        ciphertext: &[u8],
+    ) -> Result<SecretBytes, AsymmetricError>;
+}
+
+/// Generates a private key of `kind`, returned as its storage encoding.
+pub fn generate(kind: KeyKind) -> Result<SecretBytes, AsymmetricError> {
+    let der = match kind {
+        KeyKind::Rsa(bits) => {
+            let size = match bits {
+                2048 => KeySize::Rsa2048,
+                3072 => KeySize::Rsa3072,
+                4096 => KeySize::Rsa4096,
+                _ => return Err(AsymmetricError::WrongAlgorithm),
+            };
+            let key = PrivateDecryptingKey::generate(size).map_err(|_| AsymmetricError::Failed)?;
+            key.as_der()
+                .map_err(|_| AsymmetricError::Failed)?
+                .as_ref()
+                .to_vec()
+        }
+        KeyKind::P256 | KeyKind::P256K => {
+            let key =
+                EcdsaKeyPair::generate(ecdsa_signing(kind)).map_err(|_| AsymmetricError::Failed)?;
+            key.to_pkcs8v1()
+                .map_err(|_| AsymmetricError::Failed)?
+                .as_ref()
+                .to_vec()
+        }
+        KeyKind::Sm2 => return super::sm2::generate(),
+    };
+    Ok(SecretBytes::new(der))
+}
+
+/// Loads a private key of `kind` from its storage encoding.
+pub fn load(
+    kind: KeyKind,
+    material: &SecretBytes,
+) -> Result<Box<dyn AsymmetricCipher>, AsymmetricError> {
+    Ok(match kind {
+        KeyKind::Rsa(_) => Box::new(RsaKey::load(material)?),
+        KeyKind::P256 | KeyKind::P256K => Box::new(EcKey::load(kind, material)?),
+        KeyKind::Sm2 => super::sm2::load(material)?,
+    })
+}
+
+fn ecdsa_signing(kind: KeyKind) -> &'static signature::EcdsaSigningAlgorithm {
+    if kind == KeyKind::P256K {
+        &signature::ECDSA_P256K1_SHA256_ASN1_SIGNING
+    } else {
+        &signature::ECDSA_P256_SHA256_ASN1_SIGNING
+    }
+}
+
+fn sha256_digest(digest: &[u8]) -> Result<aws_lc_rs::digest::Digest, AsymmetricError> {
+    aws_lc_rs::digest::Digest::import_less_safe(digest, &aws_lc_rs::digest::SHA256)
+        .map_err(|_| AsymmetricError::BadDigest)
+}
+
+struct RsaKey {
+    signing: signature::RsaKeyPair,
+    decrypting: OaepPrivateDecryptingKey,
+    public_der: Vec<u8>,
+}
+
+impl RsaKey {
+    fn load(material: &SecretBytes) -> Result<Self, AsymmetricError> {
+        let signing = signature::RsaKeyPair::from_pkcs8(material.expose())
+            .map_err(|_| AsymmetricError::Failed)?;
+        let private = PrivateDecryptingKey::from_pkcs8(material.expose())
+            .map_err(|_| AsymmetricError::Failed)?;
+        let public_der = private
+            .public_key()
+            .as_der()
+            .map_err(|_| AsymmetricError::Failed)?
+            .as_ref()
+            .to_vec();
+        let decrypting =
+            OaepPrivateDecryptingKey::new(private).map_err(|_| AsymmetricError::Failed)?;
+        Ok(Self {
+            signing,
+            decrypting,
+            public_der,
+        })
+    }
+
+    fn oaep(
+        alg: EncryptAlgorithm,
+    ) -> Result<&'static aws_lc_rs::rsa::OaepAlgorithm, AsymmetricError> {
+        match alg {
+            EncryptAlgorithm::RsaOaepSha256 => Ok(&OAEP_SHA256_MGF1SHA256),
+            EncryptAlgorithm::RsaOaepSha1 => Ok(&OAEP_SHA1_MGF1SHA1),
+            EncryptAlgorithm::Sm2Pke => Err(AsymmetricError::WrongAlgorithm),
+        }
+    }
+}
+
+impl AsymmetricCipher for RsaKey {
+    fn public_key_der(&self) -> &[u8] {
+        &self.public_der
+    }
+
+    fn sign(&self, alg: SignAlgorithm, digest: &[u8]) -> Result<Vec<u8>, AsymmetricError> {
+        let padding: &'static dyn signature::RsaEncoding = match alg {
+            SignAlgorithm::RsaPssSha256 => &signature::RSA_PSS_SHA256,
+            SignAlgorithm::RsaPkcs1Sha256 => &signature::RSA_PKCS1_SHA256,
+            _ => return Err(AsymmetricError::WrongAlgorithm),
+        };
+        let digest = sha256_digest(digest)?;
+        let mut sig = vec![0u8; self.signing.public_modulus_len()];
+        self.signing
+            .sign_digest(padding, &digest, &mut sig)
+            .map_err(|_| AsymmetricError::Failed)?;
+        Ok(sig)
+    }
+
+    fn verify(
+        &self,
+        alg: SignAlgorithm,
+        digest: &[u8],
+        sig: &[u8],
+    ) -> Result<bool, AsymmetricError> {
+        let params = match alg {
+            SignAlgorithm::RsaPssSha256 => &signature::RSA_PSS_2048_8192_SHA256,
+            SignAlgorithm::RsaPkcs1Sha256 => &signature::RSA_PKCS1_2048_8192_SHA256,
+            _ => return Err(AsymmetricError::WrongAlgorithm),
+        };
+        let digest = sha256_digest(digest)?;
+        let public = self.signing.public_key().as_ref();
+        Ok(UnparsedPublicKey::new(params, public)
+            .verify_digest(&digest, sig)
+            .is_ok())
+    }
+
+    fn encrypt(&self, alg: EncryptAlgorithm, plaintext: &[u8]) -> Result<Vec<u8>, AsymmetricError> {
+        let oaep = Self::oaep(alg)?;
+        let public = OaepPublicEncryptingKey::new(self.decrypting_public()?)
+            .map_err(|_| AsymmetricError::Failed)?;
+        if plaintext.len() > public.max_plaintext_size(oaep) {
+            return Err(AsymmetricError::TooLong);
+        }
+        let mut out = vec![0u8; public.ciphertext_size()];
+        let len = public
+            .encrypt(oaep, plaintext, &mut out, None)
+            .map_err(|_| AsymmetricError::Failed)?
+            .len();
+        out.truncate(len);
+        Ok(out)
+    }
+
+    fn decrypt(
+        &self,
+        alg: EncryptAlgorithm,
+        ciphertext: &[u8],
+    ) -> Result<SecretBytes, AsymmetricError> {
+        let oaep = Self::oaep(alg)?;
+        let mut out = SecretBytes::new(vec![0u8; self.decrypting.min_output_size()]);
+        let len = self
+            .decrypting
+            .decrypt(oaep, ciphertext, out.expose_mut(), None)
+            .map_err(|_| AsymmetricError::Failed)?
+            .len();
+        out.expose_mut().truncate(len);
+        Ok(out)
+    }
+}
+
+impl RsaKey {
+    fn decrypting_public(&self) -> Result<aws_lc_rs::rsa::PublicEncryptingKey, AsymmetricError> {
+        aws_lc_rs::rsa::PublicEncryptingKey::from_der(&self.public_der)
+            .map_err(|_| AsymmetricError::Failed)
+    }
+}
+
+struct EcKey {
+    pair: EcdsaKeyPair,
+    verifying: &'static signature::EcdsaVerificationAlgorithm,
+    public_der: Vec<u8>,
+}
+
+impl EcKey {
+    fn load(kind: KeyKind, material: &SecretBytes) -> Result<Self, AsymmetricError> {
+        let pair = EcdsaKeyPair::from_pkcs8(ecdsa_signing(kind), material.expose())
+            .map_err(|_| AsymmetricError::Failed)?;
+        let public_der = pair
+            .public_key()
+            .as_der()
+            .map_err(|_| AsymmetricError::Failed)?
+            .as_ref()
+            .to_vec();
+        let verifying = if kind == KeyKind::P256K {
+            &signature::ECDSA_P256K1_SHA256_ASN1
+        } else {
+            &signature::ECDSA_P256_SHA256_ASN1
+        };
+        Ok(Self {
+            pair,
+            verifying,
+            public_der,
+        })
+    }
+}
+
+impl AsymmetricCipher for EcKey {
+    fn public_key_der(&self) -> &[u8] {
+        &self.public_der
+    }
+
+    fn sign(&self, alg: SignAlgorithm, digest: &[u8]) -> Result<Vec<u8>, AsymmetricError> {
+        if alg != SignAlgorithm::EcdsaSha256 {
+            return Err(AsymmetricError::WrongAlgorithm);
+        }
+        let sig = self
+            .pair
+            .sign_digest(&sha256_digest(digest)?)
+            .map_err(|_| AsymmetricError::Failed)?;
+        Ok(sig.as_ref().to_vec())
+    }
+
+    fn verify(
+        &self,
+        alg: SignAlgorithm,
+        digest: &[u8],
+        sig: &[u8],
+    ) -> Result<bool, AsymmetricError> {
+        if alg != SignAlgorithm::EcdsaSha256 {
+            return Err(AsymmetricError::WrongAlgorithm);
+        }
+        let digest = sha256_digest(digest)?;
+        let public = self.pair.public_key().as_ref();
+        Ok(UnparsedPublicKey::new(self.verifying, public)
+            .verify_digest(&digest, sig)
+            .is_ok())
+    }
+
+    fn encrypt(&self, _: EncryptAlgorithm, _: &[u8]) -> Result<Vec<u8>, AsymmetricError> {
+        Err(AsymmetricError::WrongAlgorithm)
+    }
+
+    fn decrypt(&self, _: EncryptAlgorithm, _: &[u8]) -> Result<SecretBytes, AsymmetricError> {
+        Err(AsymmetricError::WrongAlgorithm)
+    }
+}
+
+/// DER SubjectPublicKeyInfo as PEM (`-----BEGIN PUBLIC KEY-----`), as GetPublicKey returns it.
+pub fn public_key_pem(der: &[u8]) -> String {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut pem = String::from("-----BEGIN PUBLIC KEY-----\n");
+    for line in b64.as_bytes().chunks(64) {
+        pem.push_str(std::str::from_utf8(line).unwrap_or_default());
+        pem.push('\n');
+    }
+    pem.push_str("-----END PUBLIC KEY-----\n");
+    pem
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn digest(msg: &[u8]) -> Vec<u8> {
+        aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, msg)
+            .as_ref()
+            .to_vec()
+    }
+
+    #[test]
+    fn rsa_signs_verifies_encrypts_and_decrypts() {
+        let key = load(KeyKind::Rsa(2048), &generate(KeyKind::Rsa(2048)).unwrap()).unwrap();
+        let d = digest(b"message");
+        for alg in [SignAlgorithm::RsaPssSha256, SignAlgorithm::RsaPkcs1Sha256] {
+            let sig = key.sign(alg, &d).unwrap();
+            assert_eq!(sig.len(), 256);
+            assert!(key.verify(alg, &d, &sig).unwrap());
+            assert!(!key.verify(alg, &digest(b"other"), &sig).unwrap());
+        }
+        assert_eq!(
+            key.sign(SignAlgorithm::EcdsaSha256, &d),
+            Err(AsymmetricError::WrongAlgorithm)
+        );
+        assert_eq!(
+            key.sign(SignAlgorithm::RsaPssSha256, b"short"),
+            Err(AsymmetricError::BadDigest)
+        );
+        for alg in [
+            EncryptAlgorithm::RsaOaepSha256,
+            EncryptAlgorithm::RsaOaepSha1,
+        ] {
+            let ct = key.encrypt(alg, b"secret").unwrap();
+            assert_eq!(key.decrypt(alg, &ct).unwrap().expose(), b"secret");
+        }
+        let ct = key.encrypt(EncryptAlgorithm::RsaOaepSha256, b"x").unwrap();
+        assert!(key.decrypt(EncryptAlgorithm::RsaOaepSha1, &ct).is_err());
+        assert_eq!(
+            key.encrypt(EncryptAlgorithm::RsaOaepSha256, &[0; 191]),
+            Err(AsymmetricError::TooLong)
+        );
+        key.encrypt(EncryptAlgorithm::RsaOaepSha256, &[0; 190])
+            .unwrap();
+        assert!(
+            public_key_pem(key.public_key_der())
+                .starts_with("-----BEGIN PUBLIC KEY-----\nMIIBIjAN")
+        );
+    }
+
+    #[test]
+    fn ecdsa_curves_sign_and_verify() {
+        for kind in [KeyKind::P256, KeyKind::P256K] {
+            let key = load(kind, &generate(kind).unwrap()).unwrap();
+            let d = digest(b"message");
+            let sig = key.sign(SignAlgorithm::EcdsaSha256, &d).unwrap();
+            assert_eq!(sig.first(), Some(&0x30), "DER");
+            assert!(key.verify(SignAlgorithm::EcdsaSha256, &d, &sig).unwrap());
+            assert!(
+                !key.verify(SignAlgorithm::EcdsaSha256, &digest(b"x"), &sig)
+                    .unwrap()
+            );
+            assert!(key.encrypt(EncryptAlgorithm::RsaOaepSha256, b"x").is_err());
+        }
+    }
+}
