@@ -24,6 +24,9 @@ pub enum AsymmetricError {
     /// The digest has the wrong length for the algorithm.
     #[error("the digest must be 32 bytes")]
     BadDigest,
+    /// A caller-supplied public key is not a key of the named kind.
+    #[error("the public key is malformed or not of the named spec")]
+    BadPublicKey,
     /// The plaintext is too long for the key and padding.
     #[error("the plaintext is too long for this key and algorithm")]
     TooLong,
@@ -222,19 +225,7 @@ impl AsymmetricCipher for RsaKey {
     }
 
     fn encrypt(&self, alg: EncryptAlgorithm, plaintext: &[u8]) -> Result<Vec<u8>, AsymmetricError> {
-        let oaep = Self::oaep(alg)?;
-        let public = OaepPublicEncryptingKey::new(self.decrypting_public()?)
-            .map_err(|_| AsymmetricError::Failed)?;
-        if plaintext.len() > public.max_plaintext_size(oaep) {
-            return Err(AsymmetricError::TooLong);
-        }
-        let mut out = vec![0u8; public.ciphertext_size()];
-        let len = public
-            .encrypt(oaep, plaintext, &mut out, None)
-            .map_err(|_| AsymmetricError::Failed)?
-            .len();
-        out.truncate(len);
-        Ok(out)
+        rsa_encrypt_to(&self.public_der, alg, plaintext)
     }
 
     fn decrypt(
@@ -254,10 +245,49 @@ impl AsymmetricCipher for RsaKey {
     }
 }
 
-impl RsaKey {
-    fn decrypting_public(&self) -> Result<aws_lc_rs::rsa::PublicEncryptingKey, AsymmetricError> {
-        aws_lc_rs::rsa::PublicEncryptingKey::from_der(&self.public_der)
-            .map_err(|_| AsymmetricError::Failed)
+/// RSA-OAEP encryption to a DER SubjectPublicKeyInfo.
+fn rsa_encrypt_to(
+    public_der: &[u8],
+    alg: EncryptAlgorithm,
+    plaintext: &[u8],
+) -> Result<Vec<u8>, AsymmetricError> {
+    let oaep = RsaKey::oaep(alg)?;
+    let key = aws_lc_rs::rsa::PublicEncryptingKey::from_der(public_der)
+        .map_err(|_| AsymmetricError::BadPublicKey)?;
+    let public = OaepPublicEncryptingKey::new(key).map_err(|_| AsymmetricError::BadPublicKey)?;
+    if plaintext.len() > public.max_plaintext_size(oaep) {
+        return Err(AsymmetricError::TooLong);
+    }
+    let mut out = vec![0u8; public.ciphertext_size()];
+    let len = public
+        .encrypt(oaep, plaintext, &mut out, None)
+        .map_err(|_| AsymmetricError::Failed)?
+        .len();
+    out.truncate(len);
+    Ok(out)
+}
+
+/// Encrypts to a caller's public key (data-key export): `RSA_2048` with RSA-OAEP, or `EC_SM2`
+/// with SM2PKE.
+pub fn encrypt_to_public_key(
+    kind: KeyKind,
+    alg: EncryptAlgorithm,
+    public_der: &[u8],
+    plaintext: &[u8],
+) -> Result<Vec<u8>, AsymmetricError> {
+    match kind {
+        KeyKind::Rsa(bits) => {
+            let key = aws_lc_rs::rsa::PublicEncryptingKey::from_der(public_der)
+                .map_err(|_| AsymmetricError::BadPublicKey)?;
+            if key.key_size_bits() != bits {
+                return Err(AsymmetricError::BadPublicKey);
+            }
+            rsa_encrypt_to(public_der, alg, plaintext)
+        }
+        KeyKind::Sm2 if alg == EncryptAlgorithm::Sm2Pke => {
+            super::sm2::encrypt_to(public_der, plaintext)
+        }
+        _ => Err(AsymmetricError::WrongAlgorithm),
     }
 }
 

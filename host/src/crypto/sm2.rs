@@ -26,6 +26,16 @@ pub(super) fn generate() -> Result<SecretBytes, AsymmetricError> {
     Err(AsymmetricError::Failed)
 }
 
+/// SM2PKE (DER, C1C3C2) to a DER SubjectPublicKeyInfo.
+pub(super) fn encrypt_to(public_der: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, AsymmetricError> {
+    use sm2::pkcs8::DecodePublicKey;
+    let public = sm2::PublicKey::from_public_key_der(public_der)
+        .map_err(|_| AsymmetricError::BadPublicKey)?;
+    EncryptingKey::new(public)
+        .encrypt_der(&mut SysRng, plaintext)
+        .map_err(|_| AsymmetricError::Failed)
+}
+
 struct Sm2Key {
     signing: SigningKey,
     decrypting: DecryptingKey,

@@ -11,7 +11,7 @@ use crate::crypto::asymmetric::{
 use crate::ids::{KeyId, KeyRef, KeyVersionId};
 use crate::secret::SecretBytes;
 
-fn map(e: AsymmetricError) -> Error {
+pub(super) fn map(e: AsymmetricError) -> Error {
     match e {
         AsymmetricError::WrongAlgorithm => {
             Error::invalid("Algorithm", "the algorithm does not fit this key")
@@ -19,6 +19,10 @@ fn map(e: AsymmetricError) -> Error {
         AsymmetricError::BadDigest => {
             Error::invalid("Digest", "must be the base64 of a 32-byte digest")
         }
+        AsymmetricError::BadPublicKey => Error::invalid(
+            "PublicKeyBlob",
+            "not a DER public key of the named WrappingKeySpec",
+        ),
         AsymmetricError::TooLong => {
             Error::invalid("Plaintext", "too long for this key and algorithm")
         }

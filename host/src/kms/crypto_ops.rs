@@ -269,3 +269,78 @@ impl Kms {
         })
     }
 }
+
+/// A caller's public key to export a data key to (`WrappingKeySpec`, `WrappingAlgorithm`,
+/// `PublicKeyBlob`).
+#[derive(Debug, Clone)]
+pub struct ExportTarget {
+    /// `RSA_2048` or `EC_SM2`.
+    pub kind: crate::crypto::asymmetric::KeyKind,
+    /// An algorithm that fits `kind`.
+    pub algorithm: crate::crypto::asymmetric::EncryptAlgorithm,
+    /// DER SubjectPublicKeyInfo.
+    pub public_der: Vec<u8>,
+}
+
+impl ExportTarget {
+    fn wrap(&self, plaintext: &[u8]) -> Result<Vec<u8>, Error> {
+        asymmetric::encrypt_to_public_key(self.kind, self.algorithm, &self.public_der, plaintext)
+            .map_err(super::asymmetric_ops::map)
+    }
+}
+
+impl Kms {
+    /// `GenerateAndExportDataKey`: a new data key, sealed under the CMK and also encrypted to
+    /// the caller's public key. The exported plaintext is the base64 text of the key, the same
+    /// bytes `Decrypt` returns for the CiphertextBlob.
+    pub fn generate_and_export_data_key(
+        &self,
+        caller: &Caller,
+        key: &KeyRef,
+        len: DataKeyLen,
+        context: &EncryptionContext,
+        target: &ExportTarget,
+    ) -> Result<(Sealed, Vec<u8>), Error> {
+        let dk = self.generate_data_key(caller, key, len, context)?;
+        let exported = target.wrap(dk.plaintext_b64.expose().as_bytes())?;
+        Ok((dk.sealed, exported))
+    }
+
+    /// `ExportDataKey`: opens a data-key ciphertext and encrypts the data key to the caller's
+    /// public key instead of returning it.
+    pub fn export_data_key(
+        &self,
+        caller: &Caller,
+        blob: &str,
+        context: &EncryptionContext,
+        target: &ExportTarget,
+    ) -> Result<(Opened, Vec<u8>), Error> {
+        let opened = self.decrypt(caller, blob, context)?;
+        let exported = target.wrap(opened.plaintext.expose().as_bytes())?;
+        Ok((opened, exported))
+    }
+}
+
+impl Kms {
+    /// `ReEncrypt` of a public-key ciphertext (AsymmetricEncrypt or an exported data key):
+    /// decrypted with the source key version, sealed under the destination key.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one argument per ReEncrypt parameter"
+    )]
+    pub fn re_encrypt_asymmetric(
+        &self,
+        caller: &Caller,
+        source: &KeyRef,
+        source_version: &KeyVersionId,
+        algorithm: asymmetric::EncryptAlgorithm,
+        ciphertext: &[u8],
+        destination: &KeyRef,
+        destination_context: &EncryptionContext,
+    ) -> Result<Sealed, Error> {
+        let (_, plaintext) =
+            self.asymmetric_decrypt(caller, source, source_version, algorithm, ciphertext)?;
+        let key = self.resolve(caller, destination)?;
+        self.seal_with(&key, plaintext.expose(), destination_context)
+    }
+}

@@ -32,7 +32,15 @@ fn sign_algorithm(p: &Params) -> Result<SignAlgorithm, ApiError> {
 }
 
 fn encrypt_algorithm(p: &Params) -> Result<EncryptAlgorithm, ApiError> {
-    match p.required("Algorithm")? {
+    encrypt_algorithm_named(p, "Algorithm")
+}
+
+/// An encryption algorithm named by parameter `name`.
+pub(super) fn encrypt_algorithm_named(
+    p: &Params,
+    name: &'static str,
+) -> Result<EncryptAlgorithm, ApiError> {
+    match p.required(name)? {
         "RSAES_OAEP_SHA_256" => Ok(EncryptAlgorithm::RsaOaepSha256),
         "RSAES_OAEP_SHA_1" => Ok(EncryptAlgorithm::RsaOaepSha1),
         "SM2PKE" => Ok(EncryptAlgorithm::Sm2Pke),

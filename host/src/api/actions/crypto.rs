@@ -5,8 +5,11 @@ use serde::Serialize;
 use super::{Action, Ctx};
 use crate::api::params::Params;
 use crate::error::ApiError;
-use crate::ids::KeyRef;
-use crate::kms::crypto_ops::{DataKeyLen, Sealed};
+use base64::Engine;
+
+use crate::crypto::asymmetric::{EncryptAlgorithm, KeyKind};
+use crate::ids::{KeyRef, KeyVersionId};
+use crate::kms::crypto_ops::{DataKeyLen, ExportTarget, Sealed};
 use crate::kms::envelope::EncryptionContext;
 use crate::secret::SecretString;
 
@@ -118,6 +121,8 @@ impl Action for Decrypt {
 /// `ReEncrypt` of a symmetric blob.
 #[derive(Debug)]
 pub(crate) struct ReEncrypt {
+    /// For public-key ciphertexts: the key, version and algorithm that decrypt them.
+    asymmetric_source: Option<(KeyRef, KeyVersionId, EncryptAlgorithm)>,
     blob: String,
     source_context: EncryptionContext,
     destination: KeyRef,
@@ -129,12 +134,16 @@ impl Action for ReEncrypt {
     type Response = SealedReply;
 
     fn parse(p: &Params) -> Result<Self, ApiError> {
-        if p.optional("SourceEncryptionAlgorithm").is_some() {
-            return Err(ApiError::UnsupportedOperation(
-                "re-encrypting public-key ciphertexts needs asymmetric keys, not yet available",
-            ));
-        }
+        let asymmetric_source = match p.optional("SourceEncryptionAlgorithm") {
+            None => None,
+            Some(_) => Some((
+                p.required_as::<KeyRef>("SourceKeyId")?,
+                p.required_as::<KeyVersionId>("SourceKeyVersionId")?,
+                super::asymmetric::encrypt_algorithm_named(p, "SourceEncryptionAlgorithm")?,
+            )),
+        };
         Ok(Self {
+            asymmetric_source,
             blob: p.required("CiphertextBlob")?.to_owned(),
             source_context: context(p, "SourceEncryptionContext")?,
             destination: p.required_as("DestinationKeyId")?,
@@ -147,6 +156,21 @@ impl Action for ReEncrypt {
     }
 
     async fn handle(self, ctx: &Ctx<'_>) -> Result<SealedReply, ApiError> {
+        if let Some((key, version, alg)) = &self.asymmetric_source {
+            let ciphertext = B64
+                .decode(self.blob.trim())
+                .map_err(|_| ApiError::invalid("CiphertextBlob", "not base64"))?;
+            let sealed = ctx.kms.re_encrypt_asymmetric(
+                &ctx.caller,
+                key,
+                version,
+                *alg,
+                &ciphertext,
+                &self.destination,
+                &self.destination_context,
+            )?;
+            return Ok(SealedReply::new(ctx, sealed));
+        }
         let sealed = ctx.kms.re_encrypt(
             &ctx.caller,
             &self.blob,
@@ -238,5 +262,130 @@ impl Action for GenerateDataKeyWithoutPlaintext {
             .kms
             .generate_data_key(&ctx.caller, &g.key, g.len, &g.context)?;
         Ok(SealedReply::new(ctx, dk.sealed))
+    }
+}
+
+const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
+
+/// `WrappingKeySpec` + `WrappingAlgorithm` + `PublicKeyBlob` of the export actions.
+fn export_target(p: &Params) -> Result<ExportTarget, ApiError> {
+    let kind = match p.required("WrappingKeySpec")? {
+        "RSA_2048" => KeyKind::Rsa(2048),
+        "EC_SM2" => KeyKind::Sm2,
+        _ => {
+            return Err(ApiError::invalid(
+                "WrappingKeySpec",
+                "must be RSA_2048 or EC_SM2",
+            ));
+        }
+    };
+    let algorithm = super::asymmetric::encrypt_algorithm_named(p, "WrappingAlgorithm")?;
+    let fits = matches!(
+        (kind, algorithm),
+        (
+            KeyKind::Rsa(_),
+            EncryptAlgorithm::RsaOaepSha256 | EncryptAlgorithm::RsaOaepSha1
+        ) | (KeyKind::Sm2, EncryptAlgorithm::Sm2Pke)
+    );
+    if !fits {
+        return Err(ApiError::invalid(
+            "WrappingAlgorithm",
+            "does not fit WrappingKeySpec",
+        ));
+    }
+    let public_der = B64
+        .decode(p.required("PublicKeyBlob")?.trim())
+        .map_err(|_| ApiError::invalid("PublicKeyBlob", "not base64"))?;
+    Ok(ExportTarget {
+        kind,
+        algorithm,
+        public_der,
+    })
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct ExportedReply {
+    #[serde(flatten)]
+    sealed: SealedReply,
+    exported_data_key: String,
+}
+
+/// `GenerateAndExportDataKey`.
+#[derive(Debug)]
+pub(crate) struct GenerateAndExportDataKey {
+    generate: GenerateDataKey,
+    target: ExportTarget,
+}
+
+impl Action for GenerateAndExportDataKey {
+    const NAME: &'static str = "GenerateAndExportDataKey";
+    type Response = ExportedReply;
+
+    fn parse(p: &Params) -> Result<Self, ApiError> {
+        Ok(Self {
+            generate: GenerateDataKey::parse(p)?,
+            target: export_target(p)?,
+        })
+    }
+
+    fn resource(&self) -> Option<String> {
+        self.generate.resource()
+    }
+
+    async fn handle(self, ctx: &Ctx<'_>) -> Result<ExportedReply, ApiError> {
+        let g = &self.generate;
+        let (sealed, exported) = ctx.kms.generate_and_export_data_key(
+            &ctx.caller,
+            &g.key,
+            g.len,
+            &g.context,
+            &self.target,
+        )?;
+        Ok(ExportedReply {
+            sealed: SealedReply::new(ctx, sealed),
+            exported_data_key: B64.encode(exported),
+        })
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct ExportReply {
+    exported_data_key: String,
+    key_id: String,
+    key_version_id: String,
+}
+
+/// `ExportDataKey`.
+#[derive(Debug)]
+pub(crate) struct ExportDataKey {
+    blob: String,
+    context: EncryptionContext,
+    target: ExportTarget,
+}
+
+impl Action for ExportDataKey {
+    const NAME: &'static str = "ExportDataKey";
+    type Response = ExportReply;
+
+    fn parse(p: &Params) -> Result<Self, ApiError> {
+        Ok(Self {
+            blob: p.required("CiphertextBlob")?.to_owned(),
+            context: context(p, "EncryptionContext")?,
+            target: export_target(p)?,
+        })
+    }
+
+    async fn handle(self, ctx: &Ctx<'_>) -> Result<ExportReply, ApiError> {
+        let (opened, exported) =
+            ctx.kms
+                .export_data_key(&ctx.caller, &self.blob, &self.context, &self.target)?;
+        ctx.note_version(&opened.version);
+        Ok(ExportReply {
+            exported_data_key: B64.encode(exported),
+            key_id: opened.key_id.to_string(),
+            key_version_id: opened.version.to_string(),
+        })
     }
 }

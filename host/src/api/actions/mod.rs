@@ -161,6 +161,8 @@ actions! {
     crypto::ReEncrypt,
     crypto::GenerateDataKey,
     crypto::GenerateDataKeyWithoutPlaintext,
+    crypto::GenerateAndExportDataKey,
+    crypto::ExportDataKey,
     // Asymmetric cryptography
     asymmetric::AsymmetricSign,
     asymmetric::AsymmetricVerify,
