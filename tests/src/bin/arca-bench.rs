@@ -1,5 +1,6 @@
-//! The bench harness: Encrypt (1 KiB) requests/s against Arca, and the same load against a
-//! bare hyper server that answers a fixed JSON body, in one run with one load generator.
+//! The bench harness: Encrypt (1 KiB), GenerateDataKey and AsymmetricSign (RSA-2048 PSS,
+//! ECDSA P-256) requests/s against Arca, and the same load against a bare hyper server that
+//! answers a fixed JSON body, in one run with one load generator.
 //!
 //! Both servers are separate processes on loopback sharing the machine with the generator the
 //! same way, so the ratio is what Arca's pipeline costs over plain HTTP. Every request is
@@ -34,6 +35,13 @@ struct Args {
     /// Concurrent keep-alive connections to try, comma-separated.
     #[arg(long, default_value = "1,4,16,64", value_delimiter = ',')]
     concurrency: Vec<usize>,
+    /// Workloads, comma-separated: encrypt, gdk, sign-rsa, sign-ec.
+    #[arg(
+        long,
+        default_value = "encrypt,gdk,sign-rsa,sign-ec",
+        value_delimiter = ','
+    )]
+    workloads: Vec<String>,
     /// Internal: run as the bare hyper server on this port.
     #[arg(long, hide = true)]
     bare_server: Option<u16>,
@@ -90,25 +98,26 @@ struct Cell {
     p99_us: u64,
 }
 
-/// Drives `addr` with `concurrency` connections for `seconds`, each request a fresh V3-signed
-/// Encrypt of 1 KiB.
+/// One workload: an action and its parameters, sent freshly signed each time.
+struct Workload {
+    name: &'static str,
+    action: &'static str,
+    params: Vec<(String, String)>,
+}
+
+/// Drives `addr` with `concurrency` connections for `seconds`, each request freshly V3-signed.
 async fn load(
     addr: SocketAddr,
     creds: Arc<Credentials>,
-    key_id: Arc<String>,
+    work: Arc<Workload>,
     concurrency: usize,
     seconds: u64,
 ) -> Result<Cell> {
-    let plaintext = Arc::new("a".repeat(1024));
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..concurrency {
-        let (creds, key_id, plaintext) = (
-            Arc::clone(&creds),
-            Arc::clone(&key_id),
-            Arc::clone(&plaintext),
-        );
+        let (creds, work) = (Arc::clone(&creds), Arc::clone(&work));
         tasks.push(tokio::spawn(async move {
             let stream = TcpStream::connect(addr).await?;
             stream.set_nodelay(true)?;
@@ -117,15 +126,17 @@ async fn load(
             let host = addr.to_string();
             let (mut lat, mut errors) = (Vec::with_capacity(100_000), 0u64);
             while Instant::now() < deadline {
+                let params: Vec<(&str, &str)> = work
+                    .params
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str()))
+                    .collect();
                 let req = arca_client::signing::signed_request(
                     &host,
                     &creds.access_key_id,
                     creds.access_key_secret.as_bytes(),
-                    "Encrypt",
-                    &[
-                        ("KeyId", key_id.as_str()),
-                        ("Plaintext", plaintext.as_str()),
-                    ],
+                    work.action,
+                    &params,
                 );
                 let t = Instant::now();
                 sender.ready().await?;
@@ -163,25 +174,80 @@ async fn load(
     })
 }
 
+/// Creates the key a workload needs and checks one request succeeds.
+async fn workload(client: &arca_client::Client, name: &str) -> Result<Workload> {
+    let key = |spec: &'static str, usage: &'static str| async move {
+        let k = client
+            .call("CreateKey", &[("KeySpec", spec), ("KeyUsage", usage)])
+            .await?;
+        let meta = &k["KeyMetadata"];
+        anyhow::Ok((
+            meta["KeyId"].as_str().unwrap_or_default().to_owned(),
+            meta["PrimaryKeyVersion"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        ))
+    };
+    let digest = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, [7u8; 32]);
+    let w = match name {
+        "encrypt" => {
+            let (id, _) = key("Aliyun_AES_256", "ENCRYPT/DECRYPT").await?;
+            Workload {
+                name: "Encrypt 1 KiB",
+                action: "Encrypt",
+                params: vec![("KeyId".into(), id), ("Plaintext".into(), "a".repeat(1024))],
+            }
+        }
+        "gdk" => {
+            let (id, _) = key("Aliyun_AES_256", "ENCRYPT/DECRYPT").await?;
+            Workload {
+                name: "GenerateDataKey",
+                action: "GenerateDataKey",
+                params: vec![("KeyId".into(), id)],
+            }
+        }
+        "sign-rsa" | "sign-ec" => {
+            let (spec, alg, label) = if name == "sign-rsa" {
+                ("RSA_2048", "RSA_PSS_SHA_256", "AsymmetricSign RSA-2048 PSS")
+            } else {
+                ("EC_P256", "ECDSA_SHA_256", "AsymmetricSign EC P-256")
+            };
+            let (id, version) = key(spec, "SIGN/VERIFY").await?;
+            Workload {
+                name: label,
+                action: "AsymmetricSign",
+                params: vec![
+                    ("KeyId".into(), id),
+                    ("KeyVersionId".into(), version),
+                    ("Algorithm".into(), alg.into()),
+                    ("Digest".into(), digest),
+                ],
+            }
+        }
+        other => bail!("unknown workload {other}"),
+    };
+    let params: Vec<(&str, &str)> = w
+        .params
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    client
+        .call(w.action, &params)
+        .await
+        .with_context(|| format!("a {name} request failed"))?;
+    Ok(w)
+}
+
 async fn run(args: Args) -> Result<()> {
     let arca = TestServer::start()
         .context("starting arca (build it with `cargo build --release --bins`)")?;
     let creds = Arc::new(arca.credentials()?);
     let client = arca.client()?;
-    let key = client.call("CreateKey", &[]).await?;
-    let key_id = Arc::new(
-        key["KeyMetadata"]["KeyId"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned(),
-    );
-    // Sanity: the load request really succeeds against Arca.
-    client
-        .call(
-            "Encrypt",
-            &[("KeyId", key_id.as_str()), ("Plaintext", "check")],
-        )
-        .await?;
+    let mut workloads = Vec::new();
+    for name in &args.workloads {
+        workloads.push(Arc::new(workload(&client, name).await?));
+    }
 
     let bare_port = free_port();
     let mut bare = std::process::Command::new(std::env::current_exe()?)
@@ -199,51 +265,54 @@ async fn run(args: Args) -> Result<()> {
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
-        "arca-bench: Encrypt 1 KiB, V3-signed, keep-alive; {} s per cell; arca = {}",
+        "arca-bench: V3-signed keep-alive requests, {} s per cell; arca = {}",
         args.seconds,
         arca_bin().display()
     )?;
     writeln!(
         out,
-        "| conns | bare req/s | bare p50/p99 µs | Arca req/s | Arca p50/p99 µs | Arca/bare |"
+        "| workload | conns | bare req/s | bare p50/p99 µs | Arca req/s | Arca p50/p99 µs | Arca/bare |"
     )?;
-    writeln!(out, "|---:|---:|---:|---:|---:|---:|")?;
+    writeln!(out, "|---|---:|---:|---:|---:|---:|---:|")?;
     let mut failed = false;
-    for &c in &args.concurrency {
-        let b = load(
-            bare_addr,
-            Arc::clone(&creds),
-            Arc::clone(&key_id),
-            c,
-            args.seconds,
-        )
-        .await?;
-        let a = load(
-            arca_addr,
-            Arc::clone(&creds),
-            Arc::clone(&key_id),
-            c,
-            args.seconds,
-        )
-        .await?;
-        writeln!(
-            out,
-            "| {c} | {:.0} | {}/{} | {:.0} | {}/{} | {:.2} |",
-            b.rps,
-            b.p50_us,
-            b.p99_us,
-            a.rps,
-            a.p50_us,
-            a.p99_us,
-            a.rps / b.rps
-        )?;
-        if a.errors > 0 || b.errors > 0 {
+    for work in &workloads {
+        for &c in &args.concurrency {
+            let b = load(
+                bare_addr,
+                Arc::clone(&creds),
+                Arc::clone(work),
+                c,
+                args.seconds,
+            )
+            .await?;
+            let a = load(
+                arca_addr,
+                Arc::clone(&creds),
+                Arc::clone(work),
+                c,
+                args.seconds,
+            )
+            .await?;
             writeln!(
                 out,
-                "  errors: arca {} of {}, bare {} of {}",
-                a.errors, a.requests, b.errors, b.requests
+                "| {} | {c} | {:.0} | {}/{} | {:.0} | {}/{} | {:.2} |",
+                work.name,
+                b.rps,
+                b.p50_us,
+                b.p99_us,
+                a.rps,
+                a.p50_us,
+                a.p99_us,
+                a.rps / b.rps
             )?;
-            failed = true;
+            if a.errors > 0 || b.errors > 0 {
+                writeln!(
+                    out,
+                    "  errors: arca {} of {}, bare {} of {}",
+                    a.errors, a.requests, b.errors, b.requests
+                )?;
+                failed = true;
+            }
         }
     }
     let _ = bare.kill();
