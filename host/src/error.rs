@@ -69,6 +69,15 @@ pub enum ApiError {
     /// 403 `Forbidden.DeletionProtection`: ScheduleKeyDeletion on a protected key.
     #[error("deletion protection")]
     DeletionProtected,
+    /// 400 `InvalidImportToken`.
+    #[error("invalid import token")]
+    InvalidImportToken,
+    /// 400 `ExpiredImportToken`.
+    #[error("expired import token")]
+    ExpiredImportToken,
+    /// 400 `InvalidKeyMaterial`.
+    #[error("invalid key material")]
+    InvalidKeyMaterial,
     /// 404 `Forbidden.AliasNotFound`.
     #[error("alias not found")]
     AliasNotFound,
@@ -131,7 +140,10 @@ impl ApiError {
             | Self::UnsupportedProtectionLevel
             | Self::UnsupportedOrigin
             | Self::UnsupportedOperation(_)
-            | Self::InvalidCiphertext => StatusCode::BAD_REQUEST,
+            | Self::InvalidCiphertext
+            | Self::InvalidImportToken
+            | Self::ExpiredImportToken
+            | Self::InvalidKeyMaterial => StatusCode::BAD_REQUEST,
             Self::UnsupportedHttpMethod | Self::NoPermission | Self::DeletionProtected => {
                 StatusCode::FORBIDDEN
             }
@@ -167,6 +179,9 @@ impl ApiError {
             Self::KeyNotFound => "Forbidden.KeyNotFound",
             Self::KeyVersionNotFound => "Forbidden.KeyVersionNotFound",
             Self::DeletionProtected => "Forbidden.DeletionProtection",
+            Self::InvalidImportToken => "InvalidImportToken",
+            Self::ExpiredImportToken => "ExpiredImportToken",
+            Self::InvalidKeyMaterial => "InvalidKeyMaterial",
             Self::AliasNotFound => "Forbidden.AliasNotFound",
             Self::ResourceNotFound => "Forbidden.ResourceNotFound",
             Self::AliasAlreadyExists => "AliasAlreadyExists",
@@ -221,6 +236,9 @@ impl ApiError {
             Self::DeletionProtected => {
                 "The key is protected from deletion; disable deletion protection first.".into()
             }
+            Self::InvalidImportToken => "import token is invalid.".into(),
+            Self::ExpiredImportToken => "import token is expired.".into(),
+            Self::InvalidKeyMaterial => "key material is invalid.".into(),
             Self::AliasNotFound => "The specified Alias is not found.".into(),
             Self::ResourceNotFound => "The resource is not found.".into(),
             Self::AliasAlreadyExists => "AliasName Already Exists.".into(),
@@ -247,6 +265,10 @@ impl From<kms::Error> for ApiError {
         match e {
             kms::Error::KeyNotFound => Self::KeyNotFound,
             kms::Error::AliasNotFound => Self::AliasNotFound,
+            kms::Error::InvalidImportToken => Self::InvalidImportToken,
+            kms::Error::UnsupportedOrigin => Self::UnsupportedOrigin,
+            kms::Error::ExpiredImportToken => Self::ExpiredImportToken,
+            kms::Error::InvalidKeyMaterial => Self::InvalidKeyMaterial,
             kms::Error::VersionNotFound => Self::KeyVersionNotFound,
             kms::Error::DeletionProtected => Self::DeletionProtected,
             kms::Error::AliasExists => Self::AliasAlreadyExists,

@@ -17,6 +17,10 @@ unb64 = base64.b64decode
 SM2_SPKI_PREFIX = bytes.fromhex("3059301306072a8648ce3d020106082a811ccf5501822d03420004")
 
 
+def sm2_point_hex_from_der(spki):
+    return spki[-64:].hex()  # the BIT STRING ends with 04 ‖ x ‖ y
+
+
 def der_read(buf, i):
     tag, n = buf[i], buf[i + 1]
     i += 2

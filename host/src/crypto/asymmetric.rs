@@ -361,6 +361,25 @@ impl AsymmetricCipher for EcKey {
     }
 }
 
+/// RSAES-PKCS1-v1_5 decryption, only for unwrapping BYOK key material (`RSAES_PKCS1_V1_5`).
+/// Callers must check the unwrapped length: a padding failure is not reported distinctly.
+pub fn rsa_pkcs1_decrypt(
+    pkcs8: &SecretBytes,
+    ciphertext: &[u8],
+) -> Result<SecretBytes, AsymmetricError> {
+    let private =
+        PrivateDecryptingKey::from_pkcs8(pkcs8.expose()).map_err(|_| AsymmetricError::Failed)?;
+    let key = aws_lc_rs::rsa::Pkcs1PrivateDecryptingKey::new(private)
+        .map_err(|_| AsymmetricError::Failed)?;
+    let mut out = SecretBytes::new(vec![0u8; key.min_output_size()]);
+    let len = key
+        .decrypt(ciphertext, out.expose_mut())
+        .map_err(|_| AsymmetricError::Failed)?
+        .len();
+    out.expose_mut().truncate(len);
+    Ok(out)
+}
+
 /// DER SubjectPublicKeyInfo as PEM (`-----BEGIN PUBLIC KEY-----`), as GetPublicKey returns it.
 pub fn public_key_pem(der: &[u8]) -> String {
     use base64::Engine;

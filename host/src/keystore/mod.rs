@@ -105,6 +105,7 @@ impl RootKey {
         Sealer {
             // A 32-byte key always fits AES-256-GCM.
             key: AeadKey::new(SymmetricAlgorithm::Aes256Gcm, &kek).ok(),
+            mac_key: crypto::derive_key(self.0.expose(), b"arca/fingerprint/v1"),
         }
     }
 }
@@ -113,6 +114,7 @@ impl RootKey {
 #[derive(Debug)]
 pub struct Sealer {
     key: Option<AeadKey>,
+    mac_key: SecretBytes,
 }
 
 /// A sealed value did not open: wrong root key, or the record was tampered with or moved.
@@ -137,6 +139,17 @@ impl Sealer {
         // On failure `buf` still holds the plaintext; wipe it either way.
         drop(SecretBytes::new(buf));
         out.map_err(|_| UnsealError)
+    }
+
+    /// A keyed fingerprint of a secret (HMAC-SHA256 under a root-derived key): lets Arca
+    /// recognise material it has seen (BYOK re-import) without storing it in the clear.
+    pub fn fingerprint(&self, identity: &str, secret: &[u8]) -> Vec<u8> {
+        let mut msg = identity.as_bytes().to_vec();
+        msg.push(0);
+        msg.extend_from_slice(secret);
+        let mac = crypto::hmac_sha256(self.mac_key.expose(), &msg);
+        drop(SecretBytes::new(msg));
+        mac
     }
 
     /// Opens what [`Sealer::seal`] made for the same `identity`.

@@ -27,6 +27,15 @@ pub fn generate_sealed(
     sealer.seal(&identity(version), material.expose())
 }
 
+/// Seals given material (imported by BYOK) for `version`.
+pub fn seal_material(
+    sealer: &Sealer,
+    version: &KeyVersionId,
+    material: &SecretBytes,
+) -> Result<Vec<u8>, UnsealError> {
+    sealer.seal(&identity(version), material.expose())
+}
+
 /// Unseals `version`'s material.
 pub fn open_sealed(
     sealer: &Sealer,

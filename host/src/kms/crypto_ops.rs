@@ -123,6 +123,15 @@ impl Kms {
         }
         let key_path = super::keys::key_path(&record.account_id, &record.key_id);
         let (key, _) = self.key_at(&key_path)?.ok_or(Error::KeyNotFound)?;
+        if record.sealed_material.is_empty() {
+            // Imported material was deleted or expired: the key waits for it again.
+            return Err(match key.state {
+                KeyState::Enabled => {
+                    Error::Internal(format!("key version {version} has no material"))
+                }
+                other => Error::KeyState(other),
+            });
+        }
         let sealed = base64::engine::general_purpose::STANDARD
             .decode(&record.sealed_material)
             .map_err(|e| Error::Internal(format!("version record: {e}")))?;

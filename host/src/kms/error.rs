@@ -9,12 +9,25 @@ pub enum Error {
     /// No such key in the caller's account (or it belongs to someone else).
     #[error("key not found")]
     KeyNotFound,
+    /// The key's origin does not allow this (BYOK actions on a non-EXTERNAL key).
+    #[error("origin not valid for this api")]
+    UnsupportedOrigin,
     /// No such version of the key.
     #[error("key version not found")]
     VersionNotFound,
     /// Deletion protection forbids scheduling deletion.
     #[error("key is protected from deletion")]
     DeletionProtected,
+    /// BYOK: the import token is unknown or for another key.
+    #[error("invalid import token")]
+    InvalidImportToken,
+    /// BYOK: the import token has expired.
+    #[error("expired import token")]
+    ExpiredImportToken,
+    /// BYOK: the unwrapped material is not valid for the key (or differs from what was
+    /// imported before).
+    #[error("invalid key material")]
+    InvalidKeyMaterial,
     /// No such alias in the caller's account.
     #[error("alias not found")]
     AliasNotFound,

@@ -104,10 +104,28 @@ impl Kms {
         }
         let mut tags = std::collections::BTreeMap::new();
         super::tags::merge(&mut tags, &req.tags)?;
+        let external = req.origin == Origin::External;
+        if external && req.spec.symmetric().is_none() {
+            return Err(Error::Unsupported(
+                "importing asymmetric key material is not available on this server yet",
+            ));
+        }
+        if external && req.rotation.is_some() {
+            return Err(Error::Unsupported(
+                "keys with imported material cannot rotate automatically",
+            ));
+        }
         let key_id = KeyId::generate(&self.region);
         let now = self.now();
-        let version = self.new_version(&key_id, &caller.account, req.spec)?;
-        let version_id = version.version_id.clone();
+        // An EXTERNAL key reserves its version id; the version record arrives with the material.
+        let version = if external {
+            None
+        } else {
+            Some(self.new_version(&key_id, &caller.account, req.spec)?)
+        };
+        let version_id = version
+            .as_ref()
+            .map_or_else(KeyVersionId::generate, |v| v.version_id.clone());
         let key = KeyRecord {
             key_id: key_id.clone(),
             account_id: caller.account.clone(),
@@ -116,7 +134,11 @@ impl Kms {
             usage,
             origin: req.origin,
             protection: req.protection,
-            state: KeyState::Enabled,
+            state: if external {
+                KeyState::PendingImport
+            } else {
+                KeyState::Enabled
+            },
             description: req.description,
             created: now,
             primary_version: version_id.clone(),
@@ -128,14 +150,18 @@ impl Kms {
             delete_date: None,
             deletion_protection: None,
             tags,
+            material_fingerprint: None,
+            material_expire: None,
         };
         let path = key_path(&caller.account, &key_id);
         let raw = encode(&key)?;
-        let batch = Batch::new()
+        let mut batch = Batch::new()
             .expect(Table::Keys, path.clone(), None)
             .expect(Table::KeyVersions, version_id.as_str(), None)
-            .put(Table::Keys, path.clone(), raw.clone())
-            .put(Table::KeyVersions, version_id.as_str(), encode(&version)?);
+            .put(Table::Keys, path.clone(), raw.clone());
+        if let Some(version) = &version {
+            batch = batch.put(Table::KeyVersions, version_id.as_str(), encode(version)?);
+        }
         self.commit(batch).await?;
         self.remember_key(&path, key.clone(), raw);
         Ok(key)

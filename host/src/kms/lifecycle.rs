@@ -68,6 +68,8 @@ pub struct Sweep {
     pub rotated: usize,
     /// Keys destroyed because their deletion window ended.
     pub destroyed: usize,
+    /// Imported key material removed because it expired.
+    pub expired: usize,
 }
 
 fn key_path(k: &KeyRecord) -> String {
@@ -104,6 +106,11 @@ impl Kms {
             }
             if key.state != KeyState::Enabled {
                 return Err(Error::KeyState(key.state));
+            }
+            if key.origin == super::model::Origin::External {
+                return Err(Error::Unsupported(
+                    "keys with imported material cannot rotate",
+                ));
             }
             let version = self.new_version(&key.key_id, &key.account_id, key.spec)?;
             key.primary_version = version.version_id.clone();
@@ -183,7 +190,9 @@ impl Kms {
             if k.state == KeyState::PendingDeletion {
                 return Err(Error::KeyState(k.state));
             }
-            if enable && k.spec.asymmetric().is_some() {
+            if enable
+                && (k.spec.asymmetric().is_some() || k.origin == super::model::Origin::External)
+            {
                 return Err(Error::Unsupported(
                     "asymmetric keys rotate only manually (CreateKeyVersion)",
                 ));
@@ -315,7 +324,11 @@ impl Kms {
         let mut done = Sweep::default();
         for (path, raw) in self.store.scan(Table::Keys, "")? {
             let key: KeyRecord = serde_json::from_slice(&raw)?;
-            let result = if key.state == KeyState::PendingDeletion && due(key.delete_date, now) {
+            let result = if key.material_expire.is_some_and(|t| t <= now) {
+                self.drop_material(&path, true)
+                    .await
+                    .map(|d| done.expired += usize::from(d))
+            } else if key.state == KeyState::PendingDeletion && due(key.delete_date, now) {
                 self.destroy_if_due(&path)
                     .await
                     .map(|d| done.destroyed += usize::from(d))
@@ -510,6 +523,88 @@ mod tests {
             kms.decrypt(&caller, &blob, &ctx),
             Err(Error::KeyNotFound)
         ));
+    }
+
+    #[tokio::test]
+    async fn imported_material_and_import_tokens_expire() {
+        use crate::crypto::asymmetric::{EncryptAlgorithm, KeyKind, encrypt_to_public_key};
+        let tmp = tempfile::tempdir().unwrap();
+        let clock = ManualClock::at(1_700_000_000);
+        let (kms, caller) = open(tmp.path(), &clock).await;
+        let mut req = new_key(None);
+        req.origin = Origin::External;
+        let k = KeyRef::Id(kms.create_key(&caller, req).await.unwrap().key_id);
+        assert_eq!(
+            kms.resolve(&caller, &k).unwrap().state,
+            KeyState::PendingImport
+        );
+        let material = SecretBytes::random(32);
+        let wrap = |der: &[u8]| {
+            encrypt_to_public_key(
+                KeyKind::Rsa(2048),
+                EncryptAlgorithm::RsaOaepSha256,
+                der,
+                material.expose(),
+            )
+            .unwrap()
+        };
+        use base64::Engine;
+        // A token used after its 24 hours is refused.
+        let p = kms
+            .get_parameters_for_import(&caller, &k, "RSAES_OAEP_SHA_256", KeySpec::Rsa2048)
+            .await
+            .unwrap();
+        clock.advance(24 * 3600);
+        assert!(matches!(
+            kms.import_key_material(&caller, &k, &p.token, &wrap(&p.public_key_der), 0)
+                .await,
+            Err(Error::ExpiredImportToken)
+        ));
+        // Material that expires returns the key to PendingImport at the next sweep.
+        let p = kms
+            .get_parameters_for_import(&caller, &k, "RSAES_OAEP_SHA_256", KeySpec::Rsa2048)
+            .await
+            .unwrap();
+        let expire = 1_700_000_000 + 24 * 3600 + DAY;
+        kms.import_key_material(&caller, &k, &p.token, &wrap(&p.public_key_der), expire)
+            .await
+            .unwrap();
+        let ctx = EncryptionContext::default();
+        let blob = kms
+            .encrypt(&caller, &k, &SecretBytes::new(b"x".to_vec()), &ctx)
+            .unwrap()
+            .blob;
+        assert_eq!(kms.sweep().await.unwrap().expired, 0);
+        clock.advance(DAY);
+        assert_eq!(kms.sweep().await.unwrap().expired, 1);
+        assert_eq!(
+            kms.resolve(&caller, &k).unwrap().state,
+            KeyState::PendingImport
+        );
+        assert!(matches!(
+            kms.decrypt(&caller, &blob, &ctx),
+            Err(Error::KeyState(KeyState::PendingImport))
+        ));
+        let p = kms
+            .get_parameters_for_import(&caller, &k, "RSAES_OAEP_SHA_256", KeySpec::Rsa2048)
+            .await
+            .unwrap();
+        assert!(
+            !p.token.is_empty()
+                && base64::engine::general_purpose::STANDARD
+                    .decode(&p.token)
+                    .is_ok()
+        );
+        kms.import_key_material(&caller, &k, &p.token, &wrap(&p.public_key_der), 0)
+            .await
+            .unwrap();
+        assert_eq!(
+            kms.decrypt(&caller, &blob, &ctx)
+                .unwrap()
+                .plaintext
+                .expose(),
+            "x"
+        );
     }
 
     #[tokio::test]

@@ -9,6 +9,7 @@ pub mod asymmetric_ops;
 pub mod crypto_ops;
 pub mod envelope;
 pub mod error;
+pub mod import;
 pub mod keys;
 pub mod lifecycle;
 pub mod model;
@@ -151,6 +152,15 @@ impl Kms {
         tokio::task::spawn_blocking(move || store.commit(batch))
             .await
             .map_err(|e| StoreError::Backend(format!("commit task: {e}")))?
+    }
+}
+
+impl Kms {
+    /// Drops a version's prepared material from memory (after its material changed or went).
+    pub(crate) fn forget_version(&self, version: &KeyVersionId) {
+        if let Ok(mut m) = self.versions.write() {
+            m.remove(version);
+        }
     }
 }
 

@@ -229,6 +229,13 @@ pub struct KeyRecord {
     /// Tags, by key.
     #[serde(default)]
     pub tags: std::collections::BTreeMap<String, String>,
+    /// BYOK: keyed fingerprint (hex) of the imported material, so that only the same
+    /// material can be imported again.
+    #[serde(default)]
+    pub material_fingerprint: Option<String>,
+    /// BYOK: Unix seconds at which the imported material expires (`None`: never).
+    #[serde(default)]
+    pub material_expire: Option<i64>,
 }
 
 /// One version of a key's material.
@@ -249,6 +256,21 @@ pub struct VersionRecord {
     /// ciphertexts fail with "key not found" rather than as garbage.
     #[serde(default)]
     pub destroyed: bool,
+}
+
+/// The parameters of one GetParametersForImport call, kept until the import or expiry.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ImportTokenRecord {
+    /// The key (store path) the token is for.
+    pub key_path: String,
+    /// `RSA_2048` or `EC_SM2`.
+    pub wrapping_key_spec: KeySpec,
+    /// The wrapping algorithm's wire name.
+    pub wrapping_algorithm: String,
+    /// The wrapping private key, sealed (identity `import-token/<hash>`), base64.
+    pub sealed_private_key: String,
+    /// Unix seconds after which the token is refused.
+    pub expires: i64,
 }
 
 /// An alias pointing at a key.

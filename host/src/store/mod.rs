@@ -26,17 +26,20 @@ pub enum Table {
     KeyVersions,
     /// `account/alias name` → alias record.
     Aliases,
+    /// `sha256(import token)` → BYOK import parameters (wrapping key sealed).
+    ImportTokens,
 }
 
 impl Table {
     /// Every table, for creating them up front and for snapshots.
-    pub const ALL: [Table; 6] = [
+    pub const ALL: [Table; 7] = [
         Table::Meta,
         Table::Accounts,
         Table::AccessKeys,
         Table::Keys,
         Table::KeyVersions,
         Table::Aliases,
+        Table::ImportTokens,
     ];
 
     /// The table's stable name on disk.
@@ -48,6 +51,7 @@ impl Table {
             Table::Keys => "keys",
             Table::KeyVersions => "key_versions",
             Table::Aliases => "aliases",
+            Table::ImportTokens => "import_tokens",
         }
     }
 }

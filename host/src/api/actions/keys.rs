@@ -31,6 +31,8 @@ pub(super) struct KeyMetadata {
     key_usage: &'static str,
     last_rotation_date: String,
     #[serde(skip_serializing_if = "Option::is_none")]
+    material_expire_time: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     next_rotation_date: Option<String>,
     origin: &'static str,
     primary_key_version: String,
@@ -75,6 +77,7 @@ impl KeyMetadata {
             key_state: k.state.as_str(),
             key_usage: k.usage.as_str(),
             last_rotation_date: date(k.last_rotation.unwrap_or(k.created)),
+            material_expire_time: k.material_expire.map(date),
             next_rotation_date: k.next_rotation.filter(|_| k.automatic_rotation).map(date),
             origin: k.origin.as_str(),
             primary_key_version: k.primary_version.to_string(),
@@ -111,9 +114,6 @@ impl Action for CreateKey {
         let origin = enum_param::<Origin>(p, "Origin")?.unwrap_or(Origin::Kms);
         let protection = enum_param::<ProtectionLevel>(p, "ProtectionLevel")?
             .unwrap_or(ProtectionLevel::Software);
-        if origin == Origin::External {
-            return Err(ApiError::UnsupportedOrigin);
-        }
         if protection == ProtectionLevel::Hsm {
             // No HSM is configured on this server (PKCS#11 keystores: issue 7).
             return Err(ApiError::UnsupportedProtectionLevel);

@@ -9,6 +9,7 @@ mod admin;
 mod aliases;
 mod asymmetric;
 mod crypto;
+mod import;
 mod keys;
 mod lifecycle;
 mod tags;
@@ -142,6 +143,10 @@ actions! {
     lifecycle::ScheduleKeyDeletion,
     keys::CancelKeyDeletion,
     lifecycle::SetDeletionProtection,
+    // BYOK
+    import::GetParametersForImport,
+    import::ImportKeyMaterial,
+    import::DeleteKeyMaterial,
     // Tags
     tags::TagResource,
     tags::UntagResource,

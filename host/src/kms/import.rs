@@ -1,0 +1,290 @@
+//! BYOK: importing key material into `Origin=EXTERNAL` keys.
+//!
+//! `GetParametersForImport` makes a fresh wrapping key pair per call and a random import
+//! token, valid 24 hours and single use. Only the token's SHA-256 is stored, with the sealed
+//! wrapping private key. `ImportKeyMaterial` checks the token against the key, unwraps inside
+//! Arca, checks the length, and binds the key to that material by a keyed fingerprint: a later
+//! import (after `DeleteKeyMaterial` or expiry) must bring the same material, so old
+//! ciphertexts keep opening.
+
+use base64::Engine;
+
+use super::model::{ImportTokenRecord, KeySpec, KeyState, Origin, VersionRecord};
+use super::{CAS_RETRIES, Caller, Error, Kms, encode};
+use crate::crypto::asymmetric::{self, EncryptAlgorithm, KeyKind};
+use crate::crypto::{constant_time_eq, sha256_hex};
+use crate::ids::KeyRef;
+use crate::keystore::software;
+use crate::secret::SecretBytes;
+use crate::store::{Batch, StoreError, Table};
+
+const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
+
+/// How long an import token is valid.
+pub const TOKEN_LIFETIME: i64 = 24 * 3600;
+
+/// The wrapping algorithms for symmetric material (spec §6.6).
+pub const WRAPPING: &[(&str, KeySpec)] = &[
+    ("RSAES_PKCS1_V1_5", KeySpec::Rsa2048),
+    ("RSAES_OAEP_SHA_1", KeySpec::Rsa2048),
+    ("RSAES_OAEP_SHA_256", KeySpec::Rsa2048),
+    ("SM2PKE", KeySpec::EcSm2),
+];
+
+/// What GetParametersForImport hands out.
+#[derive(Debug)]
+pub struct ImportParameters {
+    /// The key.
+    pub key_id: crate::ids::KeyId,
+    /// Base64 token for ImportKeyMaterial.
+    pub token: String,
+    /// DER SubjectPublicKeyInfo of the wrapping key.
+    pub public_key_der: Vec<u8>,
+    /// Unix seconds.
+    pub expires: i64,
+}
+
+fn token_identity(hash: &str) -> String {
+    format!("import-token/{hash}")
+}
+
+impl Kms {
+    /// `GetParametersForImport`.
+    pub async fn get_parameters_for_import(
+        &self,
+        caller: &Caller,
+        key: &KeyRef,
+        algorithm: &str,
+        wrapping_spec: KeySpec,
+    ) -> Result<ImportParameters, Error> {
+        if !WRAPPING.contains(&(algorithm, wrapping_spec)) {
+            return Err(Error::invalid(
+                "WrappingAlgorithm",
+                "not a supported WrappingAlgorithm/WrappingKeySpec pair",
+            ));
+        }
+        let record = self.resolve(caller, key)?;
+        if record.origin != Origin::External {
+            return Err(Error::UnsupportedOrigin);
+        }
+        if record.state == KeyState::PendingDeletion {
+            return Err(Error::KeyState(record.state));
+        }
+        let kind = wrapping_spec
+            .asymmetric()
+            .ok_or(Error::Internal("wrapping spec".into()))?;
+        let private = asymmetric::generate(kind)
+            .map_err(|_| Error::Internal("wrapping key generation".into()))?;
+        let public_key_der = asymmetric::load(kind, &private)
+            .map_err(|_| Error::Internal("wrapping key".into()))?
+            .public_key_der()
+            .to_vec();
+        let token = SecretBytes::random(32);
+        let hash = sha256_hex(token.expose());
+        let sealed = self
+            .sealer
+            .seal(&token_identity(&hash), private.expose())
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        let expires = self.now() + TOKEN_LIFETIME;
+        let entry = ImportTokenRecord {
+            key_path: super::keys::key_path(&record.account_id, &record.key_id),
+            wrapping_key_spec: wrapping_spec,
+            wrapping_algorithm: algorithm.to_owned(),
+            sealed_private_key: B64.encode(sealed),
+            expires,
+        };
+        self.commit(
+            Batch::new()
+                .expect(Table::ImportTokens, hash.clone(), None)
+                .put(Table::ImportTokens, hash, encode(&entry)?),
+        )
+        .await?;
+        Ok(ImportParameters {
+            key_id: record.key_id,
+            token: B64.encode(token.expose()),
+            public_key_der,
+            expires,
+        })
+    }
+
+    /// `ImportKeyMaterial`. `expire_unix` 0 means the material never expires.
+    pub async fn import_key_material(
+        &self,
+        caller: &Caller,
+        key: &KeyRef,
+        token: &str,
+        encrypted: &[u8],
+        expire_unix: i64,
+    ) -> Result<(), Error> {
+        let token = B64
+            .decode(token.trim())
+            .map_err(|_| Error::InvalidImportToken)?;
+        let hash = sha256_hex(&token);
+        let (entry, entry_raw) = self
+            .get_raw::<ImportTokenRecord>(Table::ImportTokens, &hash)?
+            .ok_or(Error::InvalidImportToken)?;
+        let record = self.resolve(caller, key)?;
+        let path = super::keys::key_path(&record.account_id, &record.key_id);
+        if entry.key_path != path {
+            return Err(Error::InvalidImportToken);
+        }
+        let now = self.now();
+        if entry.expires <= now {
+            return Err(Error::ExpiredImportToken);
+        }
+        if expire_unix != 0 && expire_unix <= now {
+            return Err(Error::invalid(
+                "KeyMaterialExpireUnix",
+                "must be 0 or in the future",
+            ));
+        }
+        let alg = record.spec.symmetric().ok_or(Error::InvalidKeyMaterial)?;
+        let private = self
+            .sealer
+            .open(
+                &token_identity(&hash),
+                &B64.decode(&entry.sealed_private_key)
+                    .map_err(|_| Error::InvalidImportToken)?,
+            )
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        let material = unwrap(&entry, &private, encrypted)?;
+        if material.len() != alg.key_len() {
+            return Err(Error::InvalidKeyMaterial);
+        }
+        let fingerprint = hex::encode(
+            self.sealer
+                .fingerprint(&format!("key/{path}"), material.expose()),
+        );
+        for _ in 0..CAS_RETRIES {
+            let Some((mut key, raw)) = self.key_at(&path)? else {
+                return Err(Error::KeyNotFound);
+            };
+            if key.state != KeyState::PendingImport {
+                return Err(Error::KeyState(key.state));
+            }
+            if let Some(known) = &key.material_fingerprint
+                && !constant_time_eq(known.as_bytes(), fingerprint.as_bytes())
+            {
+                return Err(Error::InvalidKeyMaterial);
+            }
+            let version_id = key.primary_version.clone();
+            let sealed = software::seal_material(&self.sealer, &version_id, &material)
+                .map_err(|e| Error::Internal(e.to_string()))?;
+            let version = VersionRecord {
+                version_id: version_id.clone(),
+                key_id: key.key_id.clone(),
+                account_id: key.account_id.clone(),
+                created: now,
+                sealed_material: B64.encode(sealed),
+                destroyed: false,
+            };
+            key.state = KeyState::Enabled;
+            key.material_fingerprint = Some(fingerprint.clone());
+            key.material_expire = (expire_unix != 0).then_some(expire_unix);
+            let new_raw = encode(&key)?;
+            let batch = Batch::new()
+                .expect(Table::Keys, path.clone(), Some(raw))
+                .expect(Table::ImportTokens, hash.clone(), Some(entry_raw.clone()))
+                .put(Table::Keys, path.clone(), new_raw.clone())
+                .put(Table::KeyVersions, version_id.as_str(), encode(&version)?)
+                .delete(Table::ImportTokens, hash.clone());
+            match self.commit(batch).await {
+                Ok(()) => {
+                    self.remember_key(&path, key, new_raw);
+                    self.forget_version(&version_id);
+                    return Ok(());
+                }
+                Err(StoreError::Conflict) => self.forget_key(&path),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(Error::Internal("key import kept conflicting".into()))
+    }
+
+    /// `DeleteKeyMaterial` (and expiry): the key returns to `PendingImport`, its material gone.
+    pub async fn delete_key_material(&self, caller: &Caller, key: &KeyRef) -> Result<(), Error> {
+        let record = self.resolve(caller, key)?;
+        if record.origin != Origin::External {
+            return Err(Error::UnsupportedOrigin);
+        }
+        self.drop_material(
+            &super::keys::key_path(&record.account_id, &record.key_id),
+            false,
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// Removes an EXTERNAL key's material; with `only_if_expired`, only once it has expired.
+    pub(super) async fn drop_material(
+        &self,
+        path: &str,
+        only_if_expired: bool,
+    ) -> Result<bool, Error> {
+        for _ in 0..CAS_RETRIES {
+            let Some((mut key, raw)) = self.key_at(path)? else {
+                return Err(Error::KeyNotFound);
+            };
+            if only_if_expired && key.material_expire.is_none_or(|t| t > self.now()) {
+                return Ok(false);
+            }
+            match key.state {
+                KeyState::Enabled | KeyState::Disabled => {}
+                KeyState::PendingImport => return Ok(false),
+                other => return Err(Error::KeyState(other)),
+            }
+            key.state = KeyState::PendingImport;
+            key.material_expire = None;
+            let new_raw = encode(&key)?;
+            let mut batch = Batch::new().expect(Table::Keys, path, Some(raw)).put(
+                Table::Keys,
+                path,
+                new_raw.clone(),
+            );
+            for v in &key.versions {
+                if let Some(mut version) =
+                    self.get::<VersionRecord>(Table::KeyVersions, v.as_str())?
+                {
+                    version.sealed_material.clear();
+                    batch = batch.put(Table::KeyVersions, v.as_str(), encode(&version)?);
+                }
+            }
+            match self.commit(batch).await {
+                Ok(()) => {
+                    for v in &key.versions {
+                        self.forget_version(v);
+                    }
+                    self.remember_key(path, key, new_raw);
+                    return Ok(true);
+                }
+                Err(StoreError::Conflict) => self.forget_key(path),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(Error::Internal(
+            "key material removal kept conflicting".into(),
+        ))
+    }
+}
+
+fn unwrap(
+    entry: &ImportTokenRecord,
+    private: &SecretBytes,
+    encrypted: &[u8],
+) -> Result<SecretBytes, Error> {
+    let bad = |_| Error::InvalidKeyMaterial;
+    match entry.wrapping_algorithm.as_str() {
+        "RSAES_PKCS1_V1_5" => asymmetric::rsa_pkcs1_decrypt(private, encrypted).map_err(bad),
+        other => {
+            let (kind, alg) = match other {
+                "RSAES_OAEP_SHA_1" => (KeyKind::Rsa(2048), EncryptAlgorithm::RsaOaepSha1),
+                "RSAES_OAEP_SHA_256" => (KeyKind::Rsa(2048), EncryptAlgorithm::RsaOaepSha256),
+                "SM2PKE" => (KeyKind::Sm2, EncryptAlgorithm::Sm2Pke),
+                _ => return Err(Error::InvalidImportToken),
+            };
+            let key = asymmetric::load(kind, private)
+                .map_err(|_| Error::Internal("wrapping key".into()))?;
+            key.decrypt(alg, encrypted).map_err(bad)
+        }
+    }
+}
