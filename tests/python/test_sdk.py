@@ -186,7 +186,7 @@ def test_error_codes(kms):
     fails("MissingParameter", 400, kms, "DescribeKey")
     fails("InvalidParameter", 400, kms, "CreateKey", KeySpec="AES_9000")
     fails("Unsupported.ProtectionLevel", 400, kms, "CreateKey", ProtectionLevel="HSM")
-    fails("Unsupported.Origin", 400, kms, "CreateKey", Origin="EXTERNAL")
+    fails("InvalidParameter", 400, kms, "CreateKey", Origin="Elsewhere")
     fails("InvalidParameter", 400, kms, "Decrypt", CiphertextBlob="bm90IGEgYmxvYg==")
 
 
