@@ -207,6 +207,7 @@ where
     let caller = Caller {
         account: authed.credential.account.clone(),
         admin: authed.credential.admin,
+        action: action.to_owned(),
     };
     let ctx = Ctx::new(&app.kms, caller);
     actions::dispatch(action, &params, &ctx, request_id, outcome).await

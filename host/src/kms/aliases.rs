@@ -21,6 +21,10 @@ impl Kms {
             return Err(Error::AliasReserved);
         }
         let target = self.resolve(caller, key)?;
+        if target.account_id != caller.account {
+            // Aliases name keys of their own account only.
+            return Err(Error::NoPermission);
+        }
         let record = AliasRecord {
             alias: alias.clone(),
             key_id: target.key_id,
@@ -48,6 +52,9 @@ impl Kms {
         key: &KeyRef,
     ) -> Result<AliasRecord, Error> {
         let target = self.resolve(caller, key)?;
+        if target.account_id != caller.account {
+            return Err(Error::NoPermission);
+        }
         let path = alias_path(&caller.account, alias);
         let (mut record, raw) = self
             .get_raw::<AliasRecord>(Table::Aliases, &path)?

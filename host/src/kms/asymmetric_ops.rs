@@ -55,7 +55,7 @@ impl Kms {
         if !record.versions.contains(version) {
             return Err(Error::VersionNotFound);
         }
-        let loaded = self.load_version(&caller.account, version)?;
+        let loaded = self.load_version(&record.account_id, version)?;
         Ok((record.key_id, loaded))
     }
 

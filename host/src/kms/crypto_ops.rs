@@ -158,6 +158,21 @@ impl Kms {
         Ok(loaded)
     }
 
+    /// The account and key of a version, from memory when it is loaded.
+    fn version_owner(&self, version: &KeyVersionId) -> Result<Option<(AccountId, KeyId)>, Error> {
+        if let Some(v) = self
+            .versions
+            .read()
+            .ok()
+            .and_then(|m| m.get(version).cloned())
+        {
+            return Ok(Some((v.account_id.clone(), v.key_id.clone())));
+        }
+        Ok(self
+            .get::<VersionRecord>(Table::KeyVersions, version.as_str())?
+            .map(|r| (r.account_id, r.key_id)))
+    }
+
     fn seal_with(
         &self,
         key: &KeyRecord,
@@ -217,8 +232,23 @@ impl Kms {
     ) -> Result<Opened, Error> {
         let blob =
             Blob::parse(blob).map_err(|e| Error::invalid("CiphertextBlob", e.to_string()))?;
-        let loaded = self.load_version(&caller.account, &blob.version)?;
-        let key = self.resolve(caller, &KeyRef::Id(loaded.key_id.clone()))?;
+        // Whose key sealed it: the caller's own, or another account's whose key policy grants
+        // the caller this action. Anything else is indistinguishable from garbage.
+        let (owner, key_id) = self
+            .version_owner(&blob.version)?
+            .ok_or(Error::InvalidCiphertext)?;
+        let Some((key, _)) = self.key_at(&super::keys::key_path(&owner, &key_id))? else {
+            // The version outlived its key: the key was destroyed after its deletion window.
+            return Err(if owner == caller.account {
+                Error::KeyNotFound
+            } else {
+                Error::InvalidCiphertext
+            });
+        };
+        if super::policy::check(caller, &key).is_err() {
+            return Err(Error::InvalidCiphertext);
+        }
+        let loaded = self.load_version(&owner, &blob.version)?;
         match key.state {
             KeyState::Enabled => {}
             other => return Err(Error::KeyState(other)),

@@ -28,6 +28,8 @@ pub struct NewKey {
     pub rotation: Option<u64>,
     /// Tags to start with.
     pub tags: Vec<(String, String)>,
+    /// A key policy to start with (validated).
+    pub policy: Option<String>,
 }
 
 /// Longest description CreateKey and UpdateKeyDescription accept.
@@ -102,6 +104,9 @@ impl Kms {
         if let Some(interval) = req.rotation {
             super::lifecycle::check_rotation_interval(interval)?;
         }
+        if let Some(p) = &req.policy {
+            super::policy::KeyPolicy::parse(p)?;
+        }
         let mut tags = std::collections::BTreeMap::new();
         super::tags::merge(&mut tags, &req.tags)?;
         let external = req.origin == Origin::External;
@@ -152,6 +157,7 @@ impl Kms {
             tags,
             material_fingerprint: None,
             material_expire: None,
+            policy: req.policy,
         };
         let path = key_path(&caller.account, &key_id);
         let raw = encode(&key)?;
@@ -204,8 +210,17 @@ impl Kms {
                 account,
                 key,
             } => {
-                if *account != caller.account || *region != self.region {
+                if *region != self.region {
                     return Err(Error::KeyNotFound);
+                }
+                if *account != caller.account {
+                    // Another account's key, by ARN: it must exist, and its policy must grant
+                    // this action to the caller.
+                    let found = self
+                        .key_at(&key_path(account, key))?
+                        .ok_or(Error::KeyNotFound)?;
+                    super::policy::check(caller, &found.0)?;
+                    return Ok(found);
                 }
                 key.clone()
             }
@@ -281,7 +296,7 @@ impl Kms {
         for _ in 0..CAS_RETRIES {
             let (mut record, raw) = self.resolve_raw(caller, key)?;
             change(&mut record)?;
-            let path = key_path(&caller.account, &record.key_id);
+            let path = key_path(&record.account_id, &record.key_id);
             let new_raw = encode(&record)?;
             let batch = Batch::new()
                 .expect(Table::Keys, path.clone(), Some(raw))

@@ -384,6 +384,7 @@ mod tests {
             Caller {
                 account,
                 admin: true,
+                action: String::new(),
             },
         )
     }
@@ -397,6 +398,7 @@ mod tests {
             description: String::new(),
             rotation,
             tags: Vec::new(),
+            policy: None,
         }
     }
 

@@ -13,6 +13,7 @@ pub mod import;
 pub mod keys;
 pub mod lifecycle;
 pub mod model;
+pub mod policy;
 pub mod random;
 pub mod tags;
 
@@ -37,6 +38,8 @@ pub struct Caller {
     pub account: AccountId,
     /// Whether the account holds Arca admin rights.
     pub admin: bool,
+    /// The API action being performed, for key-policy checks on other accounts' keys.
+    pub action: String,
 }
 
 /// A key version's prepared material, cached because material never changes for a version id.

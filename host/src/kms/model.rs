@@ -236,6 +236,9 @@ pub struct KeyRecord {
     /// BYOK: Unix seconds at which the imported material expires (`None`: never).
     #[serde(default)]
     pub material_expire: Option<i64>,
+    /// The key policy (JSON) once one is set; `None` means the owner-only default.
+    #[serde(default)]
+    pub policy: Option<String>,
 }
 
 /// One version of a key's material.

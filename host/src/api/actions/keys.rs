@@ -125,19 +125,10 @@ impl Action for CreateKey {
             }),
             _ => None,
         };
-        for (name, what) in [
-            (
-                "Policy",
-                "key policies are not available on this server yet",
-            ),
-            (
-                "DKMSInstanceId",
+        if p.optional("DKMSInstanceId").is_some() {
+            return Err(ApiError::UnsupportedOperation(
                 "KMS instances are not available on this server yet",
-            ),
-        ] {
-            if p.optional(name).is_some() {
-                return Err(ApiError::UnsupportedOperation(what));
-            }
+            ));
         }
         Ok(Self(NewKey {
             spec,
@@ -146,6 +137,7 @@ impl Action for CreateKey {
             protection,
             description: p.optional("Description").unwrap_or_default().to_owned(),
             rotation,
+            policy: p.optional("Policy").map(str::to_owned),
             tags: match p.optional("Tags") {
                 Some(raw) => super::tags::parse_tags_json(raw)?,
                 None => Vec::new(),
@@ -377,5 +369,76 @@ mod tests {
         assert!(parse_filters(r#"[{"Key":"Nope","Values":["x"]}]"#).is_err());
         assert!(parse_filters(r#"[{"Key":"KeyState","Values":["Sleepy"]}]"#).is_err());
         assert!(parse_filters("not json").is_err());
+    }
+}
+
+/// `GetKeyPolicy`.
+#[derive(Debug)]
+pub(crate) struct GetKeyPolicy(KeyRef);
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct PolicyReply {
+    policy: String,
+}
+
+fn policy_name(p: &Params) -> Result<(), ApiError> {
+    match p.optional("PolicyName") {
+        None | Some("default") => Ok(()),
+        Some(_) => Err(ApiError::invalid(
+            "PolicyName",
+            "only the default policy exists",
+        )),
+    }
+}
+
+impl Action for GetKeyPolicy {
+    const NAME: &'static str = "GetKeyPolicy";
+    type Response = PolicyReply;
+
+    fn parse(p: &Params) -> Result<Self, ApiError> {
+        policy_name(p)?;
+        Ok(Self(p.required_as("KeyId")?))
+    }
+
+    fn resource(&self) -> Option<String> {
+        Some(self.0.to_string())
+    }
+
+    async fn handle(self, ctx: &Ctx<'_>) -> Result<PolicyReply, ApiError> {
+        Ok(PolicyReply {
+            policy: ctx.kms.get_key_policy(&ctx.caller, &self.0)?,
+        })
+    }
+}
+
+/// `SetKeyPolicy`.
+#[derive(Debug)]
+pub(crate) struct SetKeyPolicy {
+    key: KeyRef,
+    policy: String,
+}
+
+impl Action for SetKeyPolicy {
+    const NAME: &'static str = "SetKeyPolicy";
+    type Response = Empty;
+
+    fn parse(p: &Params) -> Result<Self, ApiError> {
+        policy_name(p)?;
+        Ok(Self {
+            key: p.required_as("KeyId")?,
+            policy: p.required("Policy")?.to_owned(),
+        })
+    }
+
+    fn resource(&self) -> Option<String> {
+        Some(self.key.to_string())
+    }
+
+    async fn handle(self, ctx: &Ctx<'_>) -> Result<Empty, ApiError> {
+        ctx.kms
+            .set_key_policy(&ctx.caller, &self.key, &self.policy)
+            .await?;
+        Ok(Empty {})
     }
 }

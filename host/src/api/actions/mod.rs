@@ -135,6 +135,8 @@ actions! {
     keys::EnableKey,
     keys::DisableKey,
     keys::UpdateKeyDescription,
+    keys::GetKeyPolicy,
+    keys::SetKeyPolicy,
     // Versions, rotation, deletion
     lifecycle::CreateKeyVersion,
     lifecycle::DescribeKeyVersion,
