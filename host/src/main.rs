@@ -2,7 +2,8 @@
 
 use std::io::Write;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use arca_host::secret::SecretString;
@@ -36,6 +37,35 @@ enum Command {
         #[arg(long, default_value = "cn-hangzhou")]
         region: String,
         /// Read the root key from this file instead of DATA_DIR/root.key (or ARCA_ROOT_KEY).
+        #[arg(long)]
+        root_key_file: Option<PathBuf>,
+    },
+    /// Write a consistent, sealed backup of a data directory (through the running server if
+    /// there is one, else directly from the store).
+    Backup {
+        /// The data directory to back up.
+        #[arg(long, default_value = "./arca-data")]
+        data_dir: PathBuf,
+        /// The backup file to write.
+        #[arg(long)]
+        out: PathBuf,
+        /// The running server's address (used when the store is in use).
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        endpoint: String,
+        /// The root key, when it is not DATA_DIR/root.key (or ARCA_ROOT_KEY).
+        #[arg(long)]
+        root_key_file: Option<PathBuf>,
+    },
+    /// Restore a backup into an empty data directory (needs the backup's root key).
+    Restore {
+        /// The empty data directory to fill.
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// The backup file.
+        #[arg(long = "in")]
+        input: PathBuf,
+        /// The root key the backup was made under (copied to DATA_DIR/root.key), unless
+        /// ARCA_ROOT_KEY or DATA_DIR/root.key provides it.
         #[arg(long)]
         root_key_file: Option<PathBuf>,
     },
@@ -107,6 +137,17 @@ async fn run(command: Command) -> anyhow::Result<()> {
             region,
             root_key_file,
         } => serve(data_dir, listen, region, root_key_file).await,
+        Command::Backup {
+            data_dir,
+            out,
+            endpoint,
+            root_key_file,
+        } => backup(&data_dir, &out, &endpoint, root_key_source(root_key_file)).await,
+        Command::Restore {
+            data_dir,
+            input,
+            root_key_file,
+        } => restore(&data_dir, &input, root_key_file),
         Command::Account { command, admin } => {
             let client = admin_client(&admin)?;
             let reply = match command {
@@ -134,11 +175,7 @@ async fn serve(
     region: String,
     root_key_file: Option<PathBuf>,
 ) -> anyhow::Result<()> {
-    let root_key = match (root_key_file, std::env::var("ARCA_ROOT_KEY")) {
-        (Some(path), _) => RootKeySource::File(path),
-        (None, Ok(text)) => RootKeySource::Env(SecretString::new(text)),
-        (None, Err(_)) => RootKeySource::DataDir,
-    };
+    let root_key = root_key_source(root_key_file);
     let dir = arca_host::open(arca_host::ServeConfig {
         data_dir,
         region: region.clone(),
@@ -158,6 +195,93 @@ async fn serve(
     );
     arca_host::serve(dir, listener, shutdown_signal()).await;
     tracing::info!("stopped");
+    Ok(())
+}
+
+/// `--root-key-file`, else `ARCA_ROOT_KEY`, else `DATA_DIR/root.key`.
+fn root_key_source(file: Option<PathBuf>) -> RootKeySource {
+    match (file, std::env::var("ARCA_ROOT_KEY")) {
+        (Some(path), _) => RootKeySource::File(path),
+        (None, Ok(text)) => RootKeySource::Env(SecretString::new(text)),
+        (None, Err(_)) => RootKeySource::DataDir,
+    }
+}
+
+async fn backup(
+    data_dir: &Path,
+    out: &Path,
+    endpoint: &str,
+    root: RootKeySource,
+) -> anyhow::Result<()> {
+    use arca_host::store::{RedbStore, StoreError};
+    let spinner =
+        indicatif::ProgressBar::new_spinner().with_message("taking a consistent snapshot");
+    spinner.enable_steady_tick(std::time::Duration::from_millis(100));
+    let bytes = match RedbStore::open(&data_dir.join("arca.redb")) {
+        Ok(store) => {
+            let key = root.load_existing(data_dir)?;
+            arca_host::kms::backup::seal_snapshot(&store, &key.sealer())
+                .map_err(|e| anyhow::anyhow!("snapshot: {e}"))?
+        }
+        Err(StoreError::Locked) => {
+            // The server holds the store: ask it for the snapshot.
+            let creds = arca_client::Credentials::from_file(&data_dir.join("credentials.json"))?;
+            let reply = arca_client::Client::new(endpoint, creds)
+                .call("ArcaBackup", &[])
+                .await?;
+            let b64 = reply["Backup"].as_str().unwrap_or_default();
+            base64::Engine::decode(&base64::engine::general_purpose::STANDARD, b64)?
+        }
+        Err(e) => return Err(anyhow::anyhow!("{}: {e}", data_dir.display())),
+    };
+    spinner.finish_and_clear();
+    let bar = indicatif::ProgressBar::new(u64::try_from(bytes.len())?).with_style(
+        indicatif::ProgressStyle::with_template("writing {bytes}/{total_bytes} {wide_bar}")?,
+    );
+    let tmp = out.with_extension("partial");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    for chunk in bytes.chunks(64 * 1024) {
+        f.write_all(chunk)?;
+        bar.inc(u64::try_from(chunk.len())?);
+    }
+    f.sync_all()?;
+    std::fs::rename(&tmp, out)?;
+    bar.finish_and_clear();
+    tracing::info!(file = %out.display(), bytes = bytes.len(), "backup written");
+    Ok(())
+}
+
+fn restore(data_dir: &Path, input: &Path, root_key_file: Option<PathBuf>) -> anyhow::Result<()> {
+    let copy_from = root_key_file.clone();
+    let key = root_key_source(root_key_file).load_existing(data_dir)?;
+    let bytes = std::fs::read(input)?;
+    let bar = indicatif::ProgressBar::new(0).with_style(indicatif::ProgressStyle::with_template(
+        "restoring {pos}/{len} records {wide_bar}",
+    )?);
+    let count = arca_host::kms::backup::restore(data_dir, &key, &bytes, |done, total| {
+        bar.set_length(total);
+        bar.set_position(done);
+    })?;
+    bar.finish_and_clear();
+    if let Some(from) = copy_from {
+        let to = data_dir.join("root.key");
+        if !to.exists() {
+            let text = std::fs::read(&from)?;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&to)?;
+            f.write_all(&text)?;
+            f.sync_all()?;
+        }
+    }
+    tracing::info!(records = count, data_dir = %data_dir.display(), "restored; start the server on it");
     Ok(())
 }
 

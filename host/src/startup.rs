@@ -31,6 +31,24 @@ pub enum RootKeySource {
     DataDir,
 }
 
+impl RootKeySource {
+    /// Loads an existing root key (never creates one): for tools such as backup and restore.
+    pub fn load_existing(&self, data_dir: &Path) -> Result<RootKey, StartupError> {
+        match self {
+            RootKeySource::File(path) => Ok(RootKey::load(path)?),
+            RootKeySource::Env(text) => Ok(RootKey::parse(text, "ARCA_ROOT_KEY")?),
+            RootKeySource::DataDir => {
+                let path = data_dir.join("root.key");
+                if path.exists() {
+                    Ok(RootKey::load(&path)?)
+                } else {
+                    Err(StartupError::RootKeyMissing(data_dir.display().to_string()))
+                }
+            }
+        }
+    }
+}
+
 /// What `arca serve` needs to open its data.
 #[derive(Debug)]
 pub struct ServeConfig {

@@ -9,6 +9,7 @@
 )]
 
 mod auth;
+mod backup;
 mod crypto;
 mod durability;
 mod startup;

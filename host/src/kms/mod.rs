@@ -6,6 +6,7 @@
 pub mod accounts;
 pub mod aliases;
 pub mod asymmetric_ops;
+pub mod backup;
 pub mod crypto_ops;
 pub mod envelope;
 pub mod error;

@@ -141,4 +141,13 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     fn scan(&self, table: Table, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
     /// Checks the batch's preconditions and applies its writes atomically and durably.
     fn commit(&self, batch: Batch) -> Result<(), StoreError>;
+    /// Every entry of every table as of one instant (one read transaction), for backups.
+    fn snapshot(&self) -> Result<Vec<(Table, String, Vec<u8>)>, StoreError>;
+}
+
+impl Table {
+    /// The table with this on-disk name.
+    pub fn from_name(name: &str) -> Option<Table> {
+        Table::ALL.into_iter().find(|t| t.name() == name)
+    }
 }

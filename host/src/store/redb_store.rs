@@ -62,6 +62,19 @@ impl Store for RedbStore {
         Ok(out)
     }
 
+    fn snapshot(&self) -> Result<Vec<(Table, String, Vec<u8>)>, StoreError> {
+        let tx = self.db.begin_read().map_err(backend)?;
+        let mut out = Vec::new();
+        for table in Table::ALL {
+            let t = tx.open_table(def(table)).map_err(backend)?;
+            for entry in t.iter().map_err(backend)? {
+                let (k, v) = entry.map_err(backend)?;
+                out.push((table, k.value().to_owned(), v.value().to_vec()));
+            }
+        }
+        Ok(out)
+    }
+
     fn commit(&self, batch: Batch) -> Result<(), StoreError> {
         let tx = self.db.begin_write().map_err(backend)?;
         for super::Expect(table, key, want) in &batch.expects {

@@ -115,3 +115,30 @@ impl Action for ArcaListAccounts {
         })
     }
 }
+
+/// `ArcaBackup`: a consistent snapshot of the store, sealed under the root key, base64.
+#[derive(Debug)]
+pub(crate) struct ArcaBackup;
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct BackupReply {
+    backup: String,
+}
+
+impl Action for ArcaBackup {
+    const NAME: &'static str = "ArcaBackup";
+    type Response = BackupReply;
+
+    fn parse(_: &Params) -> Result<Self, ApiError> {
+        Ok(Self)
+    }
+
+    async fn handle(self, ctx: &Ctx<'_>) -> Result<BackupReply, ApiError> {
+        use base64::Engine;
+        let bytes = ctx.kms.backup(&ctx.caller)?;
+        Ok(BackupReply {
+            backup: base64::engine::general_purpose::STANDARD.encode(bytes),
+        })
+    }
+}

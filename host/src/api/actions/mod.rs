@@ -184,6 +184,7 @@ actions! {
     admin::ArcaCreateAccount,
     admin::ArcaCreateAccessKey,
     admin::ArcaListAccounts,
+    admin::ArcaBackup,
 }
 
 /// A list wrapped the way the SDK models expect: `{"<Item>": [...]}`.
