@@ -130,7 +130,14 @@ pub fn load(
     material: &SecretBytes,
 ) -> Result<Box<dyn AsymmetricCipher>, AsymmetricError> {
     Ok(match kind {
-        KeyKind::Rsa(_) => Box::new(RsaKey::load(material)?),
+        KeyKind::Rsa(bits) => {
+            let key = RsaKey::load(material)?;
+            // Imported material must have the size the key spec promises.
+            if key.signing.public_modulus_len() * 8 != bits {
+                return Err(AsymmetricError::WrongAlgorithm);
+            }
+            Box::new(key)
+        }
         KeyKind::P256 | KeyKind::P256K => Box::new(EcKey::load(kind, material)?),
         KeyKind::Sm2 => super::sm2::load(material)?,
     })

@@ -7,6 +7,7 @@
 pub mod aead;
 pub mod asymmetric;
 mod sm2;
+pub mod wrap;
 
 pub use aead::{AeadKey, SymmetricAlgorithm, SymmetricCipher};
 

@@ -31,6 +31,14 @@ pub const WRAPPING: &[(&str, KeySpec)] = &[
     ("SM2PKE", KeySpec::EcSm2),
 ];
 
+/// The envelope formats for asymmetric material (spec §6.6; see `crypto::wrap`): RSA and EC
+/// private keys as PKCS#8 under the RSA envelope, SM2 keys as their 32-byte scalar under the SM2
+/// envelope.
+pub const ENVELOPES: &[(&str, KeySpec)] = &[
+    ("RSAES_OAEP_SHA_256_AES_256_ECB_PKCS7_PAD", KeySpec::Rsa2048),
+    ("SM2PKE_SM4_ECB", KeySpec::EcSm2),
+];
+
 /// What GetParametersForImport hands out.
 #[derive(Debug)]
 pub struct ImportParameters {
@@ -57,13 +65,21 @@ impl Kms {
         algorithm: &str,
         wrapping_spec: KeySpec,
     ) -> Result<ImportParameters, Error> {
-        if !WRAPPING.contains(&(algorithm, wrapping_spec)) {
+        let record = self.resolve(caller, key)?;
+        let allowed = if record.spec.symmetric().is_some() {
+            WRAPPING
+        } else {
+            ENVELOPES
+        };
+        if !allowed.contains(&(algorithm, wrapping_spec)) {
             return Err(Error::invalid(
                 "WrappingAlgorithm",
-                "not a supported WrappingAlgorithm/WrappingKeySpec pair",
+                format!(
+                    "not a supported WrappingAlgorithm/WrappingKeySpec pair for {} keys",
+                    record.spec
+                ),
             ));
         }
-        let record = self.resolve(caller, key)?;
         if record.origin != Origin::External {
             return Err(Error::UnsupportedOrigin);
         }
@@ -138,7 +154,6 @@ impl Kms {
                 "must be 0 or in the future",
             ));
         }
-        let alg = record.spec.symmetric().ok_or(Error::InvalidKeyMaterial)?;
         let private = self
             .sealer
             .open(
@@ -148,7 +163,12 @@ impl Kms {
             )
             .map_err(|e| Error::Internal(e.to_string()))?;
         let material = unwrap(&entry, &private, encrypted)?;
-        if material.len() != alg.key_len() {
+        let usable = match (record.spec.symmetric(), record.spec.asymmetric()) {
+            (Some(alg), _) => material.len() == alg.key_len(),
+            (None, Some(kind)) => asymmetric::load(kind, &material).is_ok(),
+            (None, None) => false,
+        };
+        if !usable {
             return Err(Error::InvalidKeyMaterial);
         }
         let fingerprint = hex::encode(
@@ -275,6 +295,16 @@ fn unwrap(
     let bad = |_| Error::InvalidKeyMaterial;
     match entry.wrapping_algorithm.as_str() {
         "RSAES_PKCS1_V1_5" => asymmetric::rsa_pkcs1_decrypt(private, encrypted).map_err(bad),
+        "RSAES_OAEP_SHA_256_AES_256_ECB_PKCS7_PAD" => {
+            let key = asymmetric::load(KeyKind::Rsa(2048), private)
+                .map_err(|_| Error::Internal("wrapping key".into()))?;
+            crate::crypto::wrap::unwrap_rsa_aes(key.as_ref(), 256, encrypted).map_err(bad)
+        }
+        "SM2PKE_SM4_ECB" => {
+            let key = asymmetric::load(KeyKind::Sm2, private)
+                .map_err(|_| Error::Internal("wrapping key".into()))?;
+            crate::crypto::wrap::unwrap_sm2_sm4(key.as_ref(), encrypted).map_err(bad)
+        }
         other => {
             let (kind, alg) = match other {
                 "RSAES_OAEP_SHA_1" => (KeyKind::Rsa(2048), EncryptAlgorithm::RsaOaepSha1),

@@ -110,11 +110,6 @@ impl Kms {
         let mut tags = std::collections::BTreeMap::new();
         super::tags::merge(&mut tags, &req.tags)?;
         let external = req.origin == Origin::External;
-        if external && req.spec.symmetric().is_none() {
-            return Err(Error::Unsupported(
-                "importing asymmetric key material is not available on this server yet",
-            ));
-        }
         if external && req.rotation.is_some() {
             return Err(Error::Unsupported(
                 "keys with imported material cannot rotate automatically",
