@@ -1,5 +1,5 @@
-//! Asymmetric keys behind one trait, [`AsymmetricCipher`]: RSA and ECDSA (P-256, secp256k1)
-//! through aws-lc-rs. aws-lc's RSA private-key operations are constant time and blinded, so
+//! Asymmetric keys behind one trait, [`AsymmetricCipher`]: RSA and ECDSA P-256 through
+//! aws-lc-rs, secp256k1 through RustCrypto `k256` (faster there), SM2 through RustCrypto `sm2`. aws-lc's RSA private-key operations are constant time and blinded, so
 //! they are not exposed to the Marvin timing attack on the `rsa` crate (RUSTSEC-2023-0071);
 //! they are also about 6x faster here. SM2 (`sm2`, RustCrypto) implements the same trait.
 //!
@@ -111,9 +111,10 @@ pub fn generate(kind: KeyKind) -> Result<SecretBytes, AsymmetricError> {
                 .as_ref()
                 .to_vec()
         }
-        KeyKind::P256 | KeyKind::P256K => {
-            let key =
-                EcdsaKeyPair::generate(ecdsa_signing(kind)).map_err(|_| AsymmetricError::Failed)?;
+        KeyKind::P256K => return super::secp256k1::generate(),
+        KeyKind::P256 => {
+            let key = EcdsaKeyPair::generate(&signature::ECDSA_P256_SHA256_ASN1_SIGNING)
+                .map_err(|_| AsymmetricError::Failed)?;
             key.to_pkcs8v1()
                 .map_err(|_| AsymmetricError::Failed)?
                 .as_ref()
@@ -138,17 +139,10 @@ pub fn load(
             }
             Box::new(key)
         }
-        KeyKind::P256 | KeyKind::P256K => Box::new(EcKey::load(kind, material)?),
+        KeyKind::P256 => Box::new(EcKey::load(material)?),
+        KeyKind::P256K => super::secp256k1::load(material)?,
         KeyKind::Sm2 => super::sm2::load(material)?,
     })
-}
-
-fn ecdsa_signing(kind: KeyKind) -> &'static signature::EcdsaSigningAlgorithm {
-    if kind == KeyKind::P256K {
-        &signature::ECDSA_P256K1_SHA256_ASN1_SIGNING
-    } else {
-        &signature::ECDSA_P256_SHA256_ASN1_SIGNING
-    }
 }
 
 fn sha256_digest(digest: &[u8]) -> Result<aws_lc_rs::digest::Digest, AsymmetricError> {
@@ -298,6 +292,7 @@ pub fn encrypt_to_public_key(
     }
 }
 
+/// ECDSA on P-256 through aws-lc-rs.
 struct EcKey {
     pair: EcdsaKeyPair,
     verifying: &'static signature::EcdsaVerificationAlgorithm,
@@ -305,23 +300,21 @@ struct EcKey {
 }
 
 impl EcKey {
-    fn load(kind: KeyKind, material: &SecretBytes) -> Result<Self, AsymmetricError> {
-        let pair = EcdsaKeyPair::from_pkcs8(ecdsa_signing(kind), material.expose())
-            .map_err(|_| AsymmetricError::Failed)?;
+    fn load(material: &SecretBytes) -> Result<Self, AsymmetricError> {
+        let pair = EcdsaKeyPair::from_pkcs8(
+            &signature::ECDSA_P256_SHA256_ASN1_SIGNING,
+            material.expose(),
+        )
+        .map_err(|_| AsymmetricError::Failed)?;
         let public_der = pair
             .public_key()
             .as_der()
             .map_err(|_| AsymmetricError::Failed)?
             .as_ref()
             .to_vec();
-        let verifying = if kind == KeyKind::P256K {
-            &signature::ECDSA_P256K1_SHA256_ASN1
-        } else {
-            &signature::ECDSA_P256_SHA256_ASN1
-        };
         Ok(Self {
             pair,
-            verifying,
+            verifying: &signature::ECDSA_P256_SHA256_ASN1,
             public_der,
         })
     }

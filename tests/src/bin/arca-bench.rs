@@ -207,11 +207,11 @@ async fn workload(client: &arca_client::Client, name: &str) -> Result<Workload> 
                 params: vec![("KeyId".into(), id)],
             }
         }
-        "sign-rsa" | "sign-ec" => {
-            let (spec, alg, label) = if name == "sign-rsa" {
-                ("RSA_2048", "RSA_PSS_SHA_256", "AsymmetricSign RSA-2048 PSS")
-            } else {
-                ("EC_P256", "ECDSA_SHA_256", "AsymmetricSign EC P-256")
+        "sign-rsa" | "sign-ec" | "sign-k1" => {
+            let (spec, alg, label) = match name {
+                "sign-rsa" => ("RSA_2048", "RSA_PSS_SHA_256", "AsymmetricSign RSA-2048 PSS"),
+                "sign-ec" => ("EC_P256", "ECDSA_SHA_256", "AsymmetricSign EC P-256"),
+                _ => ("EC_P256K", "ECDSA_SHA_256", "AsymmetricSign secp256k1"),
             };
             let (id, version) = key(spec, "SIGN/VERIFY").await?;
             Workload {
