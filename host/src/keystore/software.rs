@@ -13,18 +13,14 @@ fn identity(version: &KeyVersionId) -> String {
     format!("key-version/{version}")
 }
 
-/// Generates fresh material for `spec` and returns it sealed for `version`.
-pub fn generate_sealed(
-    sealer: &Sealer,
-    spec: KeySpec,
-    version: &KeyVersionId,
-) -> Result<Vec<u8>, UnsealError> {
-    let material = match (spec.symmetric(), spec.asymmetric()) {
-        (Some(alg), _) => SecretBytes::random(alg.key_len()),
-        (None, Some(kind)) => asymmetric::generate(kind).map_err(|_| UnsealError)?,
-        (None, None) => return Err(UnsealError),
-    };
-    sealer.seal(&identity(version), material.expose())
+/// Generates fresh material for `spec`. RSA key generation can take a second, so async
+/// callers run this on the blocking pool.
+pub fn generate_material(spec: KeySpec) -> Result<SecretBytes, UnsealError> {
+    match (spec.symmetric(), spec.asymmetric()) {
+        (Some(alg), _) => Ok(SecretBytes::random(alg.key_len())),
+        (None, Some(kind)) => asymmetric::generate(kind).map_err(|_| UnsealError),
+        (None, None) => Err(UnsealError),
+    }
 }
 
 /// Seals given material (imported by BYOK) for `version`.

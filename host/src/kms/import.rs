@@ -45,7 +45,7 @@ pub struct ImportParameters {
     /// The key.
     pub key_id: crate::ids::KeyId,
     /// Base64 token for ImportKeyMaterial.
-    pub token: String,
+    pub token: crate::secret::SecretString,
     /// DER SubjectPublicKeyInfo of the wrapping key.
     pub public_key_der: Vec<u8>,
     /// Unix seconds.
@@ -117,7 +117,7 @@ impl Kms {
         .await?;
         Ok(ImportParameters {
             key_id: record.key_id,
-            token: B64.encode(token.expose()),
+            token: crate::secret::SecretString::new(B64.encode(token.expose())),
             public_key_der,
             expires,
         })

@@ -78,6 +78,17 @@ impl KeyFilter {
     }
 }
 
+/// Runs key generation on the blocking pool: RSA generation takes up to a second and must
+/// not stall the request workers.
+pub(super) async fn generate_off_runtime<E: std::fmt::Display + Send + 'static>(
+    f: impl FnOnce() -> Result<crate::secret::SecretBytes, E> + Send + 'static,
+) -> Result<crate::secret::SecretBytes, Error> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::Internal(format!("key generation task: {e}")))?
+        .map_err(|e| Error::Internal(format!("key generation: {e}")))
+}
+
 pub(super) fn key_path(account: &crate::ids::AccountId, key: &KeyId) -> String {
     format!("{account}/{key}")
 }
@@ -121,7 +132,7 @@ impl Kms {
         let version = if external {
             None
         } else {
-            Some(self.new_version(&key_id, &caller.account, req.spec)?)
+            Some(self.new_version(&key_id, &caller.account, req.spec).await?)
         };
         let version_id = version
             .as_ref()
@@ -169,14 +180,15 @@ impl Kms {
     }
 
     /// Fresh material for a new version of `key`, sealed, as a record ready to store.
-    pub(super) fn new_version(
+    pub(super) async fn new_version(
         &self,
         key: &KeyId,
         account: &crate::ids::AccountId,
         spec: KeySpec,
     ) -> Result<VersionRecord, Error> {
         let version_id = KeyVersionId::generate();
-        let sealed = software::generate_sealed(&self.sealer, spec, &version_id)
+        let material = generate_off_runtime(move || software::generate_material(spec)).await?;
+        let sealed = software::seal_material(&self.sealer, &version_id, &material)
             .map_err(|e| Error::Internal(e.to_string()))?;
         Ok(VersionRecord {
             version_id,

@@ -112,7 +112,9 @@ impl Kms {
                     "keys with imported material cannot rotate",
                 ));
             }
-            let version = self.new_version(&key.key_id, &key.account_id, key.spec)?;
+            let version = self
+                .new_version(&key.key_id, &key.account_id, key.spec)
+                .await?;
             key.primary_version = version.version_id.clone();
             key.versions.push(version.version_id.clone());
             key.last_rotation = Some(now);
@@ -558,7 +560,7 @@ mod tests {
             .unwrap();
         clock.advance(24 * 3600);
         assert!(matches!(
-            kms.import_key_material(&caller, &k, &p.token, &wrap(&p.public_key_der), 0)
+            kms.import_key_material(&caller, &k, p.token.expose(), &wrap(&p.public_key_der), 0)
                 .await,
             Err(Error::ExpiredImportToken)
         ));
@@ -568,9 +570,15 @@ mod tests {
             .await
             .unwrap();
         let expire = 1_700_000_000 + 24 * 3600 + DAY;
-        kms.import_key_material(&caller, &k, &p.token, &wrap(&p.public_key_der), expire)
-            .await
-            .unwrap();
+        kms.import_key_material(
+            &caller,
+            &k,
+            p.token.expose(),
+            &wrap(&p.public_key_der),
+            expire,
+        )
+        .await
+        .unwrap();
         let ctx = EncryptionContext::default();
         let blob = kms
             .encrypt(&caller, &k, &SecretBytes::new(b"x".to_vec()), &ctx)
@@ -592,12 +600,12 @@ mod tests {
             .await
             .unwrap();
         assert!(
-            !p.token.is_empty()
+            !p.token.expose().is_empty()
                 && base64::engine::general_purpose::STANDARD
-                    .decode(&p.token)
+                    .decode(p.token.expose())
                     .is_ok()
         );
-        kms.import_key_material(&caller, &k, &p.token, &wrap(&p.public_key_der), 0)
+        kms.import_key_material(&caller, &k, p.token.expose(), &wrap(&p.public_key_der), 0)
             .await
             .unwrap();
         assert_eq!(

@@ -23,7 +23,8 @@ pub(crate) struct GetParametersForImport {
 #[derive(Serialize)]
 #[serde(rename_all = "PascalCase")]
 pub(crate) struct ParametersReply {
-    import_token: String,
+    #[serde(serialize_with = "crate::secret::serialize_exposed")]
+    import_token: crate::secret::SecretString,
     key_id: String,
     public_key: String,
     token_expire_time: String,
