@@ -85,14 +85,37 @@ pub trait AsymmetricCipher: Send + Sync {
         digest: &[u8],
         signature: &[u8],
     ) -> Result<bool, AsymmetricError>;
-    /// Encrypts to the public key.
-    fn encrypt(&self, alg: EncryptAlgorithm, plaintext: &[u8]) -> Result<Vec<u8>, AsymmetricError>;
-    /// Decrypts with the private key.
+    /// Encrypts to the public key. Signing-only keys keep this default.
+    fn encrypt(
+        &self,
+        _alg: EncryptAlgorithm,
+        _plaintext: &[u8],
+    ) -> Result<Vec<u8>, AsymmetricError> {
+        Err(AsymmetricError::WrongAlgorithm)
+    }
+    /// Decrypts with the private key. Signing-only keys keep this default.
     fn decrypt(
         &self,
-        alg: EncryptAlgorithm,
-        ciphertext: &[u8],
-    ) -> Result<SecretBytes, AsymmetricError>;
+        _alg: EncryptAlgorithm,
+        _ciphertext: &[u8],
+    ) -> Result<SecretBytes, AsymmetricError> {
+        Err(AsymmetricError::WrongAlgorithm)
+    }
+}
+
+/// Checks that `alg` is the one a key signs with and that `digest` is 32 bytes.
+pub(super) fn expect_prehash(
+    alg: SignAlgorithm,
+    want: SignAlgorithm,
+    digest: &[u8],
+) -> Result<(), AsymmetricError> {
+    if alg != want {
+        return Err(AsymmetricError::WrongAlgorithm);
+    }
+    if digest.len() != 32 {
+        return Err(AsymmetricError::BadDigest);
+    }
+    Ok(())
 }
 
 /// Generates a private key of `kind`, returned as its storage encoding.
@@ -350,14 +373,6 @@ impl AsymmetricCipher for EcKey {
         Ok(UnparsedPublicKey::new(self.verifying, public)
             .verify_digest(&digest, sig)
             .is_ok())
-    }
-
-    fn encrypt(&self, _: EncryptAlgorithm, _: &[u8]) -> Result<Vec<u8>, AsymmetricError> {
-        Err(AsymmetricError::WrongAlgorithm)
-    }
-
-    fn decrypt(&self, _: EncryptAlgorithm, _: &[u8]) -> Result<SecretBytes, AsymmetricError> {
-        Err(AsymmetricError::WrongAlgorithm)
     }
 }
 

@@ -1,12 +1,12 @@
 //! secp256k1 ECDSA through RustCrypto's `k256`, which signs about 7x faster than aws-lc's
 //! generic curve code here (shared/research/crypto-hsm-feasibility.md §5). Keys are stored as
-//! PKCS#8, so keys made by either backend load in both; signatures are DER and low-S.
+//! PKCS#8 (what aws-lc also writes); signatures are DER and low-S.
 
 use k256::ecdsa::signature::hazmat::{PrehashSigner, PrehashVerifier};
 use k256::ecdsa::{Signature, SigningKey, VerifyingKey};
 use k256::pkcs8::{DecodePrivateKey, EncodePrivateKey, EncodePublicKey};
 
-use super::asymmetric::{AsymmetricCipher, AsymmetricError, EncryptAlgorithm, SignAlgorithm};
+use super::asymmetric::{AsymmetricCipher, AsymmetricError, SignAlgorithm};
 use crate::secret::SecretBytes;
 
 /// A new private key as PKCS#8 DER.
@@ -47,12 +47,7 @@ impl AsymmetricCipher for K256Key {
     }
 
     fn sign(&self, alg: SignAlgorithm, digest: &[u8]) -> Result<Vec<u8>, AsymmetricError> {
-        if alg != SignAlgorithm::EcdsaSha256 {
-            return Err(AsymmetricError::WrongAlgorithm);
-        }
-        if digest.len() != 32 {
-            return Err(AsymmetricError::BadDigest);
-        }
+        super::asymmetric::expect_prehash(alg, SignAlgorithm::EcdsaSha256, digest)?;
         let sig: Signature = self
             .signing
             .sign_prehash(digest)
@@ -66,12 +61,7 @@ impl AsymmetricCipher for K256Key {
         digest: &[u8],
         sig: &[u8],
     ) -> Result<bool, AsymmetricError> {
-        if alg != SignAlgorithm::EcdsaSha256 {
-            return Err(AsymmetricError::WrongAlgorithm);
-        }
-        if digest.len() != 32 {
-            return Err(AsymmetricError::BadDigest);
-        }
+        super::asymmetric::expect_prehash(alg, SignAlgorithm::EcdsaSha256, digest)?;
         let Ok(sig) = Signature::from_der(sig) else {
             return Ok(false);
         };
@@ -82,13 +72,5 @@ impl AsymmetricCipher for K256Key {
             .verifying_key()
             .verify_prehash(digest, &sig)
             .is_ok())
-    }
-
-    fn encrypt(&self, _: EncryptAlgorithm, _: &[u8]) -> Result<Vec<u8>, AsymmetricError> {
-        Err(AsymmetricError::WrongAlgorithm)
-    }
-
-    fn decrypt(&self, _: EncryptAlgorithm, _: &[u8]) -> Result<SecretBytes, AsymmetricError> {
-        Err(AsymmetricError::WrongAlgorithm)
     }
 }

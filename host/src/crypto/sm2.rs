@@ -65,12 +65,7 @@ impl AsymmetricCipher for Sm2Key {
     }
 
     fn sign(&self, alg: SignAlgorithm, digest: &[u8]) -> Result<Vec<u8>, AsymmetricError> {
-        if alg != SignAlgorithm::Sm2Dsa {
-            return Err(AsymmetricError::WrongAlgorithm);
-        }
-        if digest.len() != 32 {
-            return Err(AsymmetricError::BadDigest);
-        }
+        super::asymmetric::expect_prehash(alg, SignAlgorithm::Sm2Dsa, digest)?;
         let sig: Signature = self
             .signing
             .sign_prehash(digest)
@@ -84,12 +79,7 @@ impl AsymmetricCipher for Sm2Key {
         digest: &[u8],
         sig: &[u8],
     ) -> Result<bool, AsymmetricError> {
-        if alg != SignAlgorithm::Sm2Dsa {
-            return Err(AsymmetricError::WrongAlgorithm);
-        }
-        if digest.len() != 32 {
-            return Err(AsymmetricError::BadDigest);
-        }
+        super::asymmetric::expect_prehash(alg, SignAlgorithm::Sm2Dsa, digest)?;
         let Ok(sig) = Signature::from_der(sig) else {
             return Ok(false);
         };
