@@ -87,6 +87,18 @@ def test_rsa_encryption_interoperates(kms, alg, hash_):
           Algorithm="RSA_PSS_SHA_256", Digest=b64(hashlib.sha256(b"x").digest()))
 
 
+def gmssl_sm2(point_hex, private_key="", **kwargs):
+    """A gmssl SM2 context for the 64-byte point `x ‖ y` (hex).
+
+    gmssl's constructor strips its key with `lstrip("04")`, which also eats leading `0`/`4`
+    digits of x (about one key in 256), so the point is set after construction.
+    """
+    from gmssl import sm2
+    gm = sm2.CryptSM2(private_key=private_key, public_key="00" * 64, **kwargs)
+    gm.public_key = point_hex
+    return gm
+
+
 def sm2_point_hex(pem):
     der = unb64("".join(pem.strip().splitlines()[1:-1]))
     return der[-64:].hex()  # the BIT STRING ends with 04 ‖ x ‖ y
@@ -116,7 +128,7 @@ def test_sm2_interoperates_with_gmssl(kms):
     assert meta["KeyUsage"] == "SIGN/VERIFY", "signing is the default where the spec supports it"
     key, version = meta["KeyId"], meta["PrimaryKeyVersion"]
     point = sm2_point_hex(public_key(kms, key, version))
-    gm = sm2.CryptSM2(private_key="", public_key=point, asn1=True)
+    gm = gmssl_sm2(point, asn1=True)
     message = b"GB/T 32918 message"
     digest = bytes.fromhex(gm._sm3_z(message))  # SM3(Z_A ‖ M) with the default ID, by gmssl
     sig = kms("AsymmetricSign", KeyId=key, KeyVersionId=version, Algorithm="SM2DSA", Digest=b64(digest))["Value"]
@@ -127,7 +139,7 @@ def test_sm2_interoperates_with_gmssl(kms):
 
     enc = create_key(kms, KeySpec="EC_SM2", KeyUsage="ENCRYPT/DECRYPT")
     key, version = enc["KeyId"], enc["PrimaryKeyVersion"]
-    gm = sm2.CryptSM2(private_key="", public_key=sm2_point_hex(public_key(kms, key, version)), mode=1)
+    gm = gmssl_sm2(sm2_point_hex(public_key(kms, key, version)), mode=1)
     ct = sm2_c1c3c2_to_der(gm.encrypt(b"sealed by gmssl"))
     out = kms("AsymmetricDecrypt", KeyId=key, KeyVersionId=version, Algorithm="SM2PKE", CiphertextBlob=b64(ct))
     assert unb64(out["Plaintext"]) == b"sealed by gmssl"

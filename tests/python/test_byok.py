@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
 
 from test_export import sm2_point_hex_from_der
-from test_asymmetric import sm2_c1c3c2_to_der
+from test_asymmetric import gmssl_sm2, sm2_c1c3c2_to_der
 from test_sdk import create_key, fails
 
 b64 = lambda b: base64.b64encode(b).decode()
@@ -21,7 +21,7 @@ def wrap(params, algorithm, material):
     der = unb64(params["PublicKey"])
     if algorithm == "SM2PKE":
         from gmssl import sm2
-        gm = sm2.CryptSM2(private_key="", public_key=sm2_point_hex_from_der(der), mode=1)
+        gm = gmssl_sm2(sm2_point_hex_from_der(der), mode=1)
         return b64(sm2_c1c3c2_to_der(gm.encrypt(material)))
     pub = serialization.load_der_public_key(der)
     pad = {
@@ -149,7 +149,7 @@ def test_import_sm2_material(kms):
     meta = create_key(kms, Origin="EXTERNAL", KeySpec="EC_SM2", KeyUsage="SIGN/VERIFY")
     key, version = meta["KeyId"], meta["PrimaryKeyVersion"]
     p = kms("GetParametersForImport", KeyId=key, WrappingAlgorithm="SM2PKE_SM4_ECB", WrappingKeySpec="EC_SM2")
-    wrapper = sm2.CryptSM2(private_key="", public_key=sm2_point_hex_from_der(unb64(p["PublicKey"])), mode=1)
+    wrapper = gmssl_sm2(sm2_point_hex_from_der(unb64(p["PublicKey"])), mode=1)
     sm4_key = os.urandom(16)
     head = sm2_c1c3c2_to_der(wrapper.encrypt(sm4_key))
     cipher = CryptSM4()

@@ -7,7 +7,7 @@ import secrets
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from test_asymmetric import public_key
+from test_asymmetric import gmssl_sm2, public_key
 from test_sdk import create_key, fails
 
 b64 = lambda b: base64.b64encode(b).decode()
@@ -75,7 +75,7 @@ def test_sm2_export(kms):
     d = secrets.randbelow(gm_order - 1) + 1
     probe = sm2.CryptSM2(private_key=f"{d:064x}", public_key="00" * 64, mode=1)
     point = probe._kg(d, sm2.default_ecc_table["g"])
-    gm = sm2.CryptSM2(private_key=f"{d:064x}", public_key=point, mode=1)
+    gm = gmssl_sm2(point, private_key=f"{d:064x}", mode=1)
     blob = b64(SM2_SPKI_PREFIX + bytes.fromhex(point))
     key = create_key(kms, KeySpec="Aliyun_SM4")["KeyId"]
     out = kms("GenerateAndExportDataKey", KeyId=key, PublicKeyBlob=blob, WrappingAlgorithm="SM2PKE", WrappingKeySpec="EC_SM2")
