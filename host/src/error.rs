@@ -25,11 +25,12 @@ pub enum ApiError {
     /// 400 `IncompleteSignature`: the signature headers or parameters are malformed.
     #[error("incomplete signature: {0}")]
     IncompleteSignature(&'static str),
-    /// 400 `SignatureDoesNotMatch`. Carries the server's string-to-sign, which the legacy
-    /// SDK compares with its own to tell a wrong secret from a canonicalisation bug. It
-    /// contains only public request data.
+    /// 400 `SignatureDoesNotMatch`. May carry the server's string-to-sign, which clients
+    /// compare with their own to tell a wrong secret from a canonicalisation bug. Only a
+    /// string-to-sign free of request values may be echoed (V3's is a hash): V1's contains
+    /// every parameter, `Plaintext` and `SecretData` included, and SDKs log this message.
     #[error("signature does not match")]
-    SignatureDoesNotMatch(String),
+    SignatureDoesNotMatch(Option<String>),
     /// 400 `IllegalTimestamp`: the request time is missing or unparseable.
     #[error("illegal timestamp")]
     IllegalTimestamp,
@@ -211,10 +212,15 @@ impl ApiError {
                 "The request signature does not conform to Alibaba Cloud standards: {why}"
             )
             .into(),
-            Self::SignatureDoesNotMatch(sts) => format!(
+            Self::SignatureDoesNotMatch(Some(sts)) => format!(
                 "Specified signature is not matched with our calculation. server string to sign is:{sts}"
             )
             .into(),
+            // The legacy SDK splits this message on ':' and fails without one: keep the shape,
+            // withhold the value.
+            Self::SignatureDoesNotMatch(None) => {
+                "Specified signature is not matched with our calculation. server string to sign is:(withheld, it contains request values)".into()
+            }
             Self::IllegalTimestamp => {
                 "The input parameter \"Timestamp\" that is mandatory for processing this request is not supplied or not valid.".into()
             }

@@ -193,6 +193,8 @@ pub async fn open_with_clock(
             tracing::info!(
                 rotated = done.rotated,
                 destroyed = done.destroyed,
+                expired = done.expired,
+                tokens_purged = done.tokens_purged,
                 "start-up key maintenance"
             );
         }

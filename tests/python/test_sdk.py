@@ -205,6 +205,13 @@ def test_wrong_secret_is_refused(server, mode):
     # reports the wrong secret as InvalidAccessKeySecret.
     assert err.value.code in ("SignatureDoesNotMatch", "InvalidAccessKeySecret"), err.value
     assert err.value.status == 400
+    # The refusal never echoes request values: V1's string-to-sign contains every parameter,
+    # and the SDKs log this message.
+    marker = "PLAINTEXT-MARKER-5d2c"
+    with pytest.raises(ApiError) as err:
+        sdk(mode, server, creds)("Encrypt", KeyId="alias/any", Plaintext=marker)
+    assert err.value.code in ("SignatureDoesNotMatch", "InvalidAccessKeySecret"), err.value
+    assert marker not in (err.value.message or ""), err.value.message
 
 
 def test_replayed_sdk_request_is_refused(server, monkeypatch):

@@ -117,11 +117,18 @@ pub fn restore(
 }
 
 impl Kms {
-    /// `ArcaBackup`: the sealed snapshot of the running store (admins only).
-    pub fn backup(&self, caller: &Caller) -> Result<Vec<u8>, Error> {
+    /// `ArcaBackup`: the sealed snapshot of the running store (admins only). Reading and
+    /// sealing the whole store runs on the blocking pool, off the request workers.
+    pub async fn backup(&self, caller: &Caller) -> Result<Vec<u8>, Error> {
         if !caller.admin {
             return Err(Error::NoPermission);
         }
-        seal_snapshot(self.store.as_ref(), &self.sealer)
+        let (store, sealer) = (
+            std::sync::Arc::clone(&self.store),
+            std::sync::Arc::clone(&self.sealer),
+        );
+        tokio::task::spawn_blocking(move || seal_snapshot(store.as_ref(), &sealer))
+            .await
+            .map_err(|e| Error::Internal(format!("backup task: {e}")))?
     }
 }

@@ -70,6 +70,8 @@ pub struct Sweep {
     pub destroyed: usize,
     /// Imported key material removed because it expired.
     pub expired: usize,
+    /// Import tokens dropped unused after their 24 hours.
+    pub tokens_purged: usize,
 }
 
 fn key_path(k: &KeyRecord) -> String {
@@ -348,7 +350,33 @@ impl Kms {
                 tracing::error!(key = %key.key_id, error = %e, "scheduled key maintenance failed");
             }
         }
+        done.tokens_purged = self.purge_import_tokens(now).await?;
         Ok(done)
+    }
+}
+
+impl Kms {
+    /// Drops import tokens past their expiry: unused ones would otherwise stay forever.
+    async fn purge_import_tokens(&self, now: i64) -> Result<usize, Error> {
+        let mut batch = Batch::new();
+        let mut purged = 0;
+        for (hash, raw) in self.store.scan(Table::ImportTokens, "")? {
+            let token: super::model::ImportTokenRecord = serde_json::from_slice(&raw)?;
+            if token.expires <= now {
+                batch = batch
+                    .expect(Table::ImportTokens, hash.clone(), Some(raw))
+                    .delete(Table::ImportTokens, hash);
+                purged += 1;
+            }
+        }
+        if purged > 0 {
+            match self.commit(batch).await {
+                // An import used a token meanwhile; the next sweep takes the rest.
+                Err(StoreError::Conflict) => return Ok(0),
+                other => other?,
+            }
+        }
+        Ok(purged)
     }
 }
 
@@ -563,6 +591,13 @@ mod tests {
             kms.import_key_material(&caller, &k, p.token.expose(), &wrap(&p.public_key_der), 0)
                 .await,
             Err(Error::ExpiredImportToken)
+        ));
+        // The sweep drops the expired, unused token; after that it is simply unknown.
+        assert_eq!(kms.sweep().await.unwrap().tokens_purged, 1);
+        assert!(matches!(
+            kms.import_key_material(&caller, &k, p.token.expose(), &wrap(&p.public_key_der), 0)
+                .await,
+            Err(Error::InvalidImportToken)
         ));
         // Material that expires returns the key to PendingImport at the next sweep.
         let p = kms

@@ -72,7 +72,8 @@ type CachedKey = (model::KeyRecord, Vec<u8>);
 #[derive(Debug)]
 pub struct Kms {
     store: Arc<dyn Store>,
-    sealer: Sealer,
+    /// Shared so that long sealing work (backups) can move to the blocking pool.
+    sealer: Arc<Sealer>,
     clock: Arc<dyn Clock>,
     region: String,
     versions: RwLock<HashMap<KeyVersionId, Arc<LoadedVersion>>>,
@@ -97,7 +98,7 @@ impl Kms {
     ) -> Self {
         Self {
             store,
-            sealer,
+            sealer: Arc::new(sealer),
             clock,
             region,
             versions: RwLock::default(),

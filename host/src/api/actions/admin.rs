@@ -136,7 +136,7 @@ impl Action for ArcaBackup {
 
     async fn handle(self, ctx: &Ctx<'_>) -> Result<BackupReply, ApiError> {
         use base64::Engine;
-        let bytes = ctx.kms.backup(&ctx.caller)?;
+        let bytes = ctx.kms.backup(&ctx.caller).await?;
         Ok(BackupReply {
             backup: base64::engine::general_purpose::STANDARD.encode(bytes),
         })

@@ -118,12 +118,14 @@ pub fn authenticate(
     })
 }
 
-/// Compares a computed signature with the given one in constant time.
-fn compare(expected: &[u8], given: &[u8], string_to_sign: String) -> Result<(), ApiError> {
+/// Compares a computed signature with the given one in constant time. `echo` is the
+/// string-to-sign to show the client on a mismatch, if it is safe to show (see
+/// [`ApiError::SignatureDoesNotMatch`]).
+fn compare(expected: &[u8], given: &[u8], echo: Option<String>) -> Result<(), ApiError> {
     if crate::crypto::constant_time_eq(expected, given) {
         Ok(())
     } else {
-        Err(ApiError::SignatureDoesNotMatch(string_to_sign))
+        Err(ApiError::SignatureDoesNotMatch(echo))
     }
 }
 

@@ -49,7 +49,8 @@ pub(super) fn verify(req: &SignedRequest<'_>, secret: &[u8]) -> Result<(), ApiEr
     key.push(b'&');
     let expected = hmac_sha1(&key, sts.as_bytes());
     drop(crate::secret::SecretBytes::new(key));
-    super::compare(&expected, &given, sts)
+    // V1's string-to-sign holds every parameter value (plaintexts, secret values): never echo it.
+    super::compare(&expected, &given, None)
 }
 
 #[cfg(test)]
