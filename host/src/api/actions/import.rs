@@ -64,7 +64,7 @@ impl Action for GetParametersForImport {
 #[derive(Debug)]
 pub(crate) struct ImportKeyMaterial {
     key: KeyRef,
-    token: String,
+    token: crate::secret::SecretString,
     encrypted: Vec<u8>,
     expire_unix: i64,
 }
@@ -82,7 +82,7 @@ impl Action for ImportKeyMaterial {
             .unwrap_or(0);
         Ok(Self {
             key: p.required_as("KeyId")?,
-            token: p.required("ImportToken")?.to_owned(),
+            token: p.required_secret("ImportToken")?,
             encrypted,
             expire_unix: i64::try_from(expire).unwrap_or(0),
         })
@@ -97,7 +97,7 @@ impl Action for ImportKeyMaterial {
             .import_key_material(
                 &ctx.caller,
                 &self.key,
-                &self.token,
+                self.token.expose(),
                 &self.encrypted,
                 self.expire_unix,
             )
