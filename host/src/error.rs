@@ -61,6 +61,13 @@ pub enum ApiError {
     /// 403 `Forbidden.NoPermission`.
     #[error("no permission")]
     NoPermission,
+    /// 403 `Forbidden.NoPermission`, denied by an access policy, with its reason.
+    #[error("denied by access policy")]
+    Denied(String),
+    /// 503 `ServiceUnavailableTemporary`: the access policy could not decide (it trapped or
+    /// timed out); the request is refused, never let through.
+    #[error("access policy unavailable")]
+    PolicyUnavailable,
     /// 404 `Forbidden.KeyNotFound`.
     #[error("key not found")]
     KeyNotFound,
@@ -145,9 +152,11 @@ impl ApiError {
             | Self::InvalidImportToken
             | Self::ExpiredImportToken
             | Self::InvalidKeyMaterial => StatusCode::BAD_REQUEST,
-            Self::UnsupportedHttpMethod | Self::NoPermission | Self::DeletionProtected => {
-                StatusCode::FORBIDDEN
-            }
+            Self::UnsupportedHttpMethod
+            | Self::NoPermission
+            | Self::Denied(_)
+            | Self::DeletionProtected => StatusCode::FORBIDDEN,
+            Self::PolicyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::InvalidAccessKeyId
             | Self::UnknownAction
             | Self::KeyNotFound
@@ -176,7 +185,8 @@ impl ApiError {
             Self::UnknownAction => "InvalidApi.NotFound",
             Self::BodyTooLarge => "RequestEntityTooLarge",
             Self::DryRun => "DryRunOperationError",
-            Self::NoPermission => "Forbidden.NoPermission",
+            Self::NoPermission | Self::Denied(_) => "Forbidden.NoPermission",
+            Self::PolicyUnavailable => "ServiceUnavailableTemporary",
             Self::KeyNotFound => "Forbidden.KeyNotFound",
             Self::KeyVersionNotFound => "Forbidden.KeyVersionNotFound",
             Self::DeletionProtected => "Forbidden.DeletionProtection",
@@ -237,6 +247,12 @@ impl ApiError {
             Self::BodyTooLarge => "The request body is too large.".into(),
             Self::DryRun => "Request validation has been passed with DryRun flag set.".into(),
             Self::NoPermission => "This operation is forbidden by permission system.".into(),
+            Self::Denied(reason) => {
+                format!("This operation is forbidden by permission system: {reason}").into()
+            }
+            Self::PolicyUnavailable => {
+                "The access policy could not decide; the service is temporarily unavailable.".into()
+            }
             Self::KeyNotFound => "The specified Key is not found.".into(),
             Self::KeyVersionNotFound => "The specified Key version is not found.".into(),
             Self::DeletionProtected => {

@@ -6,6 +6,7 @@
 //!       ├─► keystore (root key, sealing, SOFTWARE keys)
 //!       │    └─► crypto (aws-lc-rs AES-GCM, RustCrypto SM4-GCM; pure)
 //!       └─► store (trait Store; redb embedded)            ── the only layer that knows redb
+//! plugin (wasmtime: rotators, SSE integrations, access policies; calls back into kms)
 //! audit (append-only trail of every call)   clock (injected time)   secret (zeroizing types)
 //! ```
 //! [`serve`] is the library entry: `main.rs` parses the command line and calls it, and tests can
@@ -19,6 +20,7 @@ pub mod error;
 pub mod ids;
 pub mod keystore;
 pub mod kms;
+pub mod plugin;
 pub mod secret;
 pub mod startup;
 pub mod store;
@@ -33,9 +35,23 @@ use tokio::net::TcpListener;
 /// How often scheduled rotations and deletions are looked for while serving.
 pub const SWEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
 
+/// The plugin side of serving.
+#[derive(Debug)]
+pub struct PluginSetup {
+    /// The plugin host, its plugins already loaded.
+    pub host: Arc<plugin::PluginHost>,
+    /// The access policy plugin asked before every non-admin action, if any.
+    pub access_policy: Option<String>,
+}
+
 /// Serves the API for an opened data dir on `listener` until `shutdown` completes, running
 /// the key maintenance sweep every [`SWEEP_INTERVAL`] meanwhile.
-pub async fn serve(dir: DataDir, listener: TcpListener, shutdown: impl Future<Output = ()>) {
+pub async fn serve(
+    dir: DataDir,
+    plugins: PluginSetup,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) {
     let kms = Arc::clone(&dir.kms);
     let sweeper = tokio::spawn(async move {
         let mut tick = tokio::time::interval(SWEEP_INTERVAL);
@@ -52,6 +68,8 @@ pub async fn serve(dir: DataDir, listener: TcpListener, shutdown: impl Future<Ou
         nonces: api::auth::NonceCache::default(),
         audit: dir.audit,
         request_ids: api::RequestIds::default(),
+        plugins: plugins.host,
+        access_policy: plugins.access_policy,
     });
     api::server::run(listener, app, shutdown).await;
     sweeper.abort();

@@ -39,6 +39,12 @@ enum Command {
         /// Read the root key from this file instead of DATA_DIR/root.key (or ARCA_ROOT_KEY).
         #[arg(long)]
         root_key_file: Option<PathBuf>,
+        /// Where plugins live (`<dir>/<name>/plugin.toml`); default `./plugins` when it exists.
+        #[arg(long, env = "ARCA_PLUGINS_DIR")]
+        plugins_dir: Option<PathBuf>,
+        /// An access-policy plugin to ask before every non-admin action (fails closed).
+        #[arg(long)]
+        access_policy: Option<String>,
     },
     /// Write a consistent, sealed backup of a data directory (through the running server if
     /// there is one, else directly from the store).
@@ -83,6 +89,26 @@ enum Command {
         #[command(flatten)]
         admin: AdminArgs,
     },
+    /// Inspect and reload the plugins of a running server (needs admin credentials).
+    Plugin {
+        #[command(subcommand)]
+        command: PluginCommand,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PluginCommand {
+    /// Every plugin, loaded or failed, with call counters.
+    List,
+    /// One plugin in detail: imports, exports, grants, limits, precompile cache.
+    Inspect {
+        /// The plugin's name.
+        name: String,
+    },
+    /// Reload the plugins directory (a plugin that fails keeps its previous version).
+    Reload,
 }
 
 #[derive(Debug, Subcommand)]
@@ -136,7 +162,19 @@ async fn run(command: Command) -> anyhow::Result<()> {
             listen,
             region,
             root_key_file,
-        } => serve(data_dir, listen, region, root_key_file).await,
+            plugins_dir,
+            access_policy,
+        } => {
+            serve(
+                data_dir,
+                listen,
+                region,
+                root_key_file,
+                plugins_dir,
+                access_policy,
+            )
+            .await
+        }
         Command::Backup {
             data_dir,
             out,
@@ -153,6 +191,17 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let reply = match command {
                 AccountCommand::Create => client.call("ArcaCreateAccount", &[]).await?,
                 AccountCommand::List => client.call("ArcaListAccounts", &[]).await?,
+            };
+            print_json(&reply)
+        }
+        Command::Plugin { command, admin } => {
+            let client = admin_client(&admin)?;
+            let reply = match command {
+                PluginCommand::List => client.call("ArcaListPlugins", &[]).await?,
+                PluginCommand::Inspect { name } => {
+                    client.call("ArcaInspectPlugin", &[("Name", &name)]).await?
+                }
+                PluginCommand::Reload => client.call("ArcaReloadPlugins", &[]).await?,
             };
             print_json(&reply)
         }
@@ -174,8 +223,11 @@ async fn serve(
     listen: SocketAddr,
     region: String,
     root_key_file: Option<PathBuf>,
+    plugins_dir: Option<PathBuf>,
+    access_policy: Option<String>,
 ) -> anyhow::Result<()> {
     let root_key = root_key_source(root_key_file);
+    let cache_dir = data_dir.join("plugin-cache");
     let dir = arca_host::open(arca_host::ServeConfig {
         data_dir,
         region: region.clone(),
@@ -183,6 +235,7 @@ async fn serve(
     })
     .await
     .context("cannot open the data directory")?;
+    let plugins = load_plugins(&dir, plugins_dir, cache_dir, access_policy).await?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
@@ -193,9 +246,52 @@ async fn serve(
         credentials = %dir.credentials_path.display(),
         "Arca is serving; admin credentials are in the credentials file"
     );
-    arca_host::serve(dir, listener, shutdown_signal()).await;
+    arca_host::serve(dir, plugins, listener, shutdown_signal()).await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Loads the plugins directory (the flag, else `./plugins` when it exists). A plugin that
+/// fails to load is logged and listed, and the server starts without it, unless it is the
+/// access policy: access control must never silently switch off.
+async fn load_plugins(
+    dir: &arca_host::DataDir,
+    plugins_dir: Option<PathBuf>,
+    cache_dir: PathBuf,
+    access_policy: Option<String>,
+) -> anyhow::Result<arca_host::PluginSetup> {
+    use arca_host::plugin::{PluginHost, Services, SqlConnections, World};
+    let plugins_dir = plugins_dir.or_else(|| {
+        let default = PathBuf::from("plugins");
+        default.is_dir().then_some(default)
+    });
+    let sql = match &plugins_dir {
+        Some(d) => SqlConnections::load(&d.join("connections.toml")).map_err(anyhow::Error::msg)?,
+        None => SqlConnections::none(),
+    };
+    let services = Services::new(std::sync::Arc::clone(&dir.kms), sql);
+    let host = std::sync::Arc::new(
+        PluginHost::new(plugins_dir.clone(), cache_dir, services).map_err(anyhow::Error::msg)?,
+    );
+    let report = host.load().await;
+    tracing::info!(
+        dir = %plugins_dir.as_deref().map(|d| d.display().to_string()).unwrap_or_else(|| "(none)".into()),
+        loaded = report.loaded.len(),
+        failed = report.failed.len(),
+        "plugins"
+    );
+    if let Some(name) = &access_policy
+        && !host.has(name, World::AccessPolicy)
+    {
+        anyhow::bail!(
+            "--access-policy {name}: no access-policy plugin of that name loaded ({})",
+            report.failed.join("; ")
+        );
+    }
+    Ok(arca_host::PluginSetup {
+        host,
+        access_policy,
+    })
 }
 
 /// `--root-key-file`, else `ARCA_ROOT_KEY`, else `DATA_DIR/root.key`.

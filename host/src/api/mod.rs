@@ -19,8 +19,9 @@ use http_body_util::{BodyExt, Full, Limited};
 use crate::audit::{AuditEvent, AuditLog};
 use crate::error::ApiError;
 use crate::kms::{Caller, Kms};
+use crate::plugin::PluginHost;
 
-use self::actions::{Ctx, Outcome};
+use self::actions::{Ctx, Gate, Outcome};
 use self::auth::{NonceCache, SignedRequest};
 use self::params::Params;
 
@@ -42,6 +43,10 @@ pub struct App {
     pub audit: AuditLog,
     /// Where request ids come from.
     pub request_ids: RequestIds,
+    /// The plugin host.
+    pub plugins: Arc<PluginHost>,
+    /// The server-wide access policy plugin asked before every non-admin action, if any.
+    pub access_policy: Option<String>,
 }
 
 /// Request ids in the SDKs' UUID shape: a random per-process prefix and a counter. Unique and
@@ -123,7 +128,7 @@ where
         );
     let mut who = Who::default();
     let mut outcome = Outcome::default();
-    let result = serve_one(app, req, &request_id, &mut who, &mut outcome).await;
+    let result = serve_one(app, req, peer, &request_id, &mut who, &mut outcome).await;
     let (status, body, code) = match result {
         Ok(body) => (StatusCode::OK, body, "OK"),
         Err(e) => {
@@ -151,6 +156,7 @@ where
 async fn serve_one<B>(
     app: &App,
     req: Request<B>,
+    peer: SocketAddr,
     request_id: &str,
     who: &mut Who,
     outcome: &mut Outcome,
@@ -209,6 +215,11 @@ where
         admin: authed.credential.admin,
         action: action.to_owned(),
     };
-    let ctx = Ctx::new(&app.kms, caller);
+    let gate = app.access_policy.as_deref().map(|policy| Gate {
+        policy,
+        access_key_id: authed.access_key_id.to_string(),
+        source_ip: peer.ip().to_string(),
+    });
+    let ctx = Ctx::new(&app.kms, &app.plugins, caller, gate);
     actions::dispatch(action, &params, &ctx, request_id, outcome).await
 }

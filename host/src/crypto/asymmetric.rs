@@ -61,6 +61,20 @@ pub enum SignAlgorithm {
     Sm2Dsa,
 }
 
+impl SignAlgorithm {
+    /// The algorithm by its API name (`RSA_PSS_SHA_256`, `RSA_PKCS1_SHA_256`,
+    /// `ECDSA_SHA_256`, `SM2DSA`).
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "RSA_PSS_SHA_256" => Some(SignAlgorithm::RsaPssSha256),
+            "RSA_PKCS1_SHA_256" => Some(SignAlgorithm::RsaPkcs1Sha256),
+            "ECDSA_SHA_256" => Some(SignAlgorithm::EcdsaSha256),
+            "SM2DSA" => Some(SignAlgorithm::Sm2Dsa),
+            _ => None,
+        }
+    }
+}
+
 /// Encryption algorithms (`Algorithm` of AsymmetricEncrypt/Decrypt).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EncryptAlgorithm {

@@ -34,6 +34,16 @@ impl EncryptionContext {
         }
     }
 
+    /// A context of string pairs (what plugins pass); a repeated key keeps its last value.
+    pub fn from_pairs(pairs: impl IntoIterator<Item = (String, String)>) -> Self {
+        Self(
+            pairs
+                .into_iter()
+                .map(|(k, v)| (k, Value::String(v)))
+                .collect(),
+        )
+    }
+
     /// The canonical byte form used as AAD.
     ///
     /// Pairs in key order, every key and value length-prefixed (u32, big endian), and each value

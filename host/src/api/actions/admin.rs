@@ -142,3 +142,83 @@ impl Action for ArcaBackup {
         })
     }
 }
+
+/// Plugin administration is for admins only.
+fn require_admin(ctx: &Ctx<'_>) -> Result<(), ApiError> {
+    if ctx.caller.admin {
+        Ok(())
+    } else {
+        Err(ApiError::NoPermission)
+    }
+}
+
+/// `ArcaListPlugins`: every plugin in the plugins directory, loaded or failed, with counters.
+#[derive(Debug)]
+pub(crate) struct ArcaListPlugins;
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct PluginsReply {
+    plugins_dir: Option<String>,
+    plugins: Vec<crate::plugin::PluginSummary>,
+}
+
+impl Action for ArcaListPlugins {
+    const NAME: &'static str = "ArcaListPlugins";
+    type Response = PluginsReply;
+
+    fn parse(_: &Params) -> Result<Self, ApiError> {
+        Ok(Self)
+    }
+
+    async fn handle(self, ctx: &Ctx<'_>) -> Result<PluginsReply, ApiError> {
+        require_admin(ctx)?;
+        Ok(PluginsReply {
+            plugins_dir: ctx.plugins.dir().map(|d| d.display().to_string()),
+            plugins: ctx.plugins.list(),
+        })
+    }
+}
+
+/// `ArcaInspectPlugin`: one plugin in detail (imports, exports, grants, limits, cache).
+#[derive(Debug)]
+pub(crate) struct ArcaInspectPlugin(String);
+
+impl Action for ArcaInspectPlugin {
+    const NAME: &'static str = "ArcaInspectPlugin";
+    type Response = crate::plugin::PluginDetail;
+
+    fn parse(p: &Params) -> Result<Self, ApiError> {
+        Ok(Self(p.required("Name")?.to_string()))
+    }
+
+    fn resource(&self) -> Option<String> {
+        Some(format!("plugin/{}", self.0))
+    }
+
+    async fn handle(self, ctx: &Ctx<'_>) -> Result<crate::plugin::PluginDetail, ApiError> {
+        require_admin(ctx)?;
+        ctx.plugins
+            .inspect(&self.0)
+            .ok_or(ApiError::ResourceNotFound)
+    }
+}
+
+/// `ArcaReloadPlugins`: reloads the plugins directory. A plugin that fails to load keeps its
+/// previous version serving.
+#[derive(Debug)]
+pub(crate) struct ArcaReloadPlugins;
+
+impl Action for ArcaReloadPlugins {
+    const NAME: &'static str = "ArcaReloadPlugins";
+    type Response = crate::plugin::LoadReport;
+
+    fn parse(_: &Params) -> Result<Self, ApiError> {
+        Ok(Self)
+    }
+
+    async fn handle(self, ctx: &Ctx<'_>) -> Result<crate::plugin::LoadReport, ApiError> {
+        require_admin(ctx)?;
+        Ok(ctx.plugins.load().await)
+    }
+}

@@ -19,16 +19,8 @@ fn b64_param(p: &Params, name: &'static str) -> Result<Vec<u8>, ApiError> {
 }
 
 fn sign_algorithm(p: &Params) -> Result<SignAlgorithm, ApiError> {
-    match p.required("Algorithm")? {
-        "RSA_PSS_SHA_256" => Ok(SignAlgorithm::RsaPssSha256),
-        "RSA_PKCS1_SHA_256" => Ok(SignAlgorithm::RsaPkcs1Sha256),
-        "ECDSA_SHA_256" => Ok(SignAlgorithm::EcdsaSha256),
-        "SM2DSA" => Ok(SignAlgorithm::Sm2Dsa),
-        _ => Err(ApiError::invalid(
-            "Algorithm",
-            "unknown signature algorithm",
-        )),
-    }
+    SignAlgorithm::from_name(p.required("Algorithm")?)
+        .ok_or_else(|| ApiError::invalid("Algorithm", "unknown signature algorithm"))
 }
 
 fn encrypt_algorithm(p: &Params) -> Result<EncryptAlgorithm, ApiError> {

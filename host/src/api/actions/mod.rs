@@ -20,8 +20,10 @@ use std::sync::Mutex;
 use serde::Serialize;
 
 use crate::error::ApiError;
+use crate::ids::AccountId;
 use crate::ids::KeyVersionId;
 use crate::kms::{Caller, Kms};
+use crate::plugin::{AccessRequest, Decision, PluginHost, Principal, PrincipalKind};
 
 use super::params::Params;
 
@@ -29,16 +31,71 @@ use super::params::Params;
 #[derive(Debug)]
 pub(crate) struct Ctx<'a> {
     pub(crate) kms: &'a Kms,
+    pub(crate) plugins: &'a std::sync::Arc<PluginHost>,
     pub(crate) caller: Caller,
+    /// The server-wide access policy to ask before every non-admin action, if configured.
+    pub(crate) gate: Option<Gate<'a>>,
     key_version: Mutex<Option<KeyVersionId>>,
 }
 
+/// What an access-policy check needs besides the action.
+#[derive(Debug)]
+pub(crate) struct Gate<'a> {
+    /// The policy plugin.
+    pub(crate) policy: &'a str,
+    /// The AccessKey that signed the request.
+    pub(crate) access_key_id: String,
+    /// The client's address.
+    pub(crate) source_ip: String,
+}
+
 impl<'a> Ctx<'a> {
-    pub(crate) fn new(kms: &'a Kms, caller: Caller) -> Self {
+    pub(crate) fn new(
+        kms: &'a Kms,
+        plugins: &'a std::sync::Arc<PluginHost>,
+        caller: Caller,
+        gate: Option<Gate<'a>>,
+    ) -> Self {
         Self {
             kms,
+            plugins,
             caller,
+            gate,
             key_version: Mutex::new(None),
+        }
+    }
+
+    /// Asks the access policy, if one is configured, whether this call may proceed.
+    /// Admin actions (`Arca*`) are exempt so an operator can always repair a bad policy.
+    /// A policy that fails (traps, times out) denies: access control fails closed.
+    async fn check_access(&self, action: &str, resource: Option<&str>) -> Result<(), ApiError> {
+        let Some(gate) = &self.gate else {
+            return Ok(());
+        };
+        if action.starts_with("Arca") {
+            return Ok(());
+        }
+        let req = AccessRequest {
+            principal: Principal {
+                kind: PrincipalKind::AccessKey,
+                account: self.caller.account.to_string(),
+                id: gate.access_key_id.clone(),
+                application: None,
+            },
+            action: action.to_string(),
+            resource_arn: resource
+                .map(|r| resource_arn(self.kms.region(), &self.caller.account, r)),
+            source_ip: gate.source_ip.clone(),
+            instance: None,
+            policies: Vec::new(),
+        };
+        match self.plugins.decide(gate.policy, &req).await {
+            Ok(Decision::Allow(_)) => Ok(()),
+            Ok(Decision::Deny(reason)) => Err(ApiError::Denied(reason)),
+            Err(e) => {
+                tracing::error!(error = %e, "access policy failed; denying");
+                Err(ApiError::PolicyUnavailable)
+            }
         }
     }
 
@@ -71,6 +128,18 @@ pub(crate) trait Action: Sized + Send {
     -> impl Future<Output = Result<Self::Response, ApiError>> + Send;
 }
 
+/// A request's resource as an ARN: ARNs as they are, aliases and key ids in the caller's
+/// account.
+fn resource_arn(region: &str, account: &AccountId, resource: &str) -> String {
+    if resource.starts_with("acs:") {
+        resource.to_string()
+    } else if resource.starts_with("alias/") {
+        format!("acs:kms:{region}:{account}:{resource}")
+    } else {
+        format!("acs:kms:{region}:{account}:key/{resource}")
+    }
+}
+
 /// The success body: `RequestId` plus the action's fields.
 #[derive(Serialize)]
 struct Envelope<'a, T> {
@@ -95,6 +164,8 @@ async fn run<A: Action>(
 ) -> Result<Vec<u8>, ApiError> {
     let action = A::parse(params)?;
     outcome.resource = action.resource();
+    ctx.check_access(A::NAME, outcome.resource.as_deref())
+        .await?;
     if params.bool("DryRun")? == Some(true) {
         return Err(ApiError::DryRun);
     }
@@ -185,6 +256,9 @@ actions! {
     admin::ArcaCreateAccessKey,
     admin::ArcaListAccounts,
     admin::ArcaBackup,
+    admin::ArcaListPlugins,
+    admin::ArcaInspectPlugin,
+    admin::ArcaReloadPlugins,
 }
 
 /// A list wrapped the way the SDK models expect: `{"<Item>": [...]}`.

@@ -1,0 +1,454 @@
+//! The host interfaces plugins import. Each checks the plugin's grant before it acts: the
+//! linker decides which interfaces a plugin has at all, these decide which keys, secrets,
+//! connections and hosts.
+//!
+//! The double `Result`: the outer one traps the guest (it broke a documented rule), the inner
+//! one is an error the guest sees and may handle.
+
+use wasmtime::component::HasSelf;
+use wasmtime::component::Linker;
+
+use super::bindings::host::{clock, http, kms, log, random, secrets, sql, types};
+use super::manifest::{Capability, Manifest, pattern_match};
+use super::state::PluginState;
+use crate::crypto::asymmetric::SignAlgorithm;
+use crate::ids::{KeyId, KeyRef, KeyVersionId, key_arn};
+use crate::kms::envelope::EncryptionContext;
+use crate::kms::{Caller, Error as KmsError};
+use crate::secret::SecretBytes;
+
+/// Longest log line kept.
+const MAX_LOG_LINE: usize = 4096;
+/// Most random bytes per call.
+const MAX_RANDOM: u32 = 65536;
+/// Longest error message a guest sees.
+const MAX_ERROR_MESSAGE: usize = 1024;
+
+/// Links the granted Arca interfaces and the harmless part of WASI into `linker`.
+///
+/// WASI: a std Rust guest imports `wasi:io`, `wasi:cli` (environment, exit, stdio) and often
+/// `wasi:random` even when it never uses them; they are linked over an empty context (no
+/// environment, no files, no sockets). `wasi:clocks` comes only with the `clock` capability;
+/// `wasi:filesystem` and `wasi:sockets` are never linked.
+pub(crate) fn link(linker: &mut Linker<PluginState>, manifest: &Manifest) -> wasmtime::Result<()> {
+    link_wasi(linker, manifest.grants(Capability::Clock))?;
+    types::add_to_linker::<_, HasSelf<_>>(linker, |s| s)?;
+    for capability in &manifest.capabilities {
+        match capability {
+            Capability::Log => log::add_to_linker::<_, HasSelf<_>>(linker, |s| s)?,
+            Capability::Random => random::add_to_linker::<_, HasSelf<_>>(linker, |s| s)?,
+            Capability::Clock => clock::add_to_linker::<_, HasSelf<_>>(linker, |s| s)?,
+            Capability::Kms => kms::add_to_linker::<_, HasSelf<_>>(linker, |s| s)?,
+            Capability::Secrets => secrets::add_to_linker::<_, HasSelf<_>>(linker, |s| s)?,
+            Capability::Sql => sql::add_to_linker::<_, HasSelf<_>>(linker, |s| s)?,
+            Capability::Http => http::add_to_linker::<_, HasSelf<_>>(linker, |s| s)?,
+        }
+    }
+    Ok(())
+}
+
+struct HasIo;
+impl wasmtime::component::HasData for HasIo {
+    type Data<'a> = &'a mut wasmtime::component::ResourceTable;
+}
+
+fn link_wasi(l: &mut Linker<PluginState>, clocks: bool) -> wasmtime::Result<()> {
+    use wasmtime_wasi::WasiView;
+    use wasmtime_wasi::cli::{WasiCli, WasiCliView};
+    use wasmtime_wasi::clocks::{WasiClocks, WasiClocksView};
+    use wasmtime_wasi::p2::bindings::{cli, clocks as wclocks, random as wrandom};
+    use wasmtime_wasi::random::WasiRandom;
+    use wasmtime_wasi_io::bindings::wasi::io;
+
+    io::error::add_to_linker::<_, HasIo>(l, |t| t.ctx().table)?;
+    io::poll::add_to_linker::<_, HasIo>(l, |t| t.ctx().table)?;
+    io::streams::add_to_linker::<_, HasIo>(l, |t| t.ctx().table)?;
+    cli::exit::add_to_linker::<_, WasiCli>(l, |t| t.cli())?;
+    cli::environment::add_to_linker::<_, WasiCli>(l, |t| t.cli())?;
+    cli::stdin::add_to_linker::<_, WasiCli>(l, |t| t.cli())?;
+    cli::stdout::add_to_linker::<_, WasiCli>(l, |t| t.cli())?;
+    cli::stderr::add_to_linker::<_, WasiCli>(l, |t| t.cli())?;
+    cli::terminal_input::add_to_linker::<_, WasiCli>(l, |t| t.cli())?;
+    cli::terminal_output::add_to_linker::<_, WasiCli>(l, |t| t.cli())?;
+    cli::terminal_stdin::add_to_linker::<_, WasiCli>(l, |t| t.cli())?;
+    cli::terminal_stdout::add_to_linker::<_, WasiCli>(l, |t| t.cli())?;
+    cli::terminal_stderr::add_to_linker::<_, WasiCli>(l, |t| t.cli())?;
+    wrandom::random::add_to_linker::<_, WasiRandom>(l, |t| t.ctx().ctx.random())?;
+    wrandom::insecure::add_to_linker::<_, WasiRandom>(l, |t| t.ctx().ctx.random())?;
+    wrandom::insecure_seed::add_to_linker::<_, WasiRandom>(l, |t| t.ctx().ctx.random())?;
+    if clocks {
+        wclocks::wall_clock::add_to_linker::<_, WasiClocks>(l, |t| t.clocks())?;
+        wclocks::monotonic_clock::add_to_linker::<_, WasiClocks>(l, |t| t.clocks())?;
+    }
+    Ok(())
+}
+
+/// The WASI interfaces [`link_wasi`] provides, by import-name prefix (any version).
+pub(crate) fn wasi_provided(name: &str, clocks: bool) -> bool {
+    const ALWAYS: &[&str] = &[
+        "wasi:io/error@",
+        "wasi:io/poll@",
+        "wasi:io/streams@",
+        "wasi:cli/exit@",
+        "wasi:cli/environment@",
+        "wasi:cli/stdin@",
+        "wasi:cli/stdout@",
+        "wasi:cli/stderr@",
+        "wasi:cli/terminal-input@",
+        "wasi:cli/terminal-output@",
+        "wasi:cli/terminal-stdin@",
+        "wasi:cli/terminal-stdout@",
+        "wasi:cli/terminal-stderr@",
+        "wasi:random/random@",
+        "wasi:random/insecure@",
+        "wasi:random/insecure-seed@",
+    ];
+    const CLOCKS: &[&str] = &["wasi:clocks/wall-clock@", "wasi:clocks/monotonic-clock@"];
+    ALWAYS.iter().any(|p| name.starts_with(p))
+        || (clocks && CLOCKS.iter().any(|p| name.starts_with(p)))
+}
+
+pub(crate) fn error(kind: types::ErrorKind, message: impl Into<String>) -> types::Error {
+    let mut message: String = message.into();
+    truncate(&mut message, MAX_ERROR_MESSAGE);
+    types::Error { kind, message }
+}
+
+fn truncate(s: &mut String, max: usize) {
+    if s.len() > max {
+        let mut cut = max;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+    }
+}
+
+/// A domain error as a guest sees it. Messages are the domain's own (they never carry secrets).
+fn from_kms(e: KmsError) -> types::Error {
+    use types::ErrorKind as K;
+    let kind = match &e {
+        KmsError::KeyNotFound | KmsError::VersionNotFound | KmsError::AliasNotFound => K::NotFound,
+        KmsError::InvalidParameter { .. }
+        | KmsError::InvalidCiphertext
+        | KmsError::Unsupported(_) => K::InvalidArgument,
+        KmsError::KeyState(_) => K::Unavailable,
+        KmsError::NoPermission => K::Denied,
+        _ => K::Failed,
+    };
+    error(kind, e.to_string())
+}
+
+impl types::Host for PluginState {}
+
+impl log::Host for PluginState {
+    async fn log(&mut self, level: log::Level, mut message: String) -> wasmtime::Result<()> {
+        truncate(&mut message, MAX_LOG_LINE);
+        let plugin = self.plugin.manifest.name.as_str();
+        match level {
+            log::Level::Trace => tracing::trace!(plugin, "{message}"),
+            log::Level::Debug => tracing::debug!(plugin, "{message}"),
+            log::Level::Info => tracing::info!(plugin, "{message}"),
+            log::Level::Warn => tracing::warn!(plugin, "{message}"),
+            log::Level::Error => tracing::error!(plugin, "{message}"),
+        }
+        Ok(())
+    }
+}
+
+impl random::Host for PluginState {
+    async fn get_random_bytes(&mut self, len: u32) -> wasmtime::Result<Vec<u8>> {
+        if len > MAX_RANDOM {
+            return Err(wasmtime::Error::new(super::call::HostRule(format!(
+                "random: asked for {len} bytes, more than the {MAX_RANDOM} allowed"
+            ))));
+        }
+        let mut buf = vec![0u8; len as usize];
+        crate::crypto::fill_random(&mut buf);
+        Ok(buf)
+    }
+}
+
+impl clock::Host for PluginState {
+    async fn now(&mut self) -> wasmtime::Result<types::Timestamp> {
+        let now = self.plugin.services.kms.clock().now();
+        Ok(types::Timestamp {
+            seconds: now.unix_timestamp(),
+            nanoseconds: now.nanosecond(),
+        })
+    }
+}
+
+impl PluginState {
+    /// The caller a `kms` call acts as: the call's account, never an admin.
+    fn kms_caller(&self, action: &str) -> Result<Caller, types::Error> {
+        match &self.account {
+            Some(account) => Ok(Caller {
+                account: account.clone(),
+                admin: false,
+                action: action.to_string(),
+            }),
+            None => Err(error(
+                types::ErrorKind::Denied,
+                "this call acts for no account, so no key is available",
+            )),
+        }
+    }
+
+    /// Whether the key is in the grant: by the name the guest used, its id, its ARN, or an
+    /// exact alias grant that resolves to it.
+    fn key_granted(&self, caller: &Caller, named: &str, key_id: &KeyId) -> bool {
+        let patterns = &self.plugin.manifest.grants.keys;
+        let kms = &self.plugin.services.kms;
+        pattern_match(patterns, named)
+            || pattern_match(patterns, key_id.as_str())
+            || pattern_match(patterns, &key_arn(kms.region(), &caller.account, key_id))
+            || patterns
+                .iter()
+                .filter(|p| p.starts_with("alias/") && !p.ends_with('*'))
+                .any(|p| {
+                    p.parse::<KeyRef>()
+                        .ok()
+                        .and_then(|r| kms.resolve(caller, &r).ok())
+                        .is_some_and(|k| &k.key_id == key_id)
+                })
+    }
+
+    /// Resolves a key the guest names and checks the grant; a key outside the grant is
+    /// reported as `denied` whether or not it exists.
+    fn granted_key(&self, caller: &Caller, named: &str) -> Result<KeyRef, types::Error> {
+        let key: KeyRef = named.parse().map_err(|_| {
+            error(
+                types::ErrorKind::InvalidArgument,
+                format!("`{named}` is not a key id, ARN or alias"),
+            )
+        })?;
+        let denied = || {
+            error(
+                types::ErrorKind::Denied,
+                format!("key `{named}` is not granted to this plugin"),
+            )
+        };
+        let record = self
+            .plugin
+            .services
+            .kms
+            .resolve(caller, &key)
+            .map_err(|e| match e {
+                KmsError::KeyNotFound | KmsError::AliasNotFound => denied(),
+                other => from_kms(other),
+            })?;
+        if !self.key_granted(caller, named, &record.key_id) {
+            return Err(denied());
+        }
+        Ok(KeyRef::Id(record.key_id))
+    }
+}
+
+fn context(pairs: Vec<(String, String)>) -> EncryptionContext {
+    EncryptionContext::from_pairs(pairs)
+}
+
+impl kms::Host for PluginState {
+    async fn encrypt(
+        &mut self,
+        key_id: String,
+        plaintext: String,
+        ctx: Vec<(String, String)>,
+    ) -> wasmtime::Result<Result<String, types::Error>> {
+        let plaintext = SecretBytes::new(plaintext.into_bytes());
+        Ok((|| {
+            let caller = self.kms_caller("Encrypt")?;
+            let key = self.granted_key(&caller, &key_id)?;
+            let kms = &self.plugin.services.kms;
+            kms.encrypt(&caller, &key, &plaintext, &context(ctx))
+                .map(|s| s.blob)
+                .map_err(from_kms)
+        })())
+    }
+
+    async fn decrypt(
+        &mut self,
+        blob: String,
+        ctx: Vec<(String, String)>,
+    ) -> wasmtime::Result<Result<String, types::Error>> {
+        Ok((|| {
+            let caller = self.kms_caller("Decrypt")?;
+            let kms = &self.plugin.services.kms;
+            let opened = kms
+                .decrypt(&caller, &blob, &context(ctx))
+                .map_err(from_kms)?;
+            if !self.key_granted(&caller, opened.key_id.as_str(), &opened.key_id) {
+                return Err(error(
+                    types::ErrorKind::Denied,
+                    format!(
+                        "key `{}` is not granted to this plugin",
+                        opened.key_id.as_str()
+                    ),
+                ));
+            }
+            Ok(opened.plaintext.expose().to_string())
+        })())
+    }
+
+    async fn generate_data_key(
+        &mut self,
+        key_id: String,
+        number_of_bytes: u32,
+        ctx: Vec<(String, String)>,
+    ) -> wasmtime::Result<Result<kms::DataKey, types::Error>> {
+        Ok((|| {
+            let caller = self.kms_caller("GenerateDataKey")?;
+            let key = self.granted_key(&caller, &key_id)?;
+            let kms = &self.plugin.services.kms;
+            let len = crate::kms::crypto_ops::DataKeyLen::bytes(number_of_bytes as usize)
+                .map_err(from_kms)?;
+            let dk = kms
+                .generate_data_key(&caller, &key, len, &context(ctx))
+                .map_err(from_kms)?;
+            Ok(kms::DataKey {
+                key_id: dk.sealed.key_id.as_str().to_string(),
+                key_version_id: dk.sealed.version.as_str().to_string(),
+                plaintext: dk.plaintext_b64.expose().to_string(),
+                ciphertext_blob: dk.sealed.blob,
+            })
+        })())
+    }
+
+    async fn sign(
+        &mut self,
+        key_id: String,
+        key_version_id: String,
+        algorithm: String,
+        digest: Vec<u8>,
+    ) -> wasmtime::Result<Result<Vec<u8>, types::Error>> {
+        Ok((|| {
+            let caller = self.kms_caller("AsymmetricSign")?;
+            let key = self.granted_key(&caller, &key_id)?;
+            let version = parse_version(&key_version_id)?;
+            let alg = SignAlgorithm::from_name(&algorithm).ok_or_else(|| {
+                error(
+                    types::ErrorKind::InvalidArgument,
+                    format!("unknown algorithm `{algorithm}`"),
+                )
+            })?;
+            let kms = &self.plugin.services.kms;
+            kms.asymmetric_sign(&caller, &key, &version, alg, &digest)
+                .map(|(_, s)| s)
+                .map_err(from_kms)
+        })())
+    }
+
+    async fn verify(
+        &mut self,
+        key_id: String,
+        key_version_id: String,
+        algorithm: String,
+        digest: Vec<u8>,
+        signature: Vec<u8>,
+    ) -> wasmtime::Result<Result<bool, types::Error>> {
+        Ok((|| {
+            let caller = self.kms_caller("AsymmetricVerify")?;
+            let key = self.granted_key(&caller, &key_id)?;
+            let version = parse_version(&key_version_id)?;
+            let alg = SignAlgorithm::from_name(&algorithm).ok_or_else(|| {
+                error(
+                    types::ErrorKind::InvalidArgument,
+                    format!("unknown algorithm `{algorithm}`"),
+                )
+            })?;
+            let kms = &self.plugin.services.kms;
+            kms.asymmetric_verify(&caller, &key, &version, alg, &digest, &signature)
+                .map(|(_, ok)| ok)
+                .map_err(from_kms)
+        })())
+    }
+}
+
+fn parse_version(v: &str) -> Result<KeyVersionId, types::Error> {
+    v.parse().map_err(|_| {
+        error(
+            types::ErrorKind::InvalidArgument,
+            format!("`{v}` is not a key version id"),
+        )
+    })
+}
+
+impl secrets::Host for PluginState {
+    async fn get_secret_value(
+        &mut self,
+        name: String,
+        _stage: Option<String>,
+    ) -> wasmtime::Result<Result<secrets::SecretVersion, types::Error>> {
+        if !pattern_match(&self.plugin.manifest.grants.secrets, &name) {
+            return Ok(Err(error(
+                types::ErrorKind::Denied,
+                format!("secret `{name}` is not granted to this plugin"),
+            )));
+        }
+        // Secrets Manager (issue 5) plugs its reader in here.
+        Ok(Err(error(
+            types::ErrorKind::NotFound,
+            format!("secret `{name}` not found"),
+        )))
+    }
+}
+
+impl sql::Host for PluginState {
+    async fn execute(
+        &mut self,
+        connection: String,
+        statement: String,
+        params: Vec<sql::Value>,
+    ) -> wasmtime::Result<Result<u64, types::Error>> {
+        Ok(self
+            .plugin
+            .services
+            .sql
+            .execute(&self.plugin.manifest, &connection, &statement, params)
+            .await)
+    }
+
+    async fn query(
+        &mut self,
+        connection: String,
+        statement: String,
+        params: Vec<sql::Value>,
+    ) -> wasmtime::Result<Result<sql::Rows, types::Error>> {
+        Ok(self
+            .plugin
+            .services
+            .sql
+            .query(&self.plugin.manifest, &connection, &statement, params)
+            .await)
+    }
+
+    async fn check_login(
+        &mut self,
+        connection: String,
+        user: String,
+        password: String,
+    ) -> wasmtime::Result<Result<(), types::Error>> {
+        let password = crate::secret::SecretString::new(password);
+        Ok(self
+            .plugin
+            .services
+            .sql
+            .check_login(&self.plugin.manifest, &connection, &user, &password)
+            .await)
+    }
+}
+
+impl http::Host for PluginState {
+    async fn send(
+        &mut self,
+        req: http::Request,
+    ) -> wasmtime::Result<Result<http::Response, types::Error>> {
+        Ok(self
+            .plugin
+            .services
+            .http
+            .send(&self.plugin.manifest, req)
+            .await)
+    }
+}

@@ -1,0 +1,355 @@
+//! The `sql` capability: statements on database connections the operator configured.
+//!
+//! The operator names connections in `<plugins-dir>/connections.toml`; a plugin's manifest
+//! grants it names from that file, never addresses or credentials:
+//!
+//! ```toml
+//! [orders-db]
+//! engine = "postgres"
+//! host = "127.0.0.1"
+//! port = 5432
+//! dbname = "orders"
+//! user = "arca_rotator"
+//! password-file = "orders-db.password"   # relative to this file; or password-env = "VAR"
+//! ```
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+use tokio_postgres::types::{ToSql, Type};
+
+use super::bindings::host::{sql, types};
+use super::imports::error;
+use super::manifest::Manifest;
+use crate::secret::SecretString;
+
+/// Most rows a query returns.
+const MAX_ROWS: usize = 1000;
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// One configured connection.
+#[derive(Debug)]
+pub struct SqlConnection {
+    /// Server host.
+    pub host: String,
+    /// Server port.
+    pub port: u16,
+    /// Database.
+    pub dbname: String,
+    /// The user the host connects as.
+    pub user: String,
+    /// Its password.
+    pub password: SecretString,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawConnection {
+    engine: String,
+    host: String,
+    #[serde(default = "default_port")]
+    port: u16,
+    dbname: String,
+    user: String,
+    password_file: Option<String>,
+    password_env: Option<String>,
+}
+
+fn default_port() -> u16 {
+    5432
+}
+
+/// The operator's connections, and the open sessions to them.
+#[derive(Debug, Default)]
+pub struct SqlConnections {
+    configured: BTreeMap<String, SqlConnection>,
+    open: tokio::sync::Mutex<HashMap<String, Arc<tokio_postgres::Client>>>,
+}
+
+impl SqlConnections {
+    /// No connections.
+    pub fn none() -> Self {
+        Self::default()
+    }
+
+    /// Reads `connections.toml` (absent: no connections).
+    pub fn load(path: &Path) -> Result<Self, String> {
+        if !path.exists() {
+            return Ok(Self::none());
+        }
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let raw: BTreeMap<String, RawConnection> =
+            toml::from_str(&text).map_err(|e| format!("{}: {}", path.display(), e.message()))?;
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let mut configured = BTreeMap::new();
+        for (name, c) in raw {
+            let at = |e: String| format!("{}: connection `{name}`: {e}", path.display());
+            if c.engine != "postgres" {
+                return Err(at(format!(
+                    "engine `{}` is not supported (postgres is)",
+                    c.engine
+                )));
+            }
+            let password = match (c.password_file, c.password_env) {
+                (Some(file), None) => std::fs::read_to_string(dir.join(&file))
+                    .map(|p| SecretString::new(p.trim_end_matches(['\r', '\n']).to_string()))
+                    .map_err(|e| at(format!("password-file {file}: {e}")))?,
+                (None, Some(var)) => std::env::var(&var)
+                    .map(SecretString::new)
+                    .map_err(|_| at(format!("password-env {var} is not set")))?,
+                _ => {
+                    return Err(at(
+                        "give exactly one of password-file and password-env".into()
+                    ));
+                }
+            };
+            configured.insert(
+                name,
+                SqlConnection {
+                    host: c.host,
+                    port: c.port,
+                    dbname: c.dbname,
+                    user: c.user,
+                    password,
+                },
+            );
+        }
+        Ok(Self {
+            configured,
+            open: Default::default(),
+        })
+    }
+
+    /// The configured connection names.
+    pub fn names(&self) -> Vec<String> {
+        self.configured.keys().cloned().collect()
+    }
+
+    fn granted(&self, manifest: &Manifest, name: &str) -> Result<&SqlConnection, types::Error> {
+        if !manifest.grants.sql_connections.iter().any(|g| g == name) {
+            return Err(error(
+                types::ErrorKind::Denied,
+                format!("connection `{name}` is not granted to this plugin"),
+            ));
+        }
+        self.configured.get(name).ok_or_else(|| {
+            error(
+                types::ErrorKind::NotFound,
+                format!("connection `{name}` is not configured on this host"),
+            )
+        })
+    }
+
+    async fn connect(
+        c: &SqlConnection,
+        user: &str,
+        password: &SecretString,
+    ) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+        let mut config = tokio_postgres::Config::new();
+        config
+            .host(&c.host)
+            .port(c.port)
+            .dbname(&c.dbname)
+            .user(user)
+            .password(password.expose())
+            .connect_timeout(CONNECT_TIMEOUT)
+            .application_name("arca-plugin");
+        let (client, connection) = config.connect(tokio_postgres::NoTls).await?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "plugin sql connection closed");
+            }
+        });
+        Ok(client)
+    }
+
+    /// The host's session to `name`, opened first if needed (and again when it closed).
+    async fn session(
+        &self,
+        manifest: &Manifest,
+        name: &str,
+    ) -> Result<Arc<tokio_postgres::Client>, types::Error> {
+        let conn = self.granted(manifest, name)?;
+        let mut open = self.open.lock().await;
+        if let Some(client) = open.get(name).filter(|c| !c.is_closed()) {
+            return Ok(Arc::clone(client));
+        }
+        let client = Self::connect(conn, &conn.user, &conn.password)
+            .await
+            .map_err(|e| {
+                error(
+                    types::ErrorKind::Unavailable,
+                    format!("connection `{name}`: {}", pg_message(&e)),
+                )
+            })?;
+        let client = Arc::new(client);
+        open.insert(name.to_string(), Arc::clone(&client));
+        Ok(client)
+    }
+
+    pub(crate) async fn execute(
+        &self,
+        manifest: &Manifest,
+        name: &str,
+        statement: &str,
+        params: Vec<sql::Value>,
+    ) -> Result<u64, types::Error> {
+        let client = self.session(manifest, name).await?;
+        let params: Vec<Param> = params.into_iter().map(Param).collect();
+        let refs: Vec<&(dyn ToSql + Sync)> =
+            params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
+        client
+            .execute(statement, &refs)
+            .await
+            .map_err(statement_error)
+    }
+
+    pub(crate) async fn query(
+        &self,
+        manifest: &Manifest,
+        name: &str,
+        statement: &str,
+        params: Vec<sql::Value>,
+    ) -> Result<sql::Rows, types::Error> {
+        let client = self.session(manifest, name).await?;
+        let params: Vec<Param> = params.into_iter().map(Param).collect();
+        let refs: Vec<&(dyn ToSql + Sync)> =
+            params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
+        let rows = client
+            .query(statement, &refs)
+            .await
+            .map_err(statement_error)?;
+        if rows.len() > MAX_ROWS {
+            return Err(error(
+                types::ErrorKind::InvalidArgument,
+                format!(
+                    "the query returned {} rows, more than {MAX_ROWS}",
+                    rows.len()
+                ),
+            ));
+        }
+        let columns = rows
+            .first()
+            .map(|r| r.columns().iter().map(|c| c.name().to_string()).collect())
+            .unwrap_or_default();
+        let mut out = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let mut values = Vec::with_capacity(row.len());
+            for (i, col) in row.columns().iter().enumerate() {
+                values.push(column_value(row, i, col.type_())?);
+            }
+            out.push(values);
+        }
+        Ok(sql::Rows { columns, rows: out })
+    }
+
+    pub(crate) async fn check_login(
+        &self,
+        manifest: &Manifest,
+        name: &str,
+        user: &str,
+        password: &SecretString,
+    ) -> Result<(), types::Error> {
+        let conn = self.granted(manifest, name)?;
+        let client = Self::connect(conn, user, password).await.map_err(|e| {
+            let kind = if e.as_db_error().is_some() {
+                types::ErrorKind::Denied
+            } else {
+                types::ErrorKind::Unavailable
+            };
+            error(
+                kind,
+                format!("login as `{user}` on `{name}`: {}", pg_message(&e)),
+            )
+        })?;
+        client
+            .simple_query("SELECT 1")
+            .await
+            .map(|_| ())
+            .map_err(|e| error(types::ErrorKind::Failed, pg_message(&e)))
+    }
+}
+
+fn statement_error(e: tokio_postgres::Error) -> types::Error {
+    let kind = if e.as_db_error().is_some() {
+        types::ErrorKind::Failed
+    } else {
+        types::ErrorKind::Unavailable
+    };
+    error(kind, pg_message(&e))
+}
+
+/// A server error's own message (never the statement, which may quote a password).
+fn pg_message(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{} ({})", db.message(), db.code().code()),
+        None => e.to_string(),
+    }
+}
+
+fn column_value(
+    row: &tokio_postgres::Row,
+    i: usize,
+    ty: &Type,
+) -> Result<sql::Value, types::Error> {
+    let bad =
+        |e: tokio_postgres::Error| error(types::ErrorKind::Failed, format!("column {i}: {e}"));
+    Ok(match *ty {
+        Type::BOOL => row.try_get::<_, Option<bool>>(i).map_err(bad)?.map(sql::Value::Boolean),
+        Type::INT2 => row.try_get::<_, Option<i16>>(i).map_err(bad)?.map(|v| sql::Value::Int(v.into())),
+        Type::INT4 => row.try_get::<_, Option<i32>>(i).map_err(bad)?.map(|v| sql::Value::Int(v.into())),
+        Type::INT8 => row.try_get::<_, Option<i64>>(i).map_err(bad)?.map(sql::Value::Int),
+        Type::FLOAT4 => row.try_get::<_, Option<f32>>(i).map_err(bad)?.map(|v| sql::Value::Float(v.into())),
+        Type::FLOAT8 => row.try_get::<_, Option<f64>>(i).map_err(bad)?.map(sql::Value::Float),
+        Type::BYTEA => row.try_get::<_, Option<Vec<u8>>>(i).map_err(bad)?.map(sql::Value::Bytes),
+        Type::OID => row.try_get::<_, Option<u32>>(i).map_err(bad)?.map(|v| sql::Value::Int(v.into())),
+        _ => match row.try_get::<_, Option<String>>(i) {
+            Ok(v) => v.map(sql::Value::Text),
+            Err(_) => {
+                return Err(error(
+                    types::ErrorKind::InvalidArgument,
+                    format!("column {i} has type {ty}, which the sql capability does not convert; cast it to text"),
+                ));
+            }
+        },
+    }
+    .unwrap_or(sql::Value::Null))
+}
+
+/// A plugin's parameter, bound as the type the server expects where it can be.
+#[derive(Debug)]
+struct Param(sql::Value);
+
+impl ToSql for Param {
+    fn to_sql(
+        &self,
+        ty: &Type,
+        out: &mut bytes::BytesMut,
+    ) -> Result<tokio_postgres::types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        match &self.0 {
+            sql::Value::Null => Ok(tokio_postgres::types::IsNull::Yes),
+            sql::Value::Boolean(b) => b.to_sql(ty, out),
+            sql::Value::Int(i) => match *ty {
+                Type::INT2 => i16::try_from(*i)?.to_sql(ty, out),
+                Type::INT4 => i32::try_from(*i)?.to_sql(ty, out),
+                Type::OID => u32::try_from(*i)?.to_sql(ty, out),
+                _ => i.to_sql(ty, out),
+            },
+            sql::Value::Float(f) => match *ty {
+                Type::FLOAT4 => (*f as f32).to_sql(ty, out),
+                _ => f.to_sql(ty, out),
+            },
+            sql::Value::Text(s) => s.to_sql(ty, out),
+            sql::Value::Bytes(b) => b.to_sql(ty, out),
+        }
+    }
+
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+
+    tokio_postgres::types::to_sql_checked!();
+}
