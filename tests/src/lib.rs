@@ -23,6 +23,23 @@ pub fn arca_bin() -> PathBuf {
     dir.join("arca")
 }
 
+/// The repository root (where `plugins/` and `tests/components/` are).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// A built component (`plugins/build.sh` and `plugins/build.sh tests/components` build them;
+/// the test command runs both before the tests).
+pub fn component(relative: &str) -> PathBuf {
+    let path = repo_root().join(relative);
+    assert!(
+        path.exists(),
+        "{} is missing: run `plugins/build.sh && plugins/build.sh tests/components` (tests/run-all.sh does)",
+        path.display()
+    );
+    path
+}
+
 /// A free loopback port (racy in principle; fine for tests on one machine).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -39,6 +56,7 @@ pub struct TestServer {
     /// The data directory (kept across restarts).
     pub data_dir: PathBuf,
     extra_env: Vec<(String, String)>,
+    extra_args: Vec<String>,
     child: Option<Child>,
     _tmp: Option<tempfile::TempDir>,
 }
@@ -55,11 +73,33 @@ impl TestServer {
 
     /// Starts a server on `data_dir` with extra environment variables.
     pub fn on(data_dir: PathBuf, extra_env: Vec<(String, String)>) -> Result<Self> {
+        Self::with(data_dir, extra_env, Vec::new())
+    }
+
+    /// Starts a server on a fresh data directory with extra `serve` arguments.
+    pub fn start_with_args(args: &[&str]) -> Result<Self> {
+        let tmp = tempfile::tempdir()?;
+        let data_dir = tmp.path().join("data");
+        let mut s = Self::with(
+            data_dir,
+            Vec::new(),
+            args.iter().map(|a| a.to_string()).collect(),
+        )?;
+        s._tmp = Some(tmp);
+        Ok(s)
+    }
+
+    fn with(
+        data_dir: PathBuf,
+        extra_env: Vec<(String, String)>,
+        extra_args: Vec<String>,
+    ) -> Result<Self> {
         let endpoint = format!("127.0.0.1:{}", free_port());
         let mut s = Self {
             endpoint,
             data_dir,
             extra_env,
+            extra_args,
             child: None,
             _tmp: None,
         };
@@ -75,6 +115,7 @@ impl TestServer {
             .arg(&self.data_dir)
             .arg("--listen")
             .arg(&self.endpoint)
+            .args(&self.extra_args)
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::null());

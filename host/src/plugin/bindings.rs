@@ -14,6 +14,7 @@ pub(crate) mod rotator {
         path: "../wit",
         imports: { default: async | trappable },
         exports: { default: async },
+        additional_derives: [PartialEq],
     });
 }
 
@@ -23,6 +24,7 @@ pub(crate) mod sse {
         path: "../wit",
         imports: { default: async | trappable },
         exports: { default: async },
+        additional_derives: [PartialEq],
         with: {
             "arca:plugin/types": super::rotator::arca::plugin::types,
             "arca:plugin/log": super::rotator::arca::plugin::log,
@@ -39,6 +41,7 @@ pub(crate) mod policy {
         path: "../wit",
         imports: { default: async | trappable },
         exports: { default: async },
+        additional_derives: [PartialEq],
         with: {
             "arca:plugin/types": super::rotator::arca::plugin::types,
             "arca:plugin/log": super::rotator::arca::plugin::log,

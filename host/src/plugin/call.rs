@@ -21,7 +21,7 @@ use crate::ids::AccountId;
 pub use bindings::policy::exports::arca::plugin::policy::{
     AttachedPolicy, Decision, NetworkRule, Principal, PrincipalKind, Request as AccessRequest,
 };
-pub use bindings::rotator::arca::plugin::secrets::{SecretData, SecretVersion};
+pub use bindings::rotator::arca::plugin::types::{SecretData, SecretVersion};
 pub use bindings::rotator::exports::arca::plugin::rotation::RotationRequest;
 pub use bindings::sse::exports::arca::plugin::integration::{
     KeyChoice, KeyRequest, Protection, ServiceInfo,
@@ -137,8 +137,20 @@ fn clip(s: &str, max: usize) -> String {
 fn failed(shared: &Shared, e: bindings::host::types::Error) -> PluginError {
     PluginError::Failed {
         name: shared.manifest.name.clone(),
-        kind: format!("{:?}", e.kind).to_lowercase(),
+        kind: kind_name(e.kind).into(),
         message: clip(&e.message, 1024),
+    }
+}
+
+/// The WIT name of an error kind.
+fn kind_name(kind: bindings::host::types::ErrorKind) -> &'static str {
+    use bindings::host::types::ErrorKind as K;
+    match kind {
+        K::Denied => "denied",
+        K::NotFound => "not-found",
+        K::InvalidArgument => "invalid-argument",
+        K::Unavailable => "unavailable",
+        K::Failed => "failed",
     }
 }
 

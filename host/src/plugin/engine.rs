@@ -110,17 +110,20 @@ impl PluginEngine {
         Ok((self.load_artifact(&path)?, CacheOutcome::Miss, key))
     }
 
+    /// Reads the artifact into memory rather than mapping it: a mapped file that someone
+    /// truncates under a running server would kill it with SIGBUS.
     #[allow(
         unsafe_code,
         reason = "wasmtime can only load precompiled code unsafely"
     )]
     fn load_artifact(&self, path: &Path) -> wasmtime::Result<Component> {
+        let bytes = std::fs::read(path)?;
         // SAFETY: the artifact was produced by `precompile_component` of an engine with the
         // same fingerprint (it is in the file name) and written by this process into the
         // data directory, which is private to the server (0700) and already holds the root
         // key: whoever can replace it can do worse. wasmtime still checks the header and
         // refuses artifacts of other versions or settings.
-        unsafe { Component::deserialize_file(&self.engine, path) }
+        unsafe { Component::deserialize(&self.engine, &bytes) }
     }
 }
 

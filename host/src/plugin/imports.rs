@@ -379,7 +379,7 @@ impl secrets::Host for PluginState {
         &mut self,
         name: String,
         _stage: Option<String>,
-    ) -> wasmtime::Result<Result<secrets::SecretVersion, types::Error>> {
+    ) -> wasmtime::Result<Result<types::SecretVersion, types::Error>> {
         if !pattern_match(&self.plugin.manifest.grants.secrets, &name) {
             return Ok(Err(error(
                 types::ErrorKind::Denied,

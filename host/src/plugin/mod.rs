@@ -100,7 +100,7 @@ pub enum PluginError {
         detail: String,
     },
     /// The guest reported an error of its own (`result::err`).
-    #[error("plugin `{name}` failed: {message}")]
+    #[error("plugin `{name}` failed ({kind}): {message}")]
     Failed {
         /// The plugin.
         name: String,

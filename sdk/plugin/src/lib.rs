@@ -150,8 +150,8 @@ pub use world::{http, secrets, sql};
 pub mod rotator {
     use super::bindings::rotator::exports::arca::plugin::rotation::Guest;
     pub use super::bindings::rotator::exports::arca::plugin::rotation::RotationRequest;
-    pub use super::secrets::{SecretData, SecretVersion};
     pub use super::types::{Error, ErrorKind};
+    pub use super::types::{SecretData, SecretVersion};
 
     /// The four rotation steps (see `wit/rotator.wit`). Each must be idempotent: the host
     /// retries a step that failed or was interrupted.

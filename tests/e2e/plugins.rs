@@ -1,0 +1,1161 @@
+//! The plugin host with real components: the shipped plugins (one contract per world), the
+//! probe (every host import, and what each grant lets through), hostile plugins (each fails
+//! its call cleanly while the server keeps serving), the precompile cache, templates built
+//! outside the workspace, and the admin actions and CLI.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arca_host::ids::{AliasName, KeyRef};
+use arca_host::kms::keys::NewKey;
+use arca_host::kms::model::{KeySpec, Origin, ProtectionLevel};
+use arca_host::kms::{Caller, Kms};
+use arca_host::plugin::{
+    AccessRequest, AttachedPolicy, Decision, KeyChoice, KeyRequest, NetworkRule, PluginError,
+    PluginHost, Principal, PrincipalKind, RotationRequest, RotationStep, SecretData, SecretVersion,
+    Services, SqlConnections,
+};
+use arca_tests::{TestServer, arca_bin, component, repo_root};
+
+/// An opened data directory and its admin caller, for in-process plugin calls.
+struct Fixture {
+    _tmp: tempfile::TempDir,
+    dir: PathBuf,
+    kms: Arc<Kms>,
+    caller: Caller,
+}
+
+async fn fixture() -> Fixture {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let opened = arca_host::open(arca_host::ServeConfig {
+        data_dir: data.clone(),
+        region: "cn-hangzhou".into(),
+        root_key: arca_host::startup::RootKeySource::DataDir,
+    })
+    .await
+    .unwrap();
+    let creds: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(data.join("credentials.json")).unwrap()).unwrap();
+    let caller = Caller {
+        account: creds["account_id"].as_str().unwrap().parse().unwrap(),
+        admin: true,
+        action: "CreateKey".into(),
+    };
+    Fixture {
+        dir: tmp.path().to_path_buf(),
+        _tmp: tmp,
+        kms: opened.kms,
+        caller,
+    }
+}
+
+impl Fixture {
+    /// A plugins directory holding `plugins` (name, manifest text, component path).
+    fn plugins_dir(&self, name: &str, plugins: &[(&str, String, PathBuf)]) -> PathBuf {
+        let dir = self.dir.join(name);
+        for (plugin, manifest, wasm) in plugins {
+            let d = dir.join(plugin);
+            std::fs::create_dir_all(&d).unwrap();
+            let manifest = manifest.replace("@WASM@", &wasm.display().to_string());
+            std::fs::write(d.join("plugin.toml"), manifest).unwrap();
+        }
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    async fn host(&self, dir: PathBuf) -> Arc<PluginHost> {
+        let services = Services::new(Arc::clone(&self.kms), SqlConnections::none());
+        let host = Arc::new(PluginHost::new(Some(dir), self.dir.join("cache"), services).unwrap());
+        let report = host.load().await;
+        assert!(report.failed.is_empty(), "{:?}", report.failed);
+        host
+    }
+
+    async fn key(&self, alias: Option<&str>) -> String {
+        let key = self
+            .kms
+            .create_key(
+                &self.caller,
+                NewKey {
+                    spec: KeySpec::Aes256,
+                    usage: None,
+                    origin: Origin::Kms,
+                    protection: ProtectionLevel::Software,
+                    description: String::new(),
+                    rotation: None,
+                    tags: vec![],
+                    policy: None,
+                },
+            )
+            .await
+            .unwrap();
+        let id = key.key_id.to_string();
+        if let Some(alias) = alias {
+            let alias: AliasName = alias.parse().unwrap();
+            self.kms
+                .create_alias(&self.caller, &alias, &KeyRef::Id(key.key_id))
+                .await
+                .unwrap();
+        }
+        id
+    }
+}
+
+fn shipped(name: &str) -> (&str, String, PathBuf) {
+    let manifest = repo_root().join("plugins").join(name).join("plugin.toml");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    let wasm = text
+        .lines()
+        .find_map(|l| l.strip_prefix("component = \""))
+        .unwrap()
+        .trim_end_matches('"')
+        .to_string();
+    let wasm = component(&format!("plugins/{name}/{wasm}"));
+    let text = text
+        .lines()
+        .map(|l| {
+            if l.starts_with("component = ") {
+                "component = \"@WASM@\"".to_string()
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    (name, text, wasm)
+}
+
+fn rotation(config: &str, current: Option<&str>, pending: Option<&str>) -> RotationRequest {
+    let version = |id: &str, stage: &str, v: &str| SecretVersion {
+        version_id: id.into(),
+        stages: vec![stage.into()],
+        value: SecretData::Text(v.into()),
+    };
+    RotationRequest {
+        secret_name: "db/app".into(),
+        secret_type: "Generic".into(),
+        extended_config: config.into(),
+        token: "v2".into(),
+        current: current.map(|v| version("v1", "ACSCurrent", v)),
+        pending: pending.map(|v| version("v2", "ACSPending", v)),
+    }
+}
+
+fn access(
+    kind: PrincipalKind,
+    action: &str,
+    resource: Option<&str>,
+    ip: &str,
+    policies: Vec<AttachedPolicy>,
+) -> AccessRequest {
+    AccessRequest {
+        principal: Principal {
+            kind,
+            account: "1".into(),
+            id: "ck-1".into(),
+            application: Some("app".into()),
+        },
+        action: action.into(),
+        resource_arn: resource.map(String::from),
+        source_ip: ip.into(),
+        instance: Some("kst-1".into()),
+        policies,
+    }
+}
+
+#[tokio::test]
+async fn rotator_world_contract_with_the_generic_rotator() {
+    let f = fixture().await;
+    let host = f
+        .host(f.plugins_dir("p", &[shipped("rotator-generic")]))
+        .await;
+    let account = f.caller.account.clone();
+    let config = r#"{"PasswordLength": 24, "ExcludePunctuation": true, "Fields": ["password"]}"#;
+    let current = r#"{"user":"app","password":"old"}"#;
+    let made = host
+        .rotate(
+            "rotator-generic",
+            &account,
+            RotationStep::CreatePending,
+            &rotation(config, Some(current), None),
+        )
+        .await
+        .unwrap();
+    let Some(SecretData::Text(text)) = made else {
+        panic!("{made:?}")
+    };
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["user"], "app");
+    let password = v["password"].as_str().unwrap();
+    assert_eq!(password.len(), 24);
+    assert!(
+        password.chars().all(|c| c.is_ascii_alphanumeric()),
+        "{password}"
+    );
+    assert!(
+        password.chars().any(|c| c.is_ascii_digit())
+            && password.chars().any(|c| c.is_ascii_uppercase())
+    );
+    // Two rotations never give the same value.
+    let again = host
+        .rotate(
+            "rotator-generic",
+            &account,
+            RotationStep::CreatePending,
+            &rotation(config, Some(current), None),
+        )
+        .await
+        .unwrap();
+    assert_ne!(Some(SecretData::Text(text.clone())), again);
+    for step in [
+        RotationStep::SetPending,
+        RotationStep::TestPending,
+        RotationStep::Finish,
+    ] {
+        let r = host
+            .rotate(
+                "rotator-generic",
+                &account,
+                step,
+                &rotation(config, Some(current), Some(&text)),
+            )
+            .await
+            .unwrap();
+        assert_eq!(r, None, "{step:?}");
+    }
+    // A step without a pending version is the plugin's own error, reported with its kind.
+    let e = host
+        .rotate(
+            "rotator-generic",
+            &account,
+            RotationStep::TestPending,
+            &rotation(config, Some(current), None),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, PluginError::Failed { kind, .. } if kind == "invalid-argument"),
+        "{e}"
+    );
+    let e = host
+        .rotate(
+            "rotator-generic",
+            &account,
+            RotationStep::CreatePending,
+            &rotation("{\"PasswordLength\": 3}", None, None),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("PasswordLength must be 8-128"),
+        "{e}"
+    );
+    // The wrong world is refused before anything runs.
+    let e = host
+        .decide(
+            "rotator-generic",
+            &access(
+                PrincipalKind::AccessKey,
+                "Encrypt",
+                None,
+                "127.0.0.1",
+                vec![],
+            ),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(e, PluginError::WrongWorld { .. }), "{e}");
+}
+
+#[tokio::test]
+async fn sse_world_contract_with_the_object_storage_integration() {
+    let f = fixture().await;
+    let host = f.host(f.plugins_dir("p", &[shipped("sse-oss")])).await;
+    let info = host.service_info("sse-oss").unwrap();
+    assert_eq!(info.service_code, "oss");
+    assert!(info.allow_customer_keys);
+    serde_json::from_str::<serde_json::Value>(&info.key_policy).unwrap();
+    let req = |requested: Option<&str>, resource: &str| KeyRequest {
+        account: f.caller.account.to_string(),
+        region: "cn-hangzhou".into(),
+        resource_name: resource.into(),
+        operation: "put-object".into(),
+        requested_key_id: requested.map(String::from),
+        context: vec![],
+    };
+    let p = host
+        .choose_key("sse-oss", &req(None, "photos/cat.jpg"))
+        .await
+        .unwrap();
+    assert_eq!(p.key, KeyChoice::ServiceKey);
+    assert!(
+        p.context
+            .contains(&("acs:oss:object".to_string(), "cat.jpg".to_string()))
+    );
+    let p = host
+        .choose_key("sse-oss", &req(Some("alias/mine"), "photos/cat.jpg"))
+        .await
+        .unwrap();
+    assert_eq!(p.key, KeyChoice::CustomerKey("alias/mine".into()));
+    let e = host
+        .choose_key("sse-oss", &req(None, "no-object"))
+        .await
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("resource must be <bucket>/<object>"),
+        "{e}"
+    );
+    let detail = host.inspect("sse-oss").unwrap();
+    assert_eq!(detail.service.unwrap()["ServiceCode"], "oss");
+}
+
+#[tokio::test]
+async fn policy_world_contract_with_the_default_policy() {
+    let f = fixture().await;
+    let host = f
+        .host(f.plugins_dir("p", &[shipped("policy-default")]))
+        .await;
+    let policy = |resources: &[&str], permissions: &[&str], ips: &[&str]| AttachedPolicy {
+        name: "p1".into(),
+        kms_instance: "kst-1".into(),
+        permissions: permissions
+            .iter()
+            .map(|p| format!("RbacPermission/Template/{p}"))
+            .collect(),
+        resources: resources.iter().map(|r| r.to_string()).collect(),
+        network_rules: if ips.is_empty() {
+            vec![]
+        } else {
+            vec![NetworkRule {
+                name: "n".into(),
+                source_private_ips: ips.iter().map(|i| i.to_string()).collect(),
+            }]
+        },
+    };
+    let key = Some("acs:kms:cn-hangzhou:1:key/key-abc");
+    let secret = Some("acs:kms:cn-hangzhou:1:secret/db-password");
+    let ck = PrincipalKind::ClientKey;
+    let cases: Vec<(AccessRequest, bool)> = vec![
+        (
+            access(PrincipalKind::AccessKey, "Encrypt", key, "10.0.0.1", vec![]),
+            true,
+        ),
+        (access(ck, "Encrypt", key, "10.0.0.1", vec![]), false),
+        (
+            access(
+                ck,
+                "Encrypt",
+                key,
+                "10.0.0.1",
+                vec![policy(&["key/*"], &["CryptoServiceKeyUser"], &[])],
+            ),
+            true,
+        ),
+        (
+            access(
+                ck,
+                "Encrypt",
+                key,
+                "10.0.0.1",
+                vec![policy(
+                    &["key/key-abc"],
+                    &["CryptoServiceKeyUser"],
+                    &["10.0.0.0/8"],
+                )],
+            ),
+            true,
+        ),
+        (
+            access(
+                ck,
+                "Encrypt",
+                key,
+                "192.168.1.1",
+                vec![policy(
+                    &["key/*"],
+                    &["CryptoServiceKeyUser"],
+                    &["10.0.0.0/8"],
+                )],
+            ),
+            false,
+        ),
+        (
+            access(
+                ck,
+                "Encrypt",
+                key,
+                "10.0.0.1",
+                vec![policy(&["key/other"], &["CryptoServiceKeyUser"], &[])],
+            ),
+            false,
+        ),
+        (
+            access(
+                ck,
+                "Encrypt",
+                key,
+                "10.0.0.1",
+                vec![policy(&["key/*"], &["CryptoServiceSecretUser"], &[])],
+            ),
+            false,
+        ),
+        (
+            access(
+                ck,
+                "GetSecretValue",
+                secret,
+                "10.0.0.1",
+                vec![policy(&["secret/*"], &["CryptoServiceSecretUser"], &[])],
+            ),
+            true,
+        ),
+        (
+            access(
+                ck,
+                "GetSecretValue",
+                secret,
+                "10.0.0.1",
+                vec![policy(&["key/*"], &["CryptoServiceKeyUser"], &[])],
+            ),
+            false,
+        ),
+        (
+            access(
+                ck,
+                "CreateKey",
+                None,
+                "10.0.0.1",
+                vec![policy(&["key/*"], &["CryptoServiceKeyUser"], &[])],
+            ),
+            false,
+        ),
+        (
+            access(
+                ck,
+                "Encrypt",
+                key,
+                "::1",
+                vec![policy(&["key/*"], &["CryptoServiceKeyUser"], &["::1"])],
+            ),
+            true,
+        ),
+    ];
+    for (i, (req, allow)) in cases.iter().enumerate() {
+        let d = host.decide("policy-default", req).await.unwrap();
+        assert_eq!(matches!(d, Decision::Allow(_)), *allow, "case {i}: {d:?}");
+    }
+    // A policy for another instance does not apply.
+    let mut other = policy(&["key/*"], &["CryptoServiceKeyUser"], &[]);
+    other.kms_instance = "kst-2".into();
+    let d = host
+        .decide(
+            "policy-default",
+            &access(ck, "Encrypt", key, "10.0.0.1", vec![other]),
+        )
+        .await
+        .unwrap();
+    assert!(
+        matches!(d, Decision::Deny(ref r) if r.contains("no policy")),
+        "{d:?}"
+    );
+}
+
+/// A loopback HTTP server answering `hello` to everything; returns its `host:port`.
+async fn hello_server() -> String {
+    use hyper::service::service_fn;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let svc = service_fn(|_req| async {
+                    Ok::<_, std::convert::Infallible>(hyper::Response::new(
+                        http_body_util::Full::new(bytes::Bytes::from("hello")),
+                    ))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    addr.to_string()
+}
+
+#[tokio::test]
+async fn host_imports_reach_only_what_the_manifest_grants() {
+    let f = fixture().await;
+    let granted_key = f.key(Some("alias/granted")).await;
+    let other_key = f.key(Some("alias/other")).await;
+    let web = hello_server().await;
+    let manifest = format!(
+        r#"name = "probe"
+world = "rotator"
+version = "0.1.0"
+component = "@WASM@"
+capabilities = ["log", "random", "clock", "kms", "secrets", "sql", "http"]
+[grants]
+keys = ["alias/granted"]
+secrets = ["db/*"]
+sql-connections = ["unconfigured"]
+http-hosts = ["{web}"]
+[limits]
+time-ms = 5000
+"#
+    );
+    let host = f
+        .host(f.plugins_dir(
+            "p",
+            &[(
+                "probe",
+                manifest,
+                component("tests/components/probe-rotator/probe_rotator.wasm"),
+            )],
+        ))
+        .await;
+    let account = f.caller.account.clone();
+    let run = |cmd: String| {
+        let host = Arc::clone(&host);
+        let account = account.clone();
+        async move {
+            host.rotate(
+                "probe",
+                &account,
+                RotationStep::CreatePending,
+                &rotation(&cmd, None, None),
+            )
+            .await
+            .map(|v| match v {
+                Some(SecretData::Text(t)) => t,
+                other => panic!("{other:?}"),
+            })
+        }
+    };
+    // kms: the granted key by alias, by id and by ARN; another key is denied however named.
+    assert_eq!(run("kms:alias/granted".into()).await.unwrap(), "probe");
+    assert_eq!(run(format!("kms:{granted_key}")).await.unwrap(), "probe");
+    assert_eq!(
+        run(format!(
+            "kms:acs:kms:cn-hangzhou:{account}:key/{granted_key}"
+        ))
+        .await
+        .unwrap(),
+        "probe"
+    );
+    for named in [
+        format!("kms:{other_key}"),
+        "kms:alias/other".into(),
+        "kms:alias/missing".into(),
+    ] {
+        let e = run(named.clone()).await.unwrap_err();
+        assert!(
+            e.to_string().contains("Denied") && e.to_string().contains("not granted"),
+            "{named}: {e}"
+        );
+    }
+    let dk = run("datakey:alias/granted".into()).await.unwrap();
+    assert_eq!(dk, format!("{granted_key} 44"), "base64 of 32 bytes");
+    // random: bytes from the host, and a trap beyond the documented maximum.
+    assert_eq!(run("random:16".into()).await.unwrap().len(), 32);
+    let e = run("random:100000".into()).await.unwrap_err();
+    assert!(
+        matches!(&e, PluginError::Trap { detail, .. } if detail.contains("more than the 65536 allowed")),
+        "{e}"
+    );
+    // clock: the host's clock.
+    let now = f.kms.clock().now().unix_timestamp();
+    let t: i64 = run("clock".into()).await.unwrap().parse().unwrap();
+    assert!((t - now).abs() < 60, "{t} vs {now}");
+    // http: the allowed host answers; any other is refused before a connection is made.
+    assert_eq!(
+        run(format!("http:http://{web}/x")).await.unwrap(),
+        "200 hello"
+    );
+    let e = run("http:http://127.0.0.1:9/".into()).await.unwrap_err();
+    assert!(
+        e.to_string().contains("host `127.0.0.1:9` is not allowed"),
+        "{e}"
+    );
+    let e = run(format!("http:https://{web}/")).await.unwrap_err();
+    assert!(
+        e.to_string().contains("https egress is not supported"),
+        "{e}"
+    );
+    // secrets: outside the grant is denied; inside it, looked up (none exist here).
+    let e = run("secret:other/x".into()).await.unwrap_err();
+    assert!(e.to_string().contains("Denied"), "{e}");
+    let e = run("secret:db/x".into()).await.unwrap_err();
+    assert!(e.to_string().contains("NotFound"), "{e}");
+    // sql: a granted name the operator never configured; an ungranted name.
+    let e = run("sql:unconfigured:select 1".into()).await.unwrap_err();
+    assert!(
+        e.to_string().contains("is not configured on this host"),
+        "{e}"
+    );
+    let e = run("sql:prod:select 1".into()).await.unwrap_err();
+    assert!(
+        e.to_string().contains("connection `prod` is not granted"),
+        "{e}"
+    );
+    let stats = host.inspect("probe").unwrap().summary.stats;
+    assert!(
+        stats.ok >= 7 && stats.errors >= 8 && stats.traps == 1,
+        "{stats:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_plugin_importing_what_it_was_not_granted_does_not_load() {
+    let f = fixture().await;
+    let probe = component("tests/components/probe-rotator/probe_rotator.wasm");
+    let hostile = component("tests/components/hostile-policy/hostile_policy.wasm");
+    let no_sql = r#"name = "probe"
+world = "rotator"
+version = "0.1.0"
+component = "@WASM@"
+capabilities = ["log", "random", "clock", "kms", "secrets", "http"]
+"#;
+    let wrong_world = r#"name = "wrong"
+world = "rotator"
+version = "0.1.0"
+component = "@WASM@"
+capabilities = ["log"]
+"#;
+    let no_log = r#"name = "nolog"
+world = "access-policy"
+version = "0.1.0"
+component = "@WASM@"
+"#;
+    let dir = f.plugins_dir(
+        "p",
+        &[
+            ("probe", no_sql.into(), probe),
+            ("wrong", wrong_world.into(), hostile.clone()),
+            ("nolog", no_log.into(), hostile),
+        ],
+    );
+    let services = Services::new(Arc::clone(&f.kms), SqlConnections::none());
+    let host = Arc::new(PluginHost::new(Some(dir), f.dir.join("cache"), services).unwrap());
+    let report = host.load().await;
+    assert!(report.loaded.is_empty(), "{report:?}");
+    let all = report.failed.join("\n");
+    assert!(
+        all.contains(
+            "imports `arca:plugin/sql@0.1.0` but its manifest does not grant the `sql` capability"
+        ),
+        "{all}"
+    );
+    assert!(
+        all.contains(
+            "imports `arca:plugin/log@0.1.0` but its manifest does not grant the `log` capability"
+        ),
+        "{all}"
+    );
+    assert!(
+        all.contains("does not implement the rotator world"),
+        "{all}"
+    );
+    let listed = host.list();
+    assert_eq!(listed.len(), 3);
+    assert!(
+        listed
+            .iter()
+            .all(|p| p.status == "failed" && p.error.is_some()),
+        "{listed:?}"
+    );
+    let e = host
+        .rotate(
+            "probe",
+            &f.caller.account,
+            RotationStep::CreatePending,
+            &rotation("", None, None),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e, PluginError::NotLoaded("probe".into()));
+}
+
+fn hostile_manifest(concurrency: usize) -> String {
+    format!(
+        r#"name = "hostile"
+world = "access-policy"
+version = "0.1.0"
+component = "@WASM@"
+capabilities = ["log"]
+[limits]
+memory-mib = 8
+time-ms = 200
+concurrency = {concurrency}
+"#
+    )
+}
+
+fn hostile(mode: &str) -> AccessRequest {
+    let arn = format!("acs:kms:cn-hangzhou:1:alias/hostile-{mode}");
+    access(
+        PrincipalKind::AccessKey,
+        "DescribeKey",
+        Some(&arn),
+        "127.0.0.1",
+        vec![],
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_plugins_fail_their_call_and_nothing_else() {
+    let f = fixture().await;
+    let wasm = component("tests/components/hostile-policy/hostile_policy.wasm");
+    let host = f
+        .host(f.plugins_dir("p", &[("hostile", hostile_manifest(4), wasm)]))
+        .await;
+    // Well-behaved calls keep succeeding on another task throughout.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let background = {
+        let (host, stop) = (Arc::clone(&host), Arc::clone(&stop));
+        tokio::spawn(async move {
+            let (mut ok, mut max) = (0u32, Duration::ZERO);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let t = Instant::now();
+                let d = host.decide("hostile", &hostile("fine")).await.unwrap();
+                assert!(matches!(d, Decision::Allow(_)));
+                max = max.max(t.elapsed());
+                ok += 1;
+                tokio::task::yield_now().await;
+            }
+            (ok, max)
+        })
+    };
+    let t = Instant::now();
+    let e = host.decide("hostile", &hostile("loop")).await.unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "plugin `hostile` exceeded its time limit of 200 ms"
+    );
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    let e = host.decide("hostile", &hostile("bomb")).await.unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "plugin `hostile` exceeded its memory limit of 8 MiB"
+    );
+    let e = host.decide("hostile", &hostile("trap")).await.unwrap_err();
+    assert!(
+        matches!(&e, PluginError::Trap { detail, .. } if detail.contains("the hostile policy panicked on purpose")),
+        "{e}"
+    );
+    // Deep recursion overflows the guest's shadow stack (in its linear memory) or the wasm
+    // stack, whichever comes first: a trap either way.
+    let e = host
+        .decide("hostile", &hostile("recurse"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, PluginError::Trap { detail, .. } if detail.contains("stack overflow") || detail.contains("out of bounds memory access")),
+        "{e}"
+    );
+    let e = host.decide("hostile", &hostile("huge")).await.unwrap_err();
+    assert!(
+        matches!(&e, PluginError::Invalid { detail, .. } if detail.contains("more than the 1048576 allowed")),
+        "{e}"
+    );
+    let e = host
+        .decide("hostile", &hostile("garbage"))
+        .await
+        .unwrap_err();
+    assert!(matches!(&e, PluginError::Invalid { .. }), "{e}");
+    let d = host.decide("hostile", &hostile("deny")).await.unwrap();
+    assert_eq!(d, Decision::Deny("ck-1 may not Deny".into()));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (ok, max) = background.await.unwrap();
+    assert!(ok > 100, "only {ok} good calls completed meanwhile");
+    // A spinning guest yields every epoch tick, so good calls were never stuck behind it.
+    assert!(max < Duration::from_millis(150), "a good call took {max:?}");
+    let stats = host.inspect("hostile").unwrap().summary.stats;
+    assert_eq!(
+        (
+            stats.timeouts,
+            stats.out_of_memory,
+            stats.traps,
+            stats.invalid
+        ),
+        (1, 1, 2, 2),
+        "{stats:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_concurrency_cap_holds() {
+    let f = fixture().await;
+    let wasm = component("tests/components/hostile-policy/hostile_policy.wasm");
+    let host = f
+        .host(f.plugins_dir("p", &[("hostile", hostile_manifest(1), wasm)]))
+        .await;
+    let t = Instant::now();
+    let calls: Vec<_> = (0..4)
+        .map(|_| {
+            let host = Arc::clone(&host);
+            tokio::spawn(async move { host.decide("hostile", &hostile("loop")).await })
+        })
+        .collect();
+    let mut busy = 0;
+    for c in calls {
+        match c.await.unwrap() {
+            Err(PluginError::Busy(_)) => busy += 1,
+            Err(PluginError::Timeout { .. }) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    // One call ran (and timed out); the others waited for the slot until their own deadline.
+    assert!(busy >= 2, "{busy} busy");
+    assert!(
+        t.elapsed() < Duration::from_millis(1500),
+        "{:?}",
+        t.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn the_precompile_cache_follows_the_component() {
+    let f = fixture().await;
+    let copy = f.dir.join("policy.wasm");
+    std::fs::copy(
+        component("plugins/policy-default/policy_default.wasm"),
+        &copy,
+    )
+    .unwrap();
+    let manifest = r#"name = "p"
+world = "access-policy"
+version = "0.1.0"
+component = "@WASM@"
+capabilities = ["log"]
+"#;
+    let dir = f.plugins_dir("p", &[("p", manifest.into(), copy.clone())]);
+    let host = f.host(dir.clone()).await;
+    let first = host.inspect("p").unwrap().component.unwrap();
+    assert_eq!(first.cache, "miss");
+    // Reloading (or restarting: a new host over the same cache) hits the cache.
+    host.load().await;
+    let again = host.inspect("p").unwrap().component.unwrap();
+    assert_eq!(
+        (again.cache.as_str(), &again.cache_key),
+        ("hit", &first.cache_key)
+    );
+    let fresh_host = f.host(dir.clone()).await;
+    assert_eq!(
+        fresh_host.inspect("p").unwrap().component.unwrap().cache,
+        "hit"
+    );
+    // A changed component gets a new key and is compiled again.
+    std::fs::copy(
+        component("tests/components/hostile-policy/hostile_policy.wasm"),
+        &copy,
+    )
+    .unwrap();
+    host.load().await;
+    let changed = host.inspect("p").unwrap().component.unwrap();
+    assert_eq!(changed.cache, "miss");
+    assert_ne!(changed.cache_key, first.cache_key);
+    // A damaged artifact is discarded and rebuilt, not trusted.
+    let artifact = f
+        .dir
+        .join("cache")
+        .join(format!("{}.cwasm", changed.cache_key));
+    std::fs::write(&artifact, b"not an artifact").unwrap();
+    let report = host.load().await;
+    assert!(report.failed.is_empty(), "{report:?}");
+    assert_eq!(host.inspect("p").unwrap().component.unwrap().cache, "miss");
+    let d = host.decide("p", &hostile("deny")).await.unwrap();
+    assert!(matches!(d, Decision::Deny(_)));
+}
+
+/// Builds `sdk/plugin/templates/<world>` as a plugin author would: copied outside the
+/// workspace, depending only on the SDK (which carries the WIT).
+fn build_template(world: &str, into: &Path) -> PathBuf {
+    let src = repo_root().join("sdk/plugin/templates").join(world);
+    let dst = into.join(format!("my-{world}"));
+    std::fs::create_dir_all(dst.join("src")).unwrap();
+    let sdk = repo_root().join("sdk/plugin").canonicalize().unwrap();
+    let cargo = std::fs::read_to_string(src.join("Cargo.toml"))
+        .unwrap()
+        .replace("path = \"../..\"", &format!("path = \"{}\"", sdk.display()));
+    std::fs::write(dst.join("Cargo.toml"), cargo).unwrap();
+    std::fs::copy(src.join("src/lib.rs"), dst.join("src/lib.rs")).unwrap();
+    std::fs::copy(src.join("plugin.toml"), dst.join("plugin.toml")).unwrap();
+    let out = Command::new("cargo")
+        .args(["build", "--release", "--target", "wasm32-wasip2", "--quiet"])
+        .current_dir(&dst)
+        // Shared with plugins/build.sh, so the SDK's dependencies are compiled once.
+        .env(
+            "CARGO_TARGET_DIR",
+            repo_root().join("target/wasm-templates"),
+        )
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{world}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let crate_name = format!("my_{}", world.replace('-', "_"));
+    let wasm = repo_root().join(format!(
+        "target/wasm-templates/wasm32-wasip2/release/{crate_name}.wasm"
+    ));
+    std::fs::copy(&wasm, dst.join(format!("{crate_name}.wasm"))).unwrap();
+    dst
+}
+
+#[tokio::test]
+async fn templates_built_outside_the_workspace_load() {
+    let f = fixture().await;
+    let plugins = f.dir.join("authored");
+    for world in ["access-policy", "rotator", "sse-integration"] {
+        build_template(world, &plugins);
+    }
+    let host = f.host(plugins).await;
+    let names: Vec<String> = host
+        .list()
+        .into_iter()
+        .map(|p| format!("{}:{}", p.name, p.world))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "my-access-policy:access-policy",
+            "my-rotator:rotator",
+            "my-sse-integration:sse-integration"
+        ]
+    );
+    let d = host
+        .decide(
+            "my-access-policy",
+            &access(
+                PrincipalKind::AccessKey,
+                "DescribeKey",
+                None,
+                "127.0.0.1",
+                vec![],
+            ),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(d, Decision::Allow(_)), "{d:?}");
+    let d = host
+        .decide(
+            "my-access-policy",
+            &access(
+                PrincipalKind::AccessKey,
+                "ScheduleKeyDeletion",
+                None,
+                "127.0.0.1",
+                vec![],
+            ),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(d, Decision::Deny(_)), "{d:?}");
+    let v = host
+        .rotate(
+            "my-rotator",
+            &f.caller.account,
+            RotationStep::CreatePending,
+            &rotation("", None, None),
+        )
+        .await
+        .unwrap();
+    assert!(
+        matches!(v, Some(SecretData::Text(ref t)) if t.len() == 32),
+        "{v:?}"
+    );
+    assert_eq!(
+        host.service_info("my-sse-integration")
+            .unwrap()
+            .service_code,
+        "example"
+    );
+}
+
+fn cli(s: &TestServer, args: &[&str]) -> serde_json::Value {
+    let out = Command::new(arca_bin())
+        .args(args)
+        .arg("--endpoint")
+        .arg(&s.endpoint)
+        .arg("--credentials")
+        .arg(s.data_dir.join("credentials.json"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[tokio::test]
+async fn a_server_wide_access_policy_gates_every_request_and_fails_closed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let plugins = tmp.path().join("plugins");
+    let d = plugins.join("hostile");
+    std::fs::create_dir_all(&d).unwrap();
+    let wasm = component("tests/components/hostile-policy/hostile_policy.wasm");
+    std::fs::write(
+        d.join("plugin.toml"),
+        hostile_manifest(4).replace("@WASM@", &wasm.display().to_string()),
+    )
+    .unwrap();
+    let plugins_arg = plugins.display().to_string();
+    let s =
+        TestServer::start_with_args(&["--plugins-dir", &plugins_arg, "--access-policy", "hostile"])
+            .unwrap();
+    let c = s.client().unwrap();
+    let key = crate::new_key(&c, "Aliyun_AES_256").await;
+    // Encrypts keep flowing on another task while the policy misbehaves.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let background = {
+        let (c, key, stop) = (s.client().unwrap(), key.clone(), Arc::clone(&stop));
+        tokio::spawn(async move {
+            let mut ok = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                c.call("Encrypt", &[("KeyId", &key), ("Plaintext", "hi")])
+                    .await
+                    .unwrap();
+                ok += 1;
+            }
+            ok
+        })
+    };
+    for mode in ["loop", "bomb", "trap", "recurse", "huge", "garbage"] {
+        let alias = format!("alias/hostile-{mode}");
+        let e = c
+            .call("DescribeKey", &[("KeyId", &alias)])
+            .await
+            .unwrap_err();
+        let arca_client::Error::Api { status, code, .. } = &e else {
+            panic!("{e}")
+        };
+        assert_eq!(
+            (*status, code.as_str()),
+            (503, "ServiceUnavailableTemporary"),
+            "{mode}: {e}"
+        );
+    }
+    let e = c
+        .call("DescribeKey", &[("KeyId", "alias/hostile-deny")])
+        .await
+        .unwrap_err();
+    let arca_client::Error::Api {
+        status,
+        code,
+        message,
+        ..
+    } = &e
+    else {
+        panic!("{e}")
+    };
+    assert_eq!((*status, code.as_str()), (403, "Forbidden.NoPermission"));
+    assert!(message.contains("may not Deny"), "{message}");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(background.await.unwrap() > 20);
+    // Admin actions are exempt (an operator can always look and repair), and show the counts.
+    let detail = cli(&s, &["plugin", "inspect", "hostile"]);
+    assert_eq!(detail["Stats"]["Timeouts"], 1);
+    assert_eq!(detail["Stats"]["OutOfMemory"], 1);
+    assert_eq!(detail["Stats"]["Traps"], 2);
+    assert_eq!(detail["Stats"]["Invalid"], 2);
+    assert!(
+        detail["Component"]["Imports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i == "arca:plugin/log@0.1.0")
+    );
+    let log = std::fs::read_to_string(s.log_path()).unwrap();
+    assert!(
+        log.contains("plugin `hostile` exceeded its time limit of 200 ms"),
+        "{log}"
+    );
+}
+
+#[tokio::test]
+async fn plugins_are_listed_and_reloaded_from_the_cli() {
+    let tmp = tempfile::tempdir().unwrap();
+    let plugins = tmp.path().join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    let plugins_arg = plugins.display().to_string();
+    let s = TestServer::start_with_args(&["--plugins-dir", &plugins_arg]).unwrap();
+    assert_eq!(
+        cli(&s, &["plugin", "list"])["Plugins"],
+        serde_json::json!([])
+    );
+    // Drop in a plugin and a broken manifest, reload.
+    let (name, text, wasm) = shipped("policy-default");
+    let d = plugins.join(name);
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::write(
+        d.join("plugin.toml"),
+        text.replace("@WASM@", &wasm.display().to_string()),
+    )
+    .unwrap();
+    let broken = plugins.join("broken");
+    std::fs::create_dir_all(&broken).unwrap();
+    std::fs::write(
+        broken.join("plugin.toml"),
+        "name = \"broken\"\nworld = \"nope\"\nversion = \"1\"\ncomponent = \"x\"\n",
+    )
+    .unwrap();
+    let report = cli(&s, &["plugin", "reload"]);
+    assert_eq!(report["Loaded"].as_array().unwrap().len(), 1, "{report}");
+    assert!(
+        report["Failed"][0]
+            .as_str()
+            .unwrap()
+            .contains("unknown world `nope`"),
+        "{report}"
+    );
+    let list = cli(&s, &["plugin", "list"]);
+    let names: Vec<(&str, &str)> = list["Plugins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["Name"].as_str().unwrap(), p["Status"].as_str().unwrap()))
+        .collect();
+    assert_eq!(names, [("broken", "failed"), ("policy-default", "loaded")]);
+    // Non-admins may not administer plugins.
+    let user = cli(&s, &["account", "create"]);
+    let creds = arca_client::Credentials {
+        access_key_id: user["AccessKeyId"].as_str().unwrap().into(),
+        access_key_secret: user["AccessKeySecret"].as_str().unwrap().into(),
+        account_id: user["AccountId"].as_str().unwrap().into(),
+        region_id: "cn-hangzhou".into(),
+    };
+    let e = s
+        .client_for(creds)
+        .call("ArcaListPlugins", &[])
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("Forbidden.NoPermission"), "{e}");
+}
+
+#[test]
+fn an_unloadable_access_policy_stops_the_server_from_starting() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = Command::new(arca_bin())
+        .args(["serve", "--data-dir"])
+        .arg(tmp.path().join("data"))
+        .args(["--listen", "127.0.0.1:0", "--plugins-dir"])
+        .arg(tmp.path())
+        .args(["--access-policy", "missing"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--access-policy missing: no access-policy plugin of that name loaded"),
+        "{err}"
+    );
+}
