@@ -12,7 +12,7 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$here/../target/wasm}"
 for manifest in "$dir"/*/plugin.toml; do
     plugin="$(dirname "$manifest")"
     crate="$(basename "$plugin")"
-    cargo build --quiet --locked --release --target wasm32-wasip2 \
-        --manifest-path "$dir/Cargo.toml" -p "$crate"
+    # From inside the workspace, so its .cargo/config.toml (stack size) applies.
+    (cd "$dir" && cargo build --quiet --locked --release --target wasm32-wasip2 -p "$crate")
     cp "$CARGO_TARGET_DIR/wasm32-wasip2/release/${crate//-/_}.wasm" "$plugin/"
 done

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Arca's whole test suite, as CI runs it: installs what the tests need (apt packages, the
-# official Python SDKs in a virtualenv), then runs format and lint gates, the Rust unit and
-# end-to-end tests, and the official-SDK suite against the real server.
+# official Python SDKs in a virtualenv, the wasm32-wasip2 target), builds the plugins and the
+# test components, then runs format and lint gates, the Rust unit and end-to-end tests, and
+# the official-SDK suite against the real server.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,9 +27,20 @@ if [[ ! -x "$venv/bin/python" || "$(cat "$stamp" 2>/dev/null)" != "$want" ]]; th
   echo "$want" > "$stamp"
 fi
 
+step "the wasm32-wasip2 target, the shipped plugins and the test components"
+rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
+plugins/build.sh
+plugins/build.sh tests/components
+
 step "format and lints"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+for world in rotator sse-integration access-policy; do
+  cargo clippy -p arca-plugin-sdk --features "$world" --locked -- -D warnings
+done
+for dir in plugins tests/components; do
+  cargo fmt --manifest-path "$dir/Cargo.toml" --all -- --check
+done
 
 step "build"
 cargo build --workspace --bins --locked

@@ -886,6 +886,12 @@ fn build_template(world: &str, into: &Path) -> PathBuf {
     std::fs::write(dst.join("Cargo.toml"), cargo).unwrap();
     std::fs::copy(src.join("src/lib.rs"), dst.join("src/lib.rs")).unwrap();
     std::fs::copy(src.join("plugin.toml"), dst.join("plugin.toml")).unwrap();
+    std::fs::create_dir_all(dst.join(".cargo")).unwrap();
+    std::fs::copy(
+        src.join(".cargo/config.toml"),
+        dst.join(".cargo/config.toml"),
+    )
+    .unwrap();
     let out = Command::new("cargo")
         .args(["build", "--release", "--target", "wasm32-wasip2", "--quiet"])
         .current_dir(&dst)

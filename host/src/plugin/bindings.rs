@@ -5,7 +5,8 @@
     missing_docs,
     unreachable_pub,
     missing_debug_implementations,
-    clippy::all
+    clippy::all,
+    reason = "generated code"
 )]
 
 pub(crate) mod rotator {

@@ -60,13 +60,24 @@ fn new_store(
     shared.stats.instantiations.fetch_add(1, Ordering::Relaxed);
     let mut store = Store::new(engine, PluginState::new(Arc::clone(shared), account));
     store.limiter(|s| &mut s.limits);
+    // At every epoch tick: past the call's deadline, interrupt the guest; otherwise yield to
+    // the runtime, so a spinning guest never holds a worker thread for more than a tick. No
+    // timer is armed per call: a call that finishes within a tick costs nothing here.
+    store.epoch_deadline_callback(|ctx| {
+        if std::time::Instant::now() >= ctx.data().deadline {
+            Err(wasmtime::Trap::Interrupt.into())
+        } else {
+            Ok(wasmtime::UpdateDeadline::Yield(1))
+        }
+    });
     arm(&mut store);
     store
 }
 
-/// Yield to the runtime at every epoch tick; the wall-time limit is the caller's timeout.
+/// Starts a call: a fresh deadline, and the next tick.
 fn arm(store: &mut Store<PluginState>) {
-    store.epoch_deadline_async_yield_and_update(1);
+    let limit = store.data().plugin.manifest.limits.time;
+    store.data_mut().deadline = std::time::Instant::now() + limit;
     store.set_epoch_deadline(1);
 }
 
@@ -165,10 +176,15 @@ fn check_len(shared: &Shared, what: &str, len: usize) -> Result<(), PluginError>
 }
 
 /// Runs `call` on a fresh store under the plugin's limits.
+///
+/// The epoch deadline interrupts a guest that runs too long. A world whose imports can wait
+/// (`host_waits`: the rotator's `sql` and `http`) also gets a tokio timer over the whole
+/// call, since a guest waiting on the host does not tick.
 async fn fresh<T, F>(
     engine: &PluginEngine,
     loaded: &Loaded,
     account: Option<AccountId>,
+    host_waits: bool,
     call: impl FnOnce(Store<PluginState>) -> F,
 ) -> Result<T, PluginError>
 where
@@ -180,7 +196,12 @@ where
     let store = new_store(&engine.engine, shared, account);
     // The store moves into the call and comes back with its result, so the guest's stderr can
     // be read after a trap; on timeout the whole future (store included) is dropped.
-    match tokio::time::timeout_at(deadline, call(store)).await {
+    let finished = if host_waits {
+        tokio::time::timeout_at(deadline, call(store)).await
+    } else {
+        Ok(call(store).await)
+    };
+    match finished {
         Ok((_, Ok(v))) => Ok(v),
         Ok((store, Err(e))) => Err(classify(shared, e, store.data().stderr())),
         Err(_) => Err(PluginError::Timeout {
@@ -195,6 +216,10 @@ async fn acquire(
     deadline: Instant,
 ) -> Result<tokio::sync::OwnedSemaphorePermit, PluginError> {
     loaded.shared.stats.calls.fetch_add(1, Ordering::Relaxed);
+    // A free slot is the common case: take it without arming a timer.
+    if let Ok(permit) = Arc::clone(&loaded.permits).try_acquire_owned() {
+        return Ok(permit);
+    }
     match tokio::time::timeout_at(deadline, Arc::clone(&loaded.permits).acquire_owned()).await {
         Ok(Ok(permit)) => Ok(permit),
         _ => Err(PluginError::Busy(loaded.shared.manifest.name.clone())),
@@ -234,6 +259,8 @@ impl PluginHost {
         };
         let shared = &loaded.shared;
         let deadline = Instant::now() + shared.manifest.limits.time;
+        // The policy world imports nothing that waits (log, clock), so the epoch deadline
+        // bounds the whole call and no tokio timer is armed.
         let result = async {
             let _permit = acquire(&loaded, deadline).await?;
             let idle = loaded.idle.lock().ok().and_then(|mut v| v.pop());
@@ -244,32 +271,26 @@ impl PluginHost {
                 }
                 None => {
                     let mut store = new_store(&self.engine.engine, shared, None);
-                    let made =
-                        tokio::time::timeout_at(deadline, pre.instantiate_async(&mut store)).await;
-                    match made {
-                        Ok(Ok(bindings)) => PolicyInstance {
+                    match pre.instantiate_async(&mut store).await {
+                        Ok(bindings) => PolicyInstance {
                             store,
                             bindings,
                             uses: 0,
                         },
-                        Ok(Err(e)) => {
+                        Err(e) => {
                             let stderr = store.data().stderr();
                             return Err(classify(shared, e, stderr));
                         }
-                        Err(_) => return Err(timeout(shared)),
                     }
                 }
             };
-            let called = tokio::time::timeout_at(
-                deadline,
-                instance
-                    .bindings
-                    .arca_plugin_policy()
-                    .call_decide(&mut instance.store, req),
-            )
-            .await;
+            let called = instance
+                .bindings
+                .arca_plugin_policy()
+                .call_decide(&mut instance.store, req)
+                .await;
             match called {
-                Ok(Ok(decision)) => {
+                Ok(decision) => {
                     let reason = match &decision {
                         Decision::Allow(r) | Decision::Deny(r) => r.len(),
                     };
@@ -283,8 +304,7 @@ impl PluginHost {
                     }
                     Ok(decision)
                 }
-                Ok(Err(e)) => Err(classify(shared, e, instance.store.data().stderr())),
-                Err(_) => Err(timeout(shared)),
+                Err(e) => Err(classify(shared, e, instance.store.data().stderr())),
             }
         }
         .await;
@@ -302,7 +322,7 @@ impl PluginHost {
         let Pre::Policy(pre) = &loaded.pre else {
             return Err(PluginError::NotLoaded(name.into()));
         };
-        let r = fresh(&self.engine, &loaded, None, |mut store| async move {
+        let r = fresh(&self.engine, &loaded, None, false, |mut store| async move {
             let r = match pre.instantiate_async(&mut store).await {
                 Ok(b) => b.arca_plugin_policy().call_decide(&mut store, req).await,
                 Err(e) => Err(e),
@@ -331,6 +351,7 @@ impl PluginHost {
             &self.engine,
             &loaded,
             Some(account.clone()),
+            true,
             |mut store| async move {
                 let r = async {
                     let b = pre.instantiate_async(&mut store).await?;
@@ -381,16 +402,22 @@ impl PluginHost {
         };
         let shared = Arc::clone(&loaded.shared);
         let account: Option<AccountId> = req.account.parse().ok();
-        let r = fresh(&self.engine, &loaded, account, |mut store| async move {
-            let r = async {
-                let b = pre.instantiate_async(&mut store).await?;
-                b.arca_plugin_integration()
-                    .call_choose_key(&mut store, req)
-                    .await
-            }
-            .await;
-            (store, r)
-        })
+        let r = fresh(
+            &self.engine,
+            &loaded,
+            account,
+            false,
+            |mut store| async move {
+                let r = async {
+                    let b = pre.instantiate_async(&mut store).await?;
+                    b.arca_plugin_integration()
+                        .call_choose_key(&mut store, req)
+                        .await
+                }
+                .await;
+                (store, r)
+            },
+        )
         .await
         .and_then(|inner| inner.map_err(|e| failed(&shared, e)))
         .and_then(|p| {

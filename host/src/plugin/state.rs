@@ -23,6 +23,8 @@ pub(crate) struct PluginState {
     pub(crate) plugin: Arc<Shared>,
     /// The account the current call acts for (what `kms` and `secrets` are scoped to).
     pub(crate) account: Option<AccountId>,
+    /// When the current call must stop: checked at every epoch tick.
+    pub(crate) deadline: std::time::Instant,
 }
 
 impl PluginState {
@@ -44,6 +46,7 @@ impl PluginState {
             wasi,
             table: ResourceTable::new(),
             stderr,
+            deadline: std::time::Instant::now() + plugin.manifest.limits.time,
             plugin,
             account,
         }

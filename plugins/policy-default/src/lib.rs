@@ -41,7 +41,12 @@ impl AccessPolicy for DefaultPolicy {
     }
 }
 
-fn covers(policy: &AttachedPolicy, req: &Request, permission: &str, resource: Option<&str>) -> bool {
+fn covers(
+    policy: &AttachedPolicy,
+    req: &Request,
+    permission: &str,
+    resource: Option<&str>,
+) -> bool {
     let instance_ok = match &req.instance {
         Some(instance) => policy.kms_instance == *instance,
         None => policy.kms_instance == "shared",
@@ -60,11 +65,27 @@ fn covers(policy: &AttachedPolicy, req: &Request, permission: &str, resource: Op
 /// The permission class an action needs.
 fn permission_for(action: &str) -> Option<&'static str> {
     const CRYPTO: &[&str] = &[
-        "Encrypt", "Decrypt", "ReEncrypt", "GenerateDataKey", "GenerateDataKeyWithoutPlaintext",
-        "GenerateAndExportDataKey", "ExportDataKey", "AdvanceEncrypt", "AdvanceDecrypt",
-        "AdvanceGenerateDataKey", "AdvanceGenerateDataKeyWithoutPlaintext", "AsymmetricEncrypt",
-        "AsymmetricDecrypt", "AsymmetricSign", "AsymmetricVerify", "Sign", "Verify",
-        "GetPublicKey", "Hmac", "GenerateRandom", "DescribeKey",
+        "Encrypt",
+        "Decrypt",
+        "ReEncrypt",
+        "GenerateDataKey",
+        "GenerateDataKeyWithoutPlaintext",
+        "GenerateAndExportDataKey",
+        "ExportDataKey",
+        "AdvanceEncrypt",
+        "AdvanceDecrypt",
+        "AdvanceGenerateDataKey",
+        "AdvanceGenerateDataKeyWithoutPlaintext",
+        "AsymmetricEncrypt",
+        "AsymmetricDecrypt",
+        "AsymmetricSign",
+        "AsymmetricVerify",
+        "Sign",
+        "Verify",
+        "GetPublicKey",
+        "Hmac",
+        "GenerateRandom",
+        "DescribeKey",
     ];
     if CRYPTO.contains(&action) {
         Some(KEY_USER)
@@ -77,7 +98,11 @@ fn permission_for(action: &str) -> Option<&'static str> {
 
 /// `acs:kms:<region>:<account>:key/<id>` → `key/<id>`; anything else as it is.
 fn resource_of(arn: &str) -> &str {
-    if arn.starts_with("acs:") { arn.splitn(5, ':').nth(4).unwrap_or(arn) } else { arn }
+    if arn.starts_with("acs:") {
+        arn.splitn(5, ':').nth(4).unwrap_or(arn)
+    } else {
+        arn
+    }
 }
 
 fn matches(pattern: &str, resource: &str) -> bool {
@@ -89,15 +114,26 @@ fn matches(pattern: &str, resource: &str) -> bool {
 
 /// Whether `ip` lies in `cidr` (`10.0.0.0/8`, or a single address).
 fn in_cidr(ip: &str, cidr: &str) -> bool {
-    let Ok(ip) = ip.parse::<IpAddr>() else { return false };
+    let Ok(ip) = ip.parse::<IpAddr>() else {
+        return false;
+    };
     let (net, bits) = match cidr.split_once('/') {
         Some((net, bits)) => (net, bits.parse::<u32>().ok()),
         None => (cidr, None),
     };
-    let Ok(net) = net.trim().parse::<IpAddr>() else { return false };
+    let Ok(net) = net.trim().parse::<IpAddr>() else {
+        return false;
+    };
     match (ip, net) {
-        (IpAddr::V4(ip), IpAddr::V4(net)) => prefix_eq(ip.to_bits().into(), net.to_bits().into(), bits.unwrap_or(32), 32),
-        (IpAddr::V6(ip), IpAddr::V6(net)) => prefix_eq(ip.to_bits(), net.to_bits(), bits.unwrap_or(128), 128),
+        (IpAddr::V4(ip), IpAddr::V4(net)) => prefix_eq(
+            ip.to_bits().into(),
+            net.to_bits().into(),
+            bits.unwrap_or(32),
+            32,
+        ),
+        (IpAddr::V6(ip), IpAddr::V6(net)) => {
+            prefix_eq(ip.to_bits(), net.to_bits(), bits.unwrap_or(128), 128)
+        }
         _ => false,
     }
 }

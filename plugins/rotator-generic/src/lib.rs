@@ -36,14 +36,24 @@ impl Template {
         let config: Map<String, Value> = if config.trim().is_empty() {
             Map::new()
         } else {
-            serde_json::from_str(config).map_err(|e| Error::invalid(format!("ExtendedConfig is not a JSON object: {e}")))?
+            serde_json::from_str(config)
+                .map_err(|e| Error::invalid(format!("ExtendedConfig is not a JSON object: {e}")))?
         };
         let flag = |k: &str| config.get(k).and_then(Value::as_bool).unwrap_or(false);
         let length = match config.get("PasswordLength") {
             None => 32,
-            Some(v) => v.as_u64().filter(|n| (8..=128).contains(n)).ok_or_else(|| Error::invalid("PasswordLength must be 8-128"))? as usize,
+            Some(v) => v
+                .as_u64()
+                .filter(|n| (8..=128).contains(n))
+                .ok_or_else(|| Error::invalid("PasswordLength must be 8-128"))?
+                as usize,
         };
-        let exclude: Vec<char> = config.get("ExcludeCharacters").and_then(Value::as_str).unwrap_or("").chars().collect();
+        let exclude: Vec<char> = config
+            .get("ExcludeCharacters")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .chars()
+            .collect();
         let mut classes = Vec::new();
         for (set, skip) in [
             (UPPER, flag("ExcludeUppercase")),
@@ -59,16 +69,30 @@ impl Template {
         if classes.is_empty() {
             return Err(Error::invalid("the template excludes every character"));
         }
-        let require_each = config.get("RequireEachIncludedType").and_then(Value::as_bool).unwrap_or(true);
+        let require_each = config
+            .get("RequireEachIncludedType")
+            .and_then(Value::as_bool)
+            .unwrap_or(true);
         if require_each && classes.len() > length {
-            return Err(Error::invalid("PasswordLength is shorter than the number of required types"));
+            return Err(Error::invalid(
+                "PasswordLength is shorter than the number of required types",
+            ));
         }
         let fields = match config.get("Fields") {
             None => Vec::new(),
-            Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).map(String::from).collect(),
+            Some(Value::Array(a)) => a
+                .iter()
+                .filter_map(Value::as_str)
+                .map(String::from)
+                .collect(),
             Some(_) => return Err(Error::invalid("Fields must be a list of field names")),
         };
-        Ok(Self { length, classes, require_each, fields })
+        Ok(Self {
+            length,
+            classes,
+            require_each,
+            fields,
+        })
     }
 
     /// A password: uniform choices by rejection sampling, then one of each class if required.
@@ -76,7 +100,12 @@ impl Template {
         let all: Vec<char> = self.classes.iter().flatten().copied().collect();
         loop {
             let chosen: Vec<char> = (0..self.length).map(|_| all[uniform(all.len())]).collect();
-            if !self.require_each || self.classes.iter().all(|class| chosen.iter().any(|c| class.contains(c))) {
+            if !self.require_each
+                || self
+                    .classes
+                    .iter()
+                    .all(|class| chosen.iter().any(|c| class.contains(c)))
+            {
                 return chosen.into_iter().collect();
             }
         }

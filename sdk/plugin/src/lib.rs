@@ -21,8 +21,16 @@
 //! `target/wasm32-wasip2/release/` is the component. The contract is the WIT package in
 //! `wit/` (`arca:plugin@0.1.0`): its doc comments say what the host guarantees.
 
-#[cfg(any(feature = "rotator", feature = "sse-integration"))]
 pub mod sql_quote;
+
+#[cfg(any(
+    all(feature = "rotator", feature = "sse-integration"),
+    all(feature = "rotator", feature = "access-policy"),
+    all(feature = "sse-integration", feature = "access-policy"),
+))]
+compile_error!(
+    "enable exactly one of the features `rotator`, `sse-integration`, `access-policy`: a component implements one world"
+);
 
 /// The generated bindings. Plugins use the re-exports in [`rotator`], [`sse`] and [`policy`]
 /// and the host interfaces at the crate root instead.

@@ -6,8 +6,14 @@
 //! same way, so the ratio is what Arca's pipeline costs over plain HTTP. Every request is
 //! V3-signed with a fresh nonce, for both servers, so the generator's work is identical.
 //!
+//! Two plugin measurements (`--plugins`, needs `plugins/build.sh` first):
+//! - a plugin call: instantiate + `decide` of the default access policy, in process, median
+//!   of many calls, on a fresh instance each time and on a reused instance;
+//! - the access-policy check on every request: Encrypt against Arca without and with
+//!   `--access-policy policy-default`, in one run.
+//!
 //! ```text
-//! cargo build --release --bins && target/release/arca-bench [--seconds 5] [--concurrency 1,4,16,64]
+//! cargo build --release --bins && target/release/arca-bench [--seconds 5] [--concurrency 1,4,16,64] [--plugins]
 //! ```
 
 use std::convert::Infallible;
@@ -42,6 +48,12 @@ struct Args {
         value_delimiter = ','
     )]
     workloads: Vec<String>,
+    /// Also measure plugin calls and the access-policy overhead (plugins/build.sh first).
+    #[arg(long)]
+    plugins: bool,
+    /// Only the plugin measurements.
+    #[arg(long)]
+    plugins_only: bool,
     /// Internal: run as the bare hyper server on this port.
     #[arg(long, hide = true)]
     bare_server: Option<u16>,
@@ -240,6 +252,152 @@ async fn workload(client: &arca_client::Client, name: &str) -> Result<Workload> 
 }
 
 async fn run(args: Args) -> Result<()> {
+    if !args.plugins_only {
+        tables(&args).await?;
+    }
+    if args.plugins || args.plugins_only {
+        plugin_calls().await?;
+        if args.seconds > 0 {
+            policy_overhead(&args).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Median and p99 of per-call times, in µs.
+fn percentiles(mut t: Vec<Duration>) -> (f64, f64) {
+    t.sort_unstable();
+    let at = |p: f64| t[((t.len() as f64 * p) as usize).min(t.len() - 1)].as_secs_f64() * 1e6;
+    (at(0.5), at(0.99))
+}
+
+/// Instantiate + decide on the default policy, fresh instance vs reused, in process.
+async fn plugin_calls() -> Result<()> {
+    use arca_host::plugin::{
+        AccessRequest, PluginHost, Principal, PrincipalKind, Services, SqlConnections,
+    };
+    let tmp = tempfile::tempdir()?;
+    let opened = arca_host::open(arca_host::ServeConfig {
+        data_dir: tmp.path().join("data"),
+        region: "cn-hangzhou".into(),
+        root_key: arca_host::startup::RootKeySource::DataDir,
+    })
+    .await?;
+    let plugins = arca_tests::repo_root().join("plugins");
+    let services = Services::new(opened.kms, SqlConnections::none());
+    let host = Arc::new(
+        PluginHost::new(Some(plugins), tmp.path().join("cache"), services)
+            .map_err(anyhow::Error::msg)?,
+    );
+    let report = host.load().await;
+    if !host.has("policy-default", arca_host::plugin::World::AccessPolicy) {
+        bail!(
+            "policy-default did not load (run plugins/build.sh): {:?}",
+            report.failed
+        );
+    }
+    let req = AccessRequest {
+        principal: Principal {
+            kind: PrincipalKind::ClientKey,
+            account: "1".into(),
+            id: "ck".into(),
+            application: None,
+        },
+        action: "Encrypt".into(),
+        resource_arn: Some("acs:kms:cn-hangzhou:1:key/key-1".into()),
+        source_ip: "127.0.0.1".into(),
+        instance: Some("kst-1".into()),
+        policies: vec![],
+    };
+    const N: usize = 20_000;
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "\nplugin call: instantiate + decide (policy-default), {N} sequential calls each"
+    )?;
+    writeln!(out, "| mode | median µs | p99 µs |")?;
+    writeln!(out, "|---|---:|---:|")?;
+    for (mode, fresh) in [
+        ("fresh instance per call", true),
+        ("reused instance", false),
+    ] {
+        let mut times = Vec::with_capacity(N);
+        for _ in 0..N {
+            let t = Instant::now();
+            let d = if fresh {
+                host.decide_fresh("policy-default", &req).await
+            } else {
+                host.decide("policy-default", &req).await
+            };
+            times.push(t.elapsed());
+            d.map_err(|e| anyhow::anyhow!("{e}"))?;
+        }
+        let (p50, p99) = percentiles(times);
+        writeln!(out, "| {mode} | {p50:.1} | {p99:.1} |")?;
+    }
+    Ok(())
+}
+
+/// Encrypt against Arca without and with the server-wide access policy, cells interleaved.
+async fn policy_overhead(args: &Args) -> Result<()> {
+    let plugins = arca_tests::repo_root()
+        .join("plugins")
+        .display()
+        .to_string();
+    let plain = TestServer::start_with_args(&["--plugins-dir", &plugins])?;
+    let gated = TestServer::start_with_args(&[
+        "--plugins-dir",
+        &plugins,
+        "--access-policy",
+        "policy-default",
+    ])?;
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "\naccess-policy check on every request: Encrypt 1 KiB, {} s per cell",
+        args.seconds
+    )?;
+    writeln!(
+        out,
+        "| conns | no policy req/s | policy req/s | policy p50/p99 µs | policy/no policy |"
+    )?;
+    writeln!(out, "|---:|---:|---:|---:|---:|")?;
+    let work_plain = Arc::new(workload(&plain.client()?, "encrypt").await?);
+    let work_gated = Arc::new(workload(&gated.client()?, "encrypt").await?);
+    for &c in &args.concurrency {
+        let a = load(
+            plain.endpoint.parse()?,
+            Arc::new(plain.credentials()?),
+            Arc::clone(&work_plain),
+            c,
+            args.seconds,
+        )
+        .await?;
+        let b = load(
+            gated.endpoint.parse()?,
+            Arc::new(gated.credentials()?),
+            Arc::clone(&work_gated),
+            c,
+            args.seconds,
+        )
+        .await?;
+        writeln!(
+            out,
+            "| {c} | {:.0} | {:.0} | {}/{} | {:.2} |",
+            a.rps,
+            b.rps,
+            b.p50_us,
+            b.p99_us,
+            b.rps / a.rps
+        )?;
+        if a.errors + b.errors > 0 {
+            bail!("errors: {} without policy, {} with", a.errors, b.errors);
+        }
+    }
+    Ok(())
+}
+
+async fn tables(args: &Args) -> Result<()> {
     let arca = TestServer::start()
         .context("starting arca (build it with `cargo build --release --bins`)")?;
     let creds = Arc::new(arca.credentials()?);

@@ -34,7 +34,11 @@ impl AccessPolicy for Hostile {
             .unwrap_or_else(|| req.action.clone());
         match mode.as_str() {
             "loop" | "bomb" | "trap" | "recurse" | "huge" | "garbage" | "deny" | "log" => {
-                Self::decide(Request { action: capitalise(&mode), resource_arn: None, ..req })
+                Self::decide(Request {
+                    action: capitalise(&mode),
+                    resource_arn: None,
+                    ..req
+                })
             }
             "Loop" => {
                 let mut x: u64 = 0;
@@ -74,7 +78,9 @@ impl AccessPolicy for Hostile {
 
 fn capitalise(s: &str) -> String {
     let mut c = s.chars();
-    c.next().map(|f| f.to_ascii_uppercase().to_string() + c.as_str()).unwrap_or_default()
+    c.next()
+        .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
+        .unwrap_or_default()
 }
 
 arca_plugin_sdk::export_access_policy!(Hostile);

@@ -27,11 +27,15 @@ impl Rotator for Probe {
         let cmd = req.extended_config.as_str();
         let text = if let Some(n) = cmd.strip_prefix("random:") {
             let n: u32 = n.parse().map_err(|_| Error::invalid("bad n"))?;
-            random::get_random_bytes(n).iter().map(|b| format!("{b:02x}")).collect()
+            random::get_random_bytes(n)
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect()
         } else if cmd == "clock" {
             clock::now().seconds.to_string()
         } else if let Some(key) = cmd.strip_prefix("kms:") {
-            let blob = kms::encrypt(key, "probe", &[("purpose".into(), "probe".into())]).map_err(show)?;
+            let blob =
+                kms::encrypt(key, "probe", &[("purpose".into(), "probe".into())]).map_err(show)?;
             kms::decrypt(&blob, &[("purpose".into(), "probe".into())]).map_err(show)?
         } else if let Some(key) = cmd.strip_prefix("datakey:") {
             let dk = kms::generate_data_key(key, 32, &[]).map_err(show)?;
@@ -42,7 +46,9 @@ impl Rotator for Probe {
                 SecretData::Binary(b) => format!("{} bytes", b.len()),
             }
         } else if let Some(rest) = cmd.strip_prefix("sql:") {
-            let (conn, statement) = rest.split_once(':').ok_or_else(|| Error::invalid("sql:<conn>:<stmt>"))?;
+            let (conn, statement) = rest
+                .split_once(':')
+                .ok_or_else(|| Error::invalid("sql:<conn>:<stmt>"))?;
             let rows = sql::query(conn, statement, &[]).map_err(show)?;
             match rows.rows.first().and_then(|r| r.first()) {
                 Some(sql::Value::Text(t)) => t.clone(),
@@ -51,7 +57,11 @@ impl Rotator for Probe {
             }
         } else if let Some(rest) = cmd.strip_prefix("login:") {
             let mut parts = rest.splitn(3, ':');
-            let (conn, user, password) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+            let (conn, user, password) = (
+                parts.next().unwrap_or(""),
+                parts.next().unwrap_or(""),
+                parts.next().unwrap_or(""),
+            );
             sql::check_login(conn, user, password).map_err(show)?;
             "login ok".into()
         } else if let Some(url) = cmd.strip_prefix("http:") {

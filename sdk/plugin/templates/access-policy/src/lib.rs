@@ -8,9 +8,13 @@ struct MyPolicy;
 impl AccessPolicy for MyPolicy {
     fn decide(req: Request) -> Decision {
         let action = req.action.as_str();
-        if action.starts_with("Describe") || action.starts_with("List") || action.starts_with("Get") {
+        if action.starts_with("Describe") || action.starts_with("List") || action.starts_with("Get")
+        {
             Decision::Allow("read-only actions are allowed".into())
-        } else if action == "Encrypt" || action == "Decrypt" || action.starts_with("GenerateDataKey") {
+        } else if action == "Encrypt"
+            || action == "Decrypt"
+            || action.starts_with("GenerateDataKey")
+        {
             Decision::Allow("cryptographic use is allowed".into())
         } else {
             Decision::Deny(format!("{action} is not allowed by my-access-policy"))

@@ -11,7 +11,10 @@ struct MyRotator;
 impl Rotator for MyRotator {
     fn create_pending(req: RotationRequest) -> Result<SecretData, Error> {
         log::info(&format!("new value for {}", req.secret_name));
-        let hex: String = random::get_random_bytes(16).iter().map(|b| format!("{b:02x}")).collect();
+        let hex: String = random::get_random_bytes(16)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
         Ok(SecretData::Text(hex))
     }
 

@@ -24,7 +24,10 @@ impl SseIntegration for MyIntegration {
             Some(id) => KeyChoice::CustomerKey(id),
             None => KeyChoice::ServiceKey,
         };
-        Ok(Protection { key, context: vec![("acs:example:resource".into(), req.resource_name)] })
+        Ok(Protection {
+            key,
+            context: vec![("acs:example:resource".into(), req.resource_name)],
+        })
     }
 }
 
