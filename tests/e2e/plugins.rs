@@ -1165,3 +1165,86 @@ fn an_unloadable_access_policy_stops_the_server_from_starting() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn the_sql_capability_reaches_only_the_operator_connections_on_a_real_postgres() {
+    let pg = arca_tests::Postgres::start().unwrap();
+    pg.psql("CREATE ROLE app LOGIN PASSWORD 'app-pw-1'; CREATE TABLE t (n int); INSERT INTO t VALUES (41)")
+        .unwrap();
+    let f = fixture().await;
+    let manifest = r#"name = "probe"
+world = "rotator"
+version = "0.1.0"
+component = "@WASM@"
+capabilities = ["log", "random", "clock", "kms", "secrets", "sql", "http"]
+[grants]
+sql-connections = ["pg"]
+[limits]
+time-ms = 10000
+"#;
+    let dir = f.plugins_dir(
+        "p",
+        &[(
+            "probe",
+            manifest.into(),
+            component("tests/components/probe-rotator/probe_rotator.wasm"),
+        )],
+    );
+    // The operator's connection file: the plugin sees the name, never the address or password.
+    std::fs::write(dir.join("pg.password"), format!("{}\n", pg.password)).unwrap();
+    std::fs::write(
+        dir.join("connections.toml"),
+        format!(
+            "[pg]\nengine = \"postgres\"\nhost = \"127.0.0.1\"\nport = {}\ndbname = \"postgres\"\nuser = \"postgres\"\npassword-file = \"pg.password\"\n",
+            pg.port
+        ),
+    )
+    .unwrap();
+    let sql = SqlConnections::load(&dir.join("connections.toml")).unwrap();
+    assert_eq!(sql.names(), ["pg"]);
+    let services = Services::new(Arc::clone(&f.kms), sql);
+    let host = Arc::new(PluginHost::new(Some(dir), f.dir.join("cache"), services).unwrap());
+    assert!(host.load().await.failed.is_empty());
+    let run = |cmd: &str| {
+        let host = Arc::clone(&host);
+        let account = f.caller.account.clone();
+        let cmd = cmd.to_string();
+        async move {
+            host.rotate(
+                "probe",
+                &account,
+                RotationStep::CreatePending,
+                &rotation(&cmd, None, None),
+            )
+            .await
+            .map(|v| match v {
+                Some(SecretData::Text(t)) => t,
+                other => panic!("{other:?}"),
+            })
+        }
+    };
+    assert_eq!(run("sql:pg:SELECT n + 1 FROM t").await.unwrap(), "42");
+    assert_eq!(
+        run("sql:pg:SELECT current_user::text").await.unwrap(),
+        "postgres"
+    );
+    let e = run("sql:pg:SELEC oops").await.unwrap_err();
+    assert!(
+        e.to_string().contains("syntax error") && e.to_string().contains("42601"),
+        "{e}"
+    );
+    // check-login opens a separate session with the given credentials.
+    assert_eq!(run("login:pg:app:app-pw-1").await.unwrap(), "login ok");
+    let e = run("login:pg:app:wrong").await.unwrap_err();
+    assert!(
+        e.to_string().contains("Denied")
+            && e.to_string().contains("password authentication failed"),
+        "{e}"
+    );
+    // The host's session survives a server-side disconnect: it reconnects on the next call.
+    let killed = pg
+        .psql("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = 'arca-plugin'")
+        .unwrap();
+    assert_eq!(killed, "1");
+    assert_eq!(run("sql:pg:SELECT 7").await.unwrap(), "7");
+}

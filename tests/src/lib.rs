@@ -205,3 +205,141 @@ impl Drop for TestServer {
         let _ = self.kill9();
     }
 }
+
+/// A throw-away PostgreSQL server on loopback (Debian's packages; the test command installs
+/// them), with password authentication. Stopped and deleted on drop.
+#[derive(Debug)]
+pub struct Postgres {
+    /// The port it listens on (127.0.0.1).
+    pub port: u16,
+    /// The superuser's password (user `postgres`).
+    pub password: String,
+    bin: PathBuf,
+    data: PathBuf,
+    as_postgres: bool,
+    _dir: tempfile::TempDir,
+}
+
+impl Postgres {
+    /// initdb + pg_ctl start in a temp dir. As root, the server runs as the `postgres` user
+    /// (PostgreSQL refuses to run as root).
+    pub fn start() -> Result<Self> {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .context("PostgreSQL is not installed (apt-get install postgresql)")?
+            .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+            .find(|b| b.join("initdb").exists())
+            .context("no initdb under /usr/lib/postgresql")?;
+        let dir = tempfile::tempdir()?;
+        let as_postgres = Command::new("id")
+            .arg("-u")
+            .output()?
+            .stdout
+            .starts_with(b"0\n");
+        let password = format!("pg-{}", free_port());
+        let pwfile = dir.path().join("pw");
+        std::fs::write(&pwfile, &password)?;
+        if as_postgres {
+            let ok = Command::new("chown")
+                .args(["-R", "postgres"])
+                .arg(dir.path())
+                .status()?;
+            if !ok.success() {
+                bail!("chown postgres failed");
+            }
+        }
+        let data = dir.path().join("data");
+        let port = free_port();
+        let mut s = Self {
+            port,
+            password,
+            bin,
+            data,
+            as_postgres,
+            _dir: dir,
+        };
+        s.run(
+            "initdb",
+            &[
+                "-D",
+                &s.data.display().to_string(),
+                "-U",
+                "postgres",
+                "-A",
+                "scram-sha-256",
+                "--pwfile",
+                &pwfile.display().to_string(),
+            ],
+        )?;
+        let opts = format!(
+            "-p {port} -k {} -c listen_addresses=127.0.0.1",
+            s._dir.path().display()
+        );
+        let log = s._dir.path().join("log").display().to_string();
+        s.run(
+            "pg_ctl",
+            &[
+                "-D",
+                &s.data.display().to_string(),
+                "-o",
+                &opts,
+                "-l",
+                &log,
+                "-w",
+                "start",
+            ],
+        )?;
+        s.port = port;
+        Ok(s)
+    }
+
+    fn run(&self, tool: &str, args: &[&str]) -> Result<()> {
+        let exe = self.bin.join(tool);
+        let out = if self.as_postgres {
+            Command::new("runuser")
+                .args(["-u", "postgres", "--"])
+                .arg(&exe)
+                .args(args)
+                .output()?
+        } else {
+            Command::new(&exe).args(args).output()?
+        };
+        if !out.status.success() {
+            bail!(
+                "{tool}: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(())
+    }
+
+    /// Runs SQL as the superuser through psql.
+    pub fn psql(&self, sql: &str) -> Result<String> {
+        let out = Command::new(self.bin.join("psql"))
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+                "-tAc",
+                sql,
+            ])
+            .env("PGPASSWORD", &self.password)
+            .output()?;
+        if !out.status.success() {
+            bail!("psql: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let data = self.data.display().to_string();
+        let _ = self.run("pg_ctl", &["-D", &data, "-m", "immediate", "stop"]);
+    }
+}

@@ -190,6 +190,10 @@ impl SqlConnections {
         Ok(client)
     }
 
+    async fn forget(&self, name: &str) {
+        self.open.lock().await.remove(name);
+    }
+
     pub(crate) async fn execute(
         &self,
         manifest: &Manifest,
@@ -197,14 +201,20 @@ impl SqlConnections {
         statement: &str,
         params: Vec<sql::Value>,
     ) -> Result<u64, types::Error> {
-        let client = self.session(manifest, name).await?;
         let params: Vec<Param> = params.into_iter().map(Param).collect();
         let refs: Vec<&(dyn ToSql + Sync)> =
             params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
-        client
-            .execute(statement, &refs)
-            .await
-            .map_err(statement_error)
+        let client = self.session(manifest, name).await?;
+        match client.execute(statement, &refs).await {
+            // The session was gone before the statement ran: reconnect once and send it.
+            Err(e) if session_lost(&e) => {
+                self.forget(name).await;
+                let client = self.session(manifest, name).await?;
+                client.execute(statement, &refs).await
+            }
+            other => other,
+        }
+        .map_err(statement_error)
     }
 
     pub(crate) async fn query(
@@ -214,14 +224,19 @@ impl SqlConnections {
         statement: &str,
         params: Vec<sql::Value>,
     ) -> Result<sql::Rows, types::Error> {
-        let client = self.session(manifest, name).await?;
         let params: Vec<Param> = params.into_iter().map(Param).collect();
         let refs: Vec<&(dyn ToSql + Sync)> =
             params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
-        let rows = client
-            .query(statement, &refs)
-            .await
-            .map_err(statement_error)?;
+        let client = self.session(manifest, name).await?;
+        let rows = match client.query(statement, &refs).await {
+            Err(e) if session_lost(&e) => {
+                self.forget(name).await;
+                let client = self.session(manifest, name).await?;
+                client.query(statement, &refs).await
+            }
+            other => other,
+        }
+        .map_err(statement_error)?;
         if rows.len() > MAX_ROWS {
             return Err(error(
                 types::ErrorKind::InvalidArgument,
@@ -271,6 +286,13 @@ impl SqlConnections {
             .map(|_| ())
             .map_err(|e| error(types::ErrorKind::Failed, pg_message(&e)))
     }
+}
+
+/// The session is gone, not the statement wrong: the connection closed, or the server ended
+/// the session (a FATAL error such as `57P01` administrator shutdown, delivered before the
+/// statement ran).
+fn session_lost(e: &tokio_postgres::Error) -> bool {
+    e.is_closed() || e.as_db_error().is_some_and(|d| d.severity() == "FATAL")
 }
 
 fn statement_error(e: tokio_postgres::Error) -> types::Error {
