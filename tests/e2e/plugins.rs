@@ -721,8 +721,12 @@ async fn hostile_plugins_fail_their_call_and_nothing_else() {
         tokio::spawn(async move {
             let (mut ok, mut max) = (0u32, Duration::ZERO);
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                // A new source address each time, so every call reaches the plugin rather
+                // than the decision cache.
+                let mut req = hostile("fine");
+                req.source_ip = format!("10.{}.{}.{}", ok >> 16 & 255, ok >> 8 & 255, ok & 255);
                 let t = Instant::now();
-                let d = host.decide("hostile", &hostile("fine")).await.unwrap();
+                let d = host.decide("hostile", &req).await.unwrap();
                 assert!(matches!(d, Decision::Allow(_)));
                 max = max.max(t.elapsed());
                 ok += 1;
@@ -786,6 +790,48 @@ async fn hostile_plugins_fail_their_call_and_nothing_else() {
         (1, 1, 2, 2),
         "{stats:?}"
     );
+}
+
+#[tokio::test]
+async fn a_deterministic_policy_s_decisions_are_cached_until_reload() {
+    let f = fixture().await;
+    let wasm = component("tests/components/hostile-policy/hostile_policy.wasm");
+    let clocked = hostile_manifest(4).replace(r#"["log"]"#, r#"["log", "clock"]"#);
+    let host = f
+        .host(f.plugins_dir(
+            "p",
+            &[
+                ("hostile", hostile_manifest(4), wasm.clone()),
+                (
+                    "clocked",
+                    clocked.replace("\"hostile\"", "\"clocked\""),
+                    wasm,
+                ),
+            ],
+        ))
+        .await;
+    let stats = |name: &str| host.inspect(name).unwrap().summary.stats;
+    for name in ["hostile", "clocked"] {
+        for _ in 0..3 {
+            let d = host.decide(name, &hostile("fine")).await.unwrap();
+            assert!(matches!(d, Decision::Allow(_)), "{d:?}");
+            let d = host.decide(name, &hostile("deny")).await.unwrap();
+            assert_eq!(d, Decision::Deny("ck-1 may not Deny".into()));
+            // Failures are never cached: each one reaches the plugin again.
+            let e = host.decide(name, &hostile("trap")).await.unwrap_err();
+            assert!(matches!(e, PluginError::Trap { .. }), "{e}");
+        }
+    }
+    // Without `clock`, the plugin saw each distinct request once (plus every failing one).
+    let s = stats("hostile");
+    assert_eq!((s.calls, s.ok, s.traps, s.cached), (5, 2, 3, 4), "{s:?}");
+    // A policy that may read the clock is asked every time.
+    let s = stats("clocked");
+    assert_eq!((s.calls, s.ok, s.traps, s.cached), (9, 6, 3, 0), "{s:?}");
+    // A reload starts with an empty cache.
+    host.load().await;
+    host.decide("hostile", &hostile("fine")).await.unwrap();
+    assert_eq!(stats("hostile").calls, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

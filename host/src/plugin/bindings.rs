@@ -42,7 +42,7 @@ pub(crate) mod policy {
         path: "../wit",
         imports: { default: async | trappable },
         exports: { default: async },
-        additional_derives: [PartialEq],
+        additional_derives: [PartialEq, Eq, Hash],
         with: {
             "arca:plugin/types": super::rotator::arca::plugin::types,
             "arca:plugin/log": super::rotator::arca::plugin::log,

@@ -45,6 +45,37 @@ pub enum RotationStep {
     Finish,
 }
 
+/// How many distinct requests a policy's decision cache holds before it starts over.
+const DECISION_CACHE_ENTRIES: usize = 4096;
+
+/// Recent decisions of one loaded access policy, by the whole request.
+///
+/// A policy that is not granted `clock` sees nothing but its request (no clock, no files, no
+/// network; `random` is not offered to the world), so the same request gets the same answer:
+/// the host answers a repeat from here instead of calling the plugin again. Only answers are
+/// kept, never failures. The cache lives with the loaded plugin, so a reload starts afresh; it
+/// is bounded, and cleared when full (the working set of (principal, action, resource, source)
+/// is small in practice, and a miss costs one plugin call).
+#[derive(Default)]
+pub(crate) struct DecisionCache(
+    std::sync::Mutex<std::collections::HashMap<AccessRequest, Decision>>,
+);
+
+impl DecisionCache {
+    fn get(&self, req: &AccessRequest) -> Option<Decision> {
+        self.0.lock().ok()?.get(req).cloned()
+    }
+
+    fn put(&self, req: &AccessRequest, decision: &Decision) {
+        if let Ok(mut map) = self.0.lock() {
+            if map.len() >= DECISION_CACHE_ENTRIES {
+                map.clear();
+            }
+            map.insert(req.clone(), decision.clone());
+        }
+    }
+}
+
 /// An idle access-policy instance kept for reuse.
 pub(crate) struct PolicyInstance {
     store: Store<PluginState>,
@@ -258,6 +289,10 @@ impl PluginHost {
             return Err(PluginError::NotLoaded(name.into()));
         };
         let shared = &loaded.shared;
+        if let Some(decision) = loaded.decisions.as_ref().and_then(|c| c.get(req)) {
+            shared.stats.cached.fetch_add(1, Ordering::Relaxed);
+            return Ok(decision);
+        }
         let deadline = Instant::now() + shared.manifest.limits.time;
         // The policy world imports nothing that waits (log, clock), so the epoch deadline
         // bounds the whole call and no tokio timer is armed.
@@ -301,6 +336,9 @@ impl PluginHost {
                         && idle.len() < shared.manifest.limits.concurrency
                     {
                         idle.push(instance);
+                    }
+                    if let Some(cache) = &loaded.decisions {
+                        cache.put(req, &decision);
                     }
                     Ok(decision)
                 }

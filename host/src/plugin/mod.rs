@@ -123,6 +123,7 @@ pub(crate) struct Stats {
     invalid: AtomicU64,
     busy: AtomicU64,
     instantiations: AtomicU64,
+    cached: AtomicU64,
 }
 
 /// A snapshot of [`Stats`].
@@ -145,6 +146,8 @@ pub struct CallStats {
     pub invalid: u64,
     /// Calls refused because the plugin was busy.
     pub busy: u64,
+    /// Access-policy requests answered from the decision cache (not counted in `calls`).
+    pub cached: u64,
     /// Instances created.
     pub instantiations: u64,
 }
@@ -161,6 +164,7 @@ impl Stats {
             out_of_memory: l(&self.out_of_memory),
             invalid: l(&self.invalid),
             busy: l(&self.busy),
+            cached: l(&self.cached),
             instantiations: l(&self.instantiations),
         }
     }
@@ -222,6 +226,8 @@ pub(crate) struct Loaded {
     pub(crate) permits: Arc<tokio::sync::Semaphore>,
     /// Idle instances kept for reuse (access policies only).
     pub(crate) idle: Mutex<Vec<call::PolicyInstance>>,
+    /// Recent decisions of a deterministic access policy (one granted no `clock`), by request.
+    pub(crate) decisions: Option<call::DecisionCache>,
     info: ComponentInfo,
 }
 
@@ -545,6 +551,9 @@ impl PluginHost {
         Ok(Loaded {
             permits: Arc::new(tokio::sync::Semaphore::new(manifest.limits.concurrency)),
             idle: Mutex::new(Vec::new()),
+            decisions: (manifest.world == World::AccessPolicy
+                && !manifest.grants(Capability::Clock))
+            .then(call::DecisionCache::default),
             info: ComponentInfo {
                 path: manifest.component.display().to_string(),
                 size,

@@ -9,8 +9,8 @@
 //! Two plugin measurements (`--plugins`, needs `plugins/build.sh` first):
 //! - a plugin call: instantiate + `decide` of the default access policy, in process, median
 //!   of many calls, on a fresh instance each time and on a reused instance;
-//! - the access-policy check on every request: Encrypt against Arca without and with
-//!   `--access-policy policy-default`, in one run.
+//! - the access-policy check on every request: Encrypt against Arca without a policy, with
+//!   `--access-policy policy-default` (decision cache on) and with an uncached twin, in one run.
 //!
 //! ```text
 //! cargo build --release --bins && target/release/arca-bench [--seconds 5] [--concurrency 1,4,16,64] [--plugins]
@@ -317,17 +317,27 @@ async fn plugin_calls() -> Result<()> {
     )?;
     writeln!(out, "| mode | median µs | p99 µs |")?;
     writeln!(out, "|---|---:|---:|")?;
-    for (mode, fresh) in [
-        ("fresh instance per call", true),
-        ("reused instance", false),
+    // Distinct requests (by source address) miss the decision cache, so each reaches a reused
+    // instance; repeating one request measures the cache.
+    let distinct: Vec<AccessRequest> = (0..N)
+        .map(|i| AccessRequest {
+            source_ip: format!("10.0.{}.{}", i >> 8 & 255, i & 255),
+            ..req.clone()
+        })
+        .collect();
+    for (mode, fresh, vary) in [
+        ("fresh instance per call", true, false),
+        ("reused instance (distinct requests)", false, true),
+        ("decision cache hit (the same request)", false, false),
     ] {
         let mut times = Vec::with_capacity(N);
-        for _ in 0..N {
+        for one in &distinct {
+            let r = if vary { one } else { &req };
             let t = Instant::now();
             let d = if fresh {
-                host.decide_fresh("policy-default", &req).await
+                host.decide_fresh("policy-default", r).await
             } else {
-                host.decide("policy-default", &req).await
+                host.decide("policy-default", r).await
             };
             times.push(t.elapsed());
             d.map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -338,61 +348,82 @@ async fn plugin_calls() -> Result<()> {
     Ok(())
 }
 
-/// Encrypt against Arca without and with the server-wide access policy, cells interleaved.
+/// Encrypt against Arca without a policy, with `policy-default` (answered from the decision
+/// cache after the first request), and with the same component granted `clock`, which turns
+/// the cache off so that every request calls the plugin. Cells interleaved, ABBA.
 async fn policy_overhead(args: &Args) -> Result<()> {
-    let plugins = arca_tests::repo_root()
-        .join("plugins")
-        .display()
-        .to_string();
-    let plain = TestServer::start_with_args(&["--plugins-dir", &plugins])?;
-    let gated = TestServer::start_with_args(&[
-        "--plugins-dir",
-        &plugins,
-        "--access-policy",
-        "policy-default",
-    ])?;
+    let root = arca_tests::repo_root();
+    let plugins = root.join("plugins").display().to_string();
+    // The uncached twin: the same component under another name, granted `clock`.
+    let twin = tempfile::tempdir()?;
+    let twin_dir = twin.path().join("policy-uncached");
+    std::fs::create_dir_all(&twin_dir)?;
+    let wasm = root.join("plugins/policy-default/policy_default.wasm");
+    std::fs::write(
+        twin_dir.join("plugin.toml"),
+        format!(
+            "name = \"policy-uncached\"\nworld = \"access-policy\"\nversion = \"0.1.0\"\n\
+             component = {:?}\ncapabilities = [\"clock\"]\n[limits]\nmemory-mib = 4\n\
+             time-ms = 50\nconcurrency = 64\n",
+            wasm.display().to_string()
+        ),
+    )?;
+    let twin_path = twin.path().display().to_string();
+    // ARCA_BENCH_CONTROL=1 runs the same cells with no policy anywhere (an A/A control).
+    let control = std::env::var_os("ARCA_BENCH_CONTROL").is_some();
+    let start = |dir: &str, policy: &str| {
+        if control {
+            TestServer::start_with_args(&["--plugins-dir", dir])
+        } else {
+            TestServer::start_with_args(&["--plugins-dir", dir, "--access-policy", policy])
+        }
+    };
+    let servers = [
+        TestServer::start_with_args(&["--plugins-dir", &plugins])?,
+        start(&plugins, "policy-default")?,
+        start(&twin_path, "policy-uncached")?,
+    ];
+    let mut work = Vec::new();
+    for s in &servers {
+        work.push(Arc::new(workload(&s.client()?, "encrypt").await?));
+    }
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
-        "\naccess-policy check on every request: Encrypt 1 KiB, {} s per cell",
+        "\naccess-policy check on every request: Encrypt 1 KiB, {} s per cell, order ABCCBA",
         args.seconds
     )?;
     writeln!(
         out,
-        "| conns | no policy req/s | policy req/s | policy p50/p99 µs | policy/no policy |"
+        "| conns | no policy req/s | cached req/s | uncached req/s | uncached p50/p99 µs | cached/none | uncached/none |"
     )?;
-    writeln!(out, "|---:|---:|---:|---:|---:|")?;
-    let work_plain = Arc::new(workload(&plain.client()?, "encrypt").await?);
-    let work_gated = Arc::new(workload(&gated.client()?, "encrypt").await?);
+    writeln!(out, "|---:|---:|---:|---:|---:|---:|---:|")?;
     for &c in &args.concurrency {
-        let a = load(
-            plain.endpoint.parse()?,
-            Arc::new(plain.credentials()?),
-            Arc::clone(&work_plain),
-            c,
-            args.seconds,
-        )
-        .await?;
-        let b = load(
-            gated.endpoint.parse()?,
-            Arc::new(gated.credentials()?),
-            Arc::clone(&work_gated),
-            c,
-            args.seconds,
-        )
-        .await?;
+        let mut runs: [Vec<Cell>; 3] = Default::default();
+        for i in [0, 1, 2, 2, 1, 0] {
+            let r = load(
+                servers[i].endpoint.parse()?,
+                Arc::new(servers[i].credentials()?),
+                Arc::clone(&work[i]),
+                c,
+                args.seconds,
+            )
+            .await?;
+            if r.errors > 0 {
+                bail!("{} errors on server {i}", r.errors);
+            }
+            runs[i].push(r);
+        }
+        let mean = |v: &[Cell]| v.iter().map(|r| r.rps).sum::<f64>() / v.len() as f64;
+        let [a, b, u] = [mean(&runs[0]), mean(&runs[1]), mean(&runs[2])];
         writeln!(
             out,
-            "| {c} | {:.0} | {:.0} | {}/{} | {:.2} |",
-            a.rps,
-            b.rps,
-            b.p50_us,
-            b.p99_us,
-            b.rps / a.rps
+            "| {c} | {a:.0} | {b:.0} | {u:.0} | {}/{} | {:.2} | {:.2} |",
+            runs[2][0].p50_us,
+            runs[2][0].p99_us,
+            b / a,
+            u / a
         )?;
-        if a.errors + b.errors > 0 {
-            bail!("errors: {} without policy, {} with", a.errors, b.errors);
-        }
     }
     Ok(())
 }
