@@ -107,6 +107,12 @@ pub enum ApiError {
     /// 409 `Rejected.Disabled` / `Rejected.PendingDeletion` / `Rejected.PendingImport`.
     #[error("key state {0}")]
     KeyState(KeyState),
+    /// 409 `Rejected.ResourceExist`: a secret of that name exists.
+    #[error("resource exists")]
+    ResourceExists,
+    /// 409 `Rejected.ResourceInDeleteWindow`: the secret is scheduled for deletion.
+    #[error("resource in delete window")]
+    ResourceInDeleteWindow,
     /// 400 `Rejected.UnsupportedOperation`, with what is unsupported.
     #[error("unsupported operation")]
     UnsupportedOperation(&'static str),
@@ -163,7 +169,9 @@ impl ApiError {
             | Self::KeyVersionNotFound
             | Self::AliasNotFound
             | Self::ResourceNotFound => StatusCode::NOT_FOUND,
-            Self::KeyState(_) => StatusCode::CONFLICT,
+            Self::KeyState(_) | Self::ResourceExists | Self::ResourceInDeleteWindow => {
+                StatusCode::CONFLICT
+            }
             Self::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -204,6 +212,8 @@ impl ApiError {
             Self::KeyState(KeyState::PendingImport) => "Rejected.PendingImport",
             Self::KeyState(KeyState::Enabled) => "Rejected.StateModifiedFailed",
             Self::UnsupportedOperation(_) => "Rejected.UnsupportedOperation",
+            Self::ResourceExists => "Rejected.ResourceExist",
+            Self::ResourceInDeleteWindow => "Rejected.ResourceInDeleteWindow",
             Self::InvalidCiphertext => "InvalidCiphertext",
             Self::Internal(_) => "InternalFailure",
         }
@@ -273,6 +283,9 @@ impl ApiError {
                 format!("The request was rejected because the key state is {state}.").into()
             }
             Self::UnsupportedOperation(what) => format!("Unsupported operation: {what}").into(),
+            Self::ResourceExists => "The resource already exists.".into(),
+            // Spelled as the service spells it (spec §6.9); clients may match on it.
+            Self::ResourceInDeleteWindow => "secret in delete peroid".into(),
             Self::InvalidCiphertext => {
                 "The ciphertext is invalid, or does not match the key or the EncryptionContext."
                     .into()
@@ -300,7 +313,12 @@ impl From<kms::Error> for ApiError {
             kms::Error::InvalidCiphertext => Self::InvalidCiphertext,
             kms::Error::InvalidParameter { name, reason } => Self::invalid(name, reason),
             kms::Error::NoPermission => Self::NoPermission,
-            kms::Error::AccountNotFound => Self::ResourceNotFound,
+            kms::Error::AccountNotFound
+            | kms::Error::SecretNotFound
+            | kms::Error::SecretVersionNotFound => Self::ResourceNotFound,
+            kms::Error::SecretExists => Self::ResourceExists,
+            kms::Error::SecretInDeleteWindow => Self::ResourceInDeleteWindow,
+            kms::Error::MissingParameter(name) => Self::MissingParameter(name),
             kms::Error::Internal(detail) => Self::Internal(detail),
         }
     }

@@ -60,6 +60,16 @@ string_id!(
     AccessKeyId
 );
 
+string_id!(
+    /// A secret's name: 1–192 of `[A-Za-z0-9_/+=.@-]`, unique in its account (spec §6.9).
+    SecretName
+);
+string_id!(
+    /// A secret version's id, chosen by the client (`VersionId`): 1–64 printable ASCII
+    /// characters, unique within the secret.
+    SecretVersionId
+);
+
 fn is_id_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || c == '-' || c == '_'
 }
@@ -183,6 +193,100 @@ impl FromStr for AccessKeyId {
             Err(IdError("AccessKeyId"))
         }
     }
+}
+
+impl FromStr for SecretName {
+    type Err = IdError;
+    fn from_str(s: &str) -> Result<Self, IdError> {
+        let allowed = |c: char| c.is_ascii_alphanumeric() || "_/+=.@-".contains(c);
+        if !s.is_empty() && s.len() <= 192 && s.chars().all(allowed) {
+            Ok(Self(s.to_owned()))
+        } else {
+            Err(IdError("SecretName"))
+        }
+    }
+}
+
+impl SecretName {
+    /// Names under `acs/` belong to managed secrets (RAM, ECS) and are made by the service.
+    pub fn is_managed(&self) -> bool {
+        self.0.starts_with("acs/")
+    }
+}
+
+impl FromStr for SecretVersionId {
+    type Err = IdError;
+    fn from_str(s: &str) -> Result<Self, IdError> {
+        if !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_graphic()) {
+            Ok(Self(s.to_owned()))
+        } else {
+            Err(IdError("VersionId"))
+        }
+    }
+}
+
+impl SecretVersionId {
+    /// A fresh id for versions the service makes itself (rotation without a client id).
+    pub fn generate() -> Self {
+        Self(KeyVersionId::generate().0)
+    }
+}
+
+/// How a request names a secret: by name in the caller's account, or by ARN.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretRef {
+    /// A name in the caller's account.
+    Name(SecretName),
+    /// `acs:kms:<region>:<account>:secret/<name>`.
+    Arn {
+        /// Region named in the ARN.
+        region: String,
+        /// Owner named in the ARN.
+        account: AccountId,
+        /// The secret.
+        name: SecretName,
+    },
+}
+
+impl FromStr for SecretRef {
+    type Err = IdError;
+    fn from_str(s: &str) -> Result<Self, IdError> {
+        if let Some(rest) = s.strip_prefix("acs:kms:") {
+            let mut parts = rest.splitn(3, ':');
+            let (Some(region), Some(account), Some(resource)) =
+                (parts.next(), parts.next(), parts.next())
+            else {
+                return Err(IdError("SecretName"));
+            };
+            let name = resource
+                .strip_prefix("secret/")
+                .ok_or(IdError("SecretName"))?;
+            return Ok(Self::Arn {
+                region: region.to_owned(),
+                account: account.parse().map_err(|_| IdError("SecretName"))?,
+                name: name.parse()?,
+            });
+        }
+        s.parse().map(Self::Name)
+    }
+}
+
+impl fmt::Display for SecretRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Name(n) => n.fmt(f),
+            Self::Arn {
+                region,
+                account,
+                name,
+            } => f.write_str(&secret_arn(region, account, name)),
+        }
+    }
+}
+
+/// The ARN of a secret: `acs:kms:<region>:<account>:secret/<name>`.
+pub fn secret_arn(region: &str, account: &AccountId, name: &SecretName) -> String {
+    format!("acs:kms:{region}:{account}:secret/{name}")
 }
 
 /// The ARN of a key: `acs:kms:<region>:<account>:key/<id>`.
@@ -310,6 +414,21 @@ mod tests {
         );
         assert_eq!(AccountId::generate().as_str().len(), 16);
         assert!(AccessKeyId::generate().as_str().starts_with("LTAI"));
+    }
+
+    #[test]
+    fn secret_refs_parse_names_and_arns() {
+        let r: SecretRef = "db/prod/password".parse().unwrap();
+        assert!(matches!(r, SecretRef::Name(ref n) if n.as_str() == "db/prod/password"));
+        let arn = "acs:kms:cn-hangzhou:1234:secret/db/prod";
+        let r: SecretRef = arn.parse().unwrap();
+        assert!(matches!(r, SecretRef::Arn { ref name, .. } if name.as_str() == "db/prod"));
+        assert_eq!(r.to_string(), arn);
+        assert!("has space".parse::<SecretRef>().is_err());
+        assert!("acs:kms:cn:1:key/k".parse::<SecretRef>().is_err());
+        assert!("x".repeat(193).parse::<SecretName>().is_err());
+        assert!("v 1".parse::<SecretVersionId>().is_err());
+        assert!("v1".parse::<SecretVersionId>().is_ok());
     }
 
     #[test]

@@ -51,6 +51,7 @@ impl Kms {
             account_id: account.clone(),
             created: self.now(),
             admin: true,
+            default_key: None,
         };
         let (ak, batch) = self.access_key_batch(&account)?;
         let batch = batch
@@ -89,6 +90,7 @@ impl Kms {
             account_id: account.clone(),
             created: self.now(),
             admin: false,
+            default_key: None,
         };
         let (ak, batch) = self.access_key_batch(&account)?;
         let batch = batch.expect(Table::Accounts, account.as_str(), None).put(
@@ -192,5 +194,54 @@ impl Kms {
             m.insert(id.clone(), Arc::clone(&cred));
         }
         Ok(Some(cred))
+    }
+}
+
+impl Kms {
+    /// The account's default CMK (`Aliyun_AES_256`, SOFTWARE), made on first use: secrets
+    /// created without an `EncryptionKeyId` are sealed under it.
+    pub async fn default_key(&self, account: &AccountId) -> Result<crate::ids::KeyId, Error> {
+        // One maker at a time, so two first uses do not both create a key.
+        let _one = self.default_key_lock.lock().await;
+        loop {
+            let (mut record, raw) = self
+                .get_raw::<AccountRecord>(Table::Accounts, account.as_str())?
+                .ok_or(Error::AccountNotFound)?;
+            if let Some(key) = record.default_key {
+                return Ok(key);
+            }
+            let caller = super::Caller {
+                account: account.clone(),
+                admin: false,
+                action: "CreateKey".into(),
+            };
+            let key = self
+                .create_key(
+                    &caller,
+                    super::keys::NewKey {
+                        spec: super::model::KeySpec::Aes256,
+                        usage: None,
+                        origin: super::model::Origin::Kms,
+                        protection: super::model::ProtectionLevel::Software,
+                        description: "Default key of the account (made by Arca on first use)"
+                            .into(),
+                        rotation: None,
+                        tags: Vec::new(),
+                        policy: None,
+                    },
+                )
+                .await?;
+            record.default_key = Some(key.key_id.clone());
+            let batch = Batch::new()
+                .expect(Table::Accounts, account.as_str(), Some(raw))
+                .put(Table::Accounts, account.as_str(), encode(&record)?);
+            match self.commit(batch).await {
+                Ok(()) => return Ok(key.key_id),
+                // The account record changed under us: read it again (the key made here stays
+                // an ordinary key of the account).
+                Err(crate::store::StoreError::Conflict) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
 }

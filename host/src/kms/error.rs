@@ -60,6 +60,21 @@ pub enum Error {
     /// No such account.
     #[error("account not found")]
     AccountNotFound,
+    /// No such secret (or another account's, without a grant).
+    #[error("secret not found")]
+    SecretNotFound,
+    /// No such version or stage of the secret.
+    #[error("secret version not found")]
+    SecretVersionNotFound,
+    /// A secret of that name exists (possibly waiting out its deletion window).
+    #[error("secret already exists")]
+    SecretExists,
+    /// The secret is scheduled for deletion; restore it first.
+    #[error("secret is in its deletion window")]
+    SecretInDeleteWindow,
+    /// A parameter that this combination of others requires is absent.
+    #[error("missing parameter {0}")]
+    MissingParameter(&'static str),
     /// Something failed inside: storage, or sealed data that no longer opens.
     #[error("internal: {0}")]
     Internal(String),

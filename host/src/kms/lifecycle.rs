@@ -72,6 +72,8 @@ pub struct Sweep {
     pub expired: usize,
     /// Import tokens dropped unused after their 24 hours.
     pub tokens_purged: usize,
+    /// Secrets deleted because their recovery window ended.
+    pub secrets_deleted: usize,
 }
 
 fn key_path(k: &KeyRecord) -> String {
@@ -351,6 +353,7 @@ impl Kms {
             }
         }
         done.tokens_purged = self.purge_import_tokens(now).await?;
+        done.secrets_deleted = self.sweep_secrets(now).await?;
         Ok(done)
     }
 }

@@ -16,6 +16,7 @@ pub mod lifecycle;
 pub mod model;
 pub mod policy;
 pub mod random;
+pub mod secrets;
 pub mod tags;
 
 use std::collections::HashMap;
@@ -83,6 +84,8 @@ pub struct Kms {
     /// change feed.
     keys: RwLock<HashMap<String, Arc<CachedKey>>>,
     credentials: RwLock<HashMap<crate::ids::AccessKeyId, Arc<accounts::Credential>>>,
+    /// Serialises the making of default keys.
+    default_key_lock: tokio::sync::Mutex<()>,
 }
 
 /// How many times a read-modify-write is retried when a concurrent write got there first.
@@ -104,6 +107,7 @@ impl Kms {
             versions: RwLock::default(),
             keys: RwLock::default(),
             credentials: RwLock::default(),
+            default_key_lock: tokio::sync::Mutex::new(()),
         }
     }
 

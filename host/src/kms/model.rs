@@ -158,6 +158,9 @@ pub struct AccountRecord {
     /// Whether this account may call the Arca admin actions.
     #[serde(default)]
     pub admin: bool,
+    /// The account's default CMK (made on first use, e.g. for secrets without a key).
+    #[serde(default)]
+    pub default_key: Option<crate::ids::KeyId>,
 }
 
 /// An AccessKey: an id and a sealed secret bound to an account.

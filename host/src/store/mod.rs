@@ -28,11 +28,15 @@ pub enum Table {
     Aliases,
     /// `sha256(import token)` → BYOK import parameters (wrapping key sealed).
     ImportTokens,
+    /// `account/secret name` → secret metadata (stages, rotation state).
+    Secrets,
+    /// `secret id/version id` → one secret version (value envelope-encrypted).
+    SecretVersions,
 }
 
 impl Table {
     /// Every table, for creating them up front and for snapshots.
-    pub const ALL: [Table; 7] = [
+    pub const ALL: [Table; 9] = [
         Table::Meta,
         Table::Accounts,
         Table::AccessKeys,
@@ -40,6 +44,8 @@ impl Table {
         Table::KeyVersions,
         Table::Aliases,
         Table::ImportTokens,
+        Table::Secrets,
+        Table::SecretVersions,
     ];
 
     /// The table's stable name on disk.
@@ -52,6 +58,8 @@ impl Table {
             Table::KeyVersions => "key_versions",
             Table::Aliases => "aliases",
             Table::ImportTokens => "import_tokens",
+            Table::Secrets => "secrets",
+            Table::SecretVersions => "secret_versions",
         }
     }
 }

@@ -12,6 +12,7 @@ mod crypto;
 mod import;
 mod keys;
 mod lifecycle;
+mod secrets;
 mod tags;
 
 use std::future::Future;
@@ -133,7 +134,7 @@ pub(crate) trait Action: Sized + Send {
 fn resource_arn(region: &str, account: &AccountId, resource: &str) -> String {
     if resource.starts_with("acs:") {
         resource.to_string()
-    } else if resource.starts_with("alias/") {
+    } else if resource.starts_with("alias/") || resource.starts_with("secret/") {
         format!("acs:kms:{region}:{account}:{resource}")
     } else {
         format!("acs:kms:{region}:{account}:key/{resource}")
@@ -247,6 +248,21 @@ actions! {
     asymmetric::AsymmetricEncrypt,
     asymmetric::AsymmetricDecrypt,
     asymmetric::GetPublicKey,
+    // Secrets Manager
+    secrets::CreateSecret,
+    secrets::GetSecretValue,
+    secrets::BatchGetSecretValue,
+    secrets::PutSecretValue,
+    secrets::UpdateSecret,
+    secrets::UpdateSecretVersionStage,
+    secrets::ListSecrets,
+    secrets::ListSecretVersionIds,
+    secrets::DescribeSecret,
+    secrets::DeleteSecret,
+    secrets::RestoreSecret,
+    secrets::UpdateSecretRotationPolicy,
+    secrets::GetSecretPolicy,
+    secrets::SetSecretPolicy,
     // Account and region
     account::DescribeRegions,
     account::DescribeAccountKmsStatus,

@@ -1,5 +1,6 @@
-//! Tag actions. Tags live on keys; secrets and certificates arrive with their own issues, so a
-//! `SecretName`, `CertificateId` or `ResourceType=secret` names nothing that exists yet.
+//! Tag actions, on keys (`KeyId`, `ResourceType=key`) and secrets (`SecretName`,
+//! `ResourceType=secret`). Certificates are not a resource of this server, so a `CertificateId`
+//! names nothing.
 
 use serde::Serialize;
 
@@ -7,7 +8,7 @@ use super::keys::Empty;
 use super::{Action, Ctx, wrap};
 use crate::api::params::Params;
 use crate::error::ApiError;
-use crate::ids::KeyRef;
+use crate::ids::{KeyRef, SecretRef};
 use crate::kms::tags::Untag;
 
 /// Parses `[{"TagKey":"k","TagValue":"v"}, …]` (TagResource, CreateKey).
@@ -37,23 +38,100 @@ fn parse_tag_keys(raw: &str) -> Vec<String> {
 }
 
 /// The single resource of TagResource / UntagResource / ListResourceTags.
-fn one_key(p: &Params) -> Result<KeyRef, ApiError> {
-    if let Some(k) = p.optional_as::<KeyRef>("KeyId")? {
-        return Ok(k);
+#[derive(Debug)]
+enum Target {
+    Key(KeyRef),
+    Secret(SecretRef),
+}
+
+impl Target {
+    fn audit(&self) -> String {
+        match self {
+            Self::Key(k) => k.to_string(),
+            Self::Secret(SecretRef::Name(n)) => format!("secret/{n}"),
+            Self::Secret(arn) => arn.to_string(),
+        }
     }
-    if p.optional("SecretName").is_some() || p.optional("CertificateId").is_some() {
+}
+
+fn one_target(p: &Params) -> Result<Target, ApiError> {
+    if let Some(k) = p.optional_as::<KeyRef>("KeyId")? {
+        return Ok(Target::Key(k));
+    }
+    if let Some(s) = p.optional("SecretName") {
+        return s
+            .parse()
+            .map(Target::Secret)
+            .map_err(|_| ApiError::ResourceNotFound);
+    }
+    if p.optional("CertificateId").is_some() {
         return Err(ApiError::ResourceNotFound);
     }
     Err(ApiError::MissingParameter("KeyId"))
 }
 
-/// `RegionId` + `ResourceType` of the batch actions (only keys exist so far); returns the region.
-fn key_resources(p: &Params) -> Result<String, ApiError> {
+/// The kind of resource the batch actions address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Key,
+    Secret,
+}
+
+/// `RegionId` + `ResourceType` of the batch actions.
+fn batch_kind(p: &Params) -> Result<(String, Kind), ApiError> {
     let region = p.required("RegionId")?.to_owned();
     match p.required("ResourceType")? {
-        "key" => Ok(region),
-        "secret" => Err(ApiError::ResourceNotFound),
+        "key" => Ok((region, Kind::Key)),
+        "secret" => Ok((region, Kind::Secret)),
         _ => Err(ApiError::invalid("ResourceType", "must be key or secret")),
+    }
+}
+
+/// The batch actions' resources, parsed for their kind.
+#[derive(Debug)]
+enum Targets {
+    Keys(Vec<KeyRef>),
+    Secrets(Vec<SecretRef>),
+}
+
+impl Targets {
+    fn parse(kind: Kind, ids: Vec<&str>) -> Result<Self, ApiError> {
+        Ok(match kind {
+            Kind::Key => Self::Keys(key_refs(ids)?),
+            Kind::Secret => Self::Secrets(
+                ids.into_iter()
+                    .map(|id| {
+                        id.parse().map_err(|_| {
+                            ApiError::invalid("ResourceId", "not a secret name or ARN")
+                        })
+                    })
+                    .collect::<Result<_, _>>()?,
+            ),
+        })
+    }
+
+    fn is_empty(&self) -> bool {
+        match self {
+            Self::Keys(k) => k.is_empty(),
+            Self::Secrets(s) => s.is_empty(),
+        }
+    }
+
+    /// Checks every resource exists (and is the caller's to see) before anything changes.
+    fn check(&self, ctx: &Ctx<'_>) -> Result<(), ApiError> {
+        match self {
+            Self::Keys(keys) => {
+                for k in keys {
+                    ctx.kms.resolve(&ctx.caller, k)?;
+                }
+            }
+            Self::Secrets(secrets) => {
+                for s in secrets {
+                    ctx.kms.secret(&ctx.caller, s)?;
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -80,7 +158,7 @@ fn key_refs(ids: Vec<&str>) -> Result<Vec<KeyRef>, ApiError> {
 /// `TagResource`.
 #[derive(Debug)]
 pub(crate) struct TagResource {
-    key: KeyRef,
+    target: Target,
     tags: Vec<(String, String)>,
 }
 
@@ -90,17 +168,20 @@ impl Action for TagResource {
 
     fn parse(p: &Params) -> Result<Self, ApiError> {
         Ok(Self {
-            key: one_key(p)?,
+            target: one_target(p)?,
             tags: parse_tags_json(p.required("Tags")?)?,
         })
     }
 
     fn resource(&self) -> Option<String> {
-        Some(self.key.to_string())
+        Some(self.target.audit())
     }
 
     async fn handle(self, ctx: &Ctx<'_>) -> Result<Empty, ApiError> {
-        ctx.kms.tag_key(&ctx.caller, &self.key, &self.tags).await?;
+        match &self.target {
+            Target::Key(k) => drop(ctx.kms.tag_key(&ctx.caller, k, &self.tags).await?),
+            Target::Secret(s) => drop(ctx.kms.tag_secret(&ctx.caller, s, &self.tags).await?),
+        }
         Ok(Empty {})
     }
 }
@@ -108,7 +189,7 @@ impl Action for TagResource {
 /// `UntagResource`.
 #[derive(Debug)]
 pub(crate) struct UntagResource {
-    key: KeyRef,
+    target: Target,
     keys: Vec<String>,
 }
 
@@ -118,19 +199,21 @@ impl Action for UntagResource {
 
     fn parse(p: &Params) -> Result<Self, ApiError> {
         Ok(Self {
-            key: one_key(p)?,
+            target: one_target(p)?,
             keys: parse_tag_keys(p.required("TagKeys")?),
         })
     }
 
     fn resource(&self) -> Option<String> {
-        Some(self.key.to_string())
+        Some(self.target.audit())
     }
 
     async fn handle(self, ctx: &Ctx<'_>) -> Result<Empty, ApiError> {
-        ctx.kms
-            .untag_key(&ctx.caller, &self.key, &Untag::Keys(self.keys))
-            .await?;
+        let what = Untag::Keys(self.keys);
+        match &self.target {
+            Target::Key(k) => drop(ctx.kms.untag_key(&ctx.caller, k, &what).await?),
+            Target::Secret(s) => drop(ctx.kms.untag_secret(&ctx.caller, s, &what).await?),
+        }
         Ok(Empty {})
     }
 }
@@ -151,42 +234,66 @@ pub(crate) struct TagsReply {
 
 /// `ListResourceTags`.
 #[derive(Debug)]
-pub(crate) struct ListResourceTags(KeyRef);
+pub(crate) struct ListResourceTags(Target);
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct SecretTag {
+    secret_name: String,
+    tag_key: String,
+    tag_value: String,
+}
 
 impl Action for ListResourceTags {
     const NAME: &'static str = "ListResourceTags";
     type Response = TagsReply;
 
     fn parse(p: &Params) -> Result<Self, ApiError> {
-        Ok(Self(p.required_as("KeyId")?))
+        one_target(p).map(Self)
     }
 
     fn resource(&self) -> Option<String> {
-        Some(self.0.to_string())
+        Some(self.0.audit())
     }
 
     async fn handle(self, ctx: &Ctx<'_>) -> Result<TagsReply, ApiError> {
-        let key = ctx.kms.resolve(&ctx.caller, &self.0)?;
-        let tags: Vec<KeyTag> = key
-            .tags
-            .iter()
-            .map(|(k, v)| KeyTag {
-                key_id: key.key_id.to_string(),
-                tag_key: k.clone(),
-                tag_value: v.clone(),
-            })
-            .collect();
-        Ok(TagsReply {
-            tags: wrap("Tag", tags),
-        })
+        let tags = match &self.0 {
+            Target::Key(k) => {
+                let key = ctx.kms.resolve(&ctx.caller, k)?;
+                let tags: Vec<KeyTag> = key
+                    .tags
+                    .iter()
+                    .map(|(k, v)| KeyTag {
+                        key_id: key.key_id.to_string(),
+                        tag_key: k.clone(),
+                        tag_value: v.clone(),
+                    })
+                    .collect();
+                wrap("Tag", tags)
+            }
+            Target::Secret(s) => {
+                let secret = ctx.kms.secret(&ctx.caller, s)?;
+                let tags: Vec<SecretTag> = secret
+                    .tags
+                    .iter()
+                    .map(|(k, v)| SecretTag {
+                        secret_name: secret.name.to_string(),
+                        tag_key: k.clone(),
+                        tag_value: v.clone(),
+                    })
+                    .collect();
+                wrap("Tag", tags)
+            }
+        };
+        Ok(TagsReply { tags })
     }
 }
 
-/// `TagResources`: the same tags on several keys.
+/// `TagResources`: the same tags on several keys or secrets.
 #[derive(Debug)]
 pub(crate) struct TagResources {
     region: String,
-    keys: Vec<KeyRef>,
+    targets: Targets,
     tags: Vec<(String, String)>,
 }
 
@@ -213,26 +320,36 @@ impl Action for TagResources {
     type Response = Empty;
 
     fn parse(p: &Params) -> Result<Self, ApiError> {
-        let region = key_resources(p)?;
-        let keys = key_refs(p.list("ResourceId"))?;
+        let (region, kind) = batch_kind(p)?;
+        let targets = Targets::parse(kind, p.list("ResourceId"))?;
         let tags = flattened_tags(p);
-        if keys.is_empty() {
+        if targets.is_empty() {
             return Err(ApiError::MissingParameter("ResourceId"));
         }
         if tags.is_empty() {
             return Err(ApiError::MissingParameter("Tag"));
         }
-        Ok(Self { region, keys, tags })
+        Ok(Self {
+            region,
+            targets,
+            tags,
+        })
     }
 
     async fn handle(self, ctx: &Ctx<'_>) -> Result<Empty, ApiError> {
         check_region(ctx, &self.region)?;
-        // Check every key exists before changing any.
-        for k in &self.keys {
-            ctx.kms.resolve(&ctx.caller, k)?;
-        }
-        for k in &self.keys {
-            ctx.kms.tag_key(&ctx.caller, k, &self.tags).await?;
+        self.targets.check(ctx)?;
+        match &self.targets {
+            Targets::Keys(keys) => {
+                for k in keys {
+                    ctx.kms.tag_key(&ctx.caller, k, &self.tags).await?;
+                }
+            }
+            Targets::Secrets(secrets) => {
+                for s in secrets {
+                    ctx.kms.tag_secret(&ctx.caller, s, &self.tags).await?;
+                }
+            }
         }
         Ok(Empty {})
     }
@@ -242,7 +359,7 @@ impl Action for TagResources {
 #[derive(Debug)]
 pub(crate) struct UntagResources {
     region: String,
-    keys: Vec<KeyRef>,
+    targets: Targets,
     what: Untag,
 }
 
@@ -251,9 +368,9 @@ impl Action for UntagResources {
     type Response = Empty;
 
     fn parse(p: &Params) -> Result<Self, ApiError> {
-        let region = key_resources(p)?;
-        let keys = key_refs(p.list("ResourceId"))?;
-        if keys.is_empty() {
+        let (region, kind) = batch_kind(p)?;
+        let targets = Targets::parse(kind, p.list("ResourceId"))?;
+        if targets.is_empty() {
             return Err(ApiError::MissingParameter("ResourceId"));
         }
         let tag_keys: Vec<String> = p.list("TagKey").into_iter().map(str::to_owned).collect();
@@ -262,16 +379,27 @@ impl Action for UntagResources {
             _ if tag_keys.is_empty() => return Err(ApiError::MissingParameter("TagKey")),
             _ => Untag::Keys(tag_keys),
         };
-        Ok(Self { region, keys, what })
+        Ok(Self {
+            region,
+            targets,
+            what,
+        })
     }
 
     async fn handle(self, ctx: &Ctx<'_>) -> Result<Empty, ApiError> {
         check_region(ctx, &self.region)?;
-        for k in &self.keys {
-            ctx.kms.resolve(&ctx.caller, k)?;
-        }
-        for k in &self.keys {
-            ctx.kms.untag_key(&ctx.caller, k, &self.what).await?;
+        self.targets.check(ctx)?;
+        match &self.targets {
+            Targets::Keys(keys) => {
+                for k in keys {
+                    ctx.kms.untag_key(&ctx.caller, k, &self.what).await?;
+                }
+            }
+            Targets::Secrets(secrets) => {
+                for s in secrets {
+                    ctx.kms.untag_secret(&ctx.caller, s, &self.what).await?;
+                }
+            }
         }
         Ok(Empty {})
     }
@@ -284,7 +412,7 @@ const TAG_PAGE: usize = 50;
 #[derive(Debug)]
 pub(crate) struct ListTagResources {
     region: String,
-    keys: Vec<KeyRef>,
+    targets: Targets,
     filter: Vec<(String, String)>,
     offset: usize,
 }
@@ -311,7 +439,7 @@ impl Action for ListTagResources {
     type Response = TagResourcesReply;
 
     fn parse(p: &Params) -> Result<Self, ApiError> {
-        let region = key_resources(p)?;
+        let (region, kind) = batch_kind(p)?;
         let offset = match p.optional("NextToken") {
             Some(t) => t
                 .parse()
@@ -320,7 +448,7 @@ impl Action for ListTagResources {
         };
         Ok(Self {
             region,
-            keys: key_refs(p.list("ResourceId"))?,
+            targets: Targets::parse(kind, p.list("ResourceId"))?,
             filter: flattened_tags(p),
             offset,
         })
@@ -328,20 +456,53 @@ impl Action for ListTagResources {
 
     async fn handle(self, ctx: &Ctx<'_>) -> Result<TagResourcesReply, ApiError> {
         check_region(ctx, &self.region)?;
-        let all = ctx
-            .kms
-            .list_key_tags(&ctx.caller, &self.keys, &self.filter)?;
+        let all: Vec<(String, &'static str, String, String)> = match &self.targets {
+            Targets::Keys(keys) => ctx
+                .kms
+                .list_key_tags(&ctx.caller, keys, &self.filter)?
+                .into_iter()
+                .map(|(k, tk, tv)| (k.key_id.to_string(), "key", tk, tv))
+                .collect(),
+            Targets::Secrets(wanted) => {
+                let secrets = if wanted.is_empty() {
+                    ctx.kms.list_secrets(&ctx.caller, &[])?
+                } else {
+                    wanted
+                        .iter()
+                        .map(|s| ctx.kms.secret(&ctx.caller, s))
+                        .collect::<Result<_, _>>()?
+                };
+                secrets
+                    .into_iter()
+                    .flat_map(|s| {
+                        let name = s.name.to_string();
+                        s.tags
+                            .into_iter()
+                            .map(move |(k, v)| (name.clone(), "secret", k, v))
+                    })
+                    .filter(|(_, _, k, v)| {
+                        self.filter.is_empty()
+                            || self
+                                .filter
+                                .iter()
+                                .any(|(fk, fv)| fk == k && (fv.is_empty() || fv == v))
+                    })
+                    .collect()
+            }
+        };
         let total = all.len();
         let page: Vec<TagResourceEntry> = all
             .into_iter()
             .skip(self.offset)
             .take(TAG_PAGE)
-            .map(|(k, tag_key, tag_value)| TagResourceEntry {
-                resource_id: k.key_id.to_string(),
-                resource_type: "key",
-                tag_key,
-                tag_value,
-            })
+            .map(
+                |(resource_id, resource_type, tag_key, tag_value)| TagResourceEntry {
+                    resource_id,
+                    resource_type,
+                    tag_key,
+                    tag_value,
+                },
+            )
             .collect();
         let next = self.offset + page.len();
         Ok(TagResourcesReply {
