@@ -120,6 +120,13 @@ pub enum ApiError {
     /// account's). Deliberately one code for all of these.
     #[error("invalid ciphertext")]
     InvalidCiphertext,
+    /// 400 `Rejected.UnsupportedOperation` with a message made at run time.
+    #[error("unsupported: {0}")]
+    Unsupported(String),
+    /// 503 `ServiceUnavailableTemporary` with what to wait for (a rotation step that failed
+    /// and will resume, a rotation another request is driving).
+    #[error("unavailable: {0}")]
+    Unavailable(String),
     /// 500 `InternalFailure`. The detail is logged with the request id, never sent.
     #[error("internal failure: {0}")]
     Internal(String),
@@ -154,6 +161,7 @@ impl ApiError {
             | Self::UnsupportedProtectionLevel
             | Self::UnsupportedOrigin
             | Self::UnsupportedOperation(_)
+            | Self::Unsupported(_)
             | Self::InvalidCiphertext
             | Self::InvalidImportToken
             | Self::ExpiredImportToken
@@ -162,7 +170,7 @@ impl ApiError {
             | Self::NoPermission
             | Self::Denied(_)
             | Self::DeletionProtected => StatusCode::FORBIDDEN,
-            Self::PolicyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::PolicyUnavailable | Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::InvalidAccessKeyId
             | Self::UnknownAction
             | Self::KeyNotFound
@@ -194,7 +202,7 @@ impl ApiError {
             Self::BodyTooLarge => "RequestEntityTooLarge",
             Self::DryRun => "DryRunOperationError",
             Self::NoPermission | Self::Denied(_) => "Forbidden.NoPermission",
-            Self::PolicyUnavailable => "ServiceUnavailableTemporary",
+            Self::PolicyUnavailable | Self::Unavailable(_) => "ServiceUnavailableTemporary",
             Self::KeyNotFound => "Forbidden.KeyNotFound",
             Self::KeyVersionNotFound => "Forbidden.KeyVersionNotFound",
             Self::DeletionProtected => "Forbidden.DeletionProtection",
@@ -211,7 +219,7 @@ impl ApiError {
             Self::KeyState(KeyState::PendingDeletion) => "Rejected.PendingDeletion",
             Self::KeyState(KeyState::PendingImport) => "Rejected.PendingImport",
             Self::KeyState(KeyState::Enabled) => "Rejected.StateModifiedFailed",
-            Self::UnsupportedOperation(_) => "Rejected.UnsupportedOperation",
+            Self::UnsupportedOperation(_) | Self::Unsupported(_) => "Rejected.UnsupportedOperation",
             Self::ResourceExists => "Rejected.ResourceExist",
             Self::ResourceInDeleteWindow => "Rejected.ResourceInDeleteWindow",
             Self::InvalidCiphertext => "InvalidCiphertext",
@@ -283,6 +291,8 @@ impl ApiError {
                 format!("The request was rejected because the key state is {state}.").into()
             }
             Self::UnsupportedOperation(what) => format!("Unsupported operation: {what}").into(),
+            Self::Unsupported(what) => format!("Unsupported operation: {what}").into(),
+            Self::Unavailable(what) => what.clone().into(),
             Self::ResourceExists => "The resource already exists.".into(),
             // Spelled as the service spells it (spec §6.9); clients may match on it.
             Self::ResourceInDeleteWindow => "secret in delete peroid".into(),
@@ -320,6 +330,19 @@ impl From<kms::Error> for ApiError {
             kms::Error::SecretInDeleteWindow => Self::ResourceInDeleteWindow,
             kms::Error::MissingParameter(name) => Self::MissingParameter(name),
             kms::Error::Internal(detail) => Self::Internal(detail),
+        }
+    }
+}
+
+impl From<crate::rotation::RotationError> for ApiError {
+    fn from(e: crate::rotation::RotationError) -> Self {
+        use crate::rotation::RotationError;
+        match e {
+            RotationError::Kms(e) => e.into(),
+            e @ RotationError::NoRotator(_) => Self::Unsupported(e.to_string()),
+            e @ (RotationError::Busy | RotationError::Step { .. }) => {
+                Self::Unavailable(e.to_string())
+            }
         }
     }
 }

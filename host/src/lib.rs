@@ -21,6 +21,7 @@ pub mod ids;
 pub mod keystore;
 pub mod kms;
 pub mod plugin;
+pub mod rotation;
 pub mod secret;
 pub mod startup;
 pub mod store;
@@ -53,6 +54,11 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) {
     let kms = Arc::clone(&dir.kms);
+    let rotations = Arc::new(rotation::Rotations::new(
+        Arc::clone(&dir.kms),
+        Arc::clone(&plugins.host),
+    ));
+    let engine = Arc::clone(&rotations);
     let sweeper = tokio::spawn(async move {
         let mut tick = tokio::time::interval(SWEEP_INTERVAL);
         tick.tick().await; // start-up already swept
@@ -60,6 +66,10 @@ pub async fn serve(
             tick.tick().await;
             if let Err(e) = kms.sweep().await {
                 tracing::error!(error = %e, "key maintenance sweep failed");
+            }
+            // Scheduled secret rotations, and interrupted ones whose back-off has passed.
+            if let Err(e) = engine.sweep().await {
+                tracing::error!(error = %e, "secret rotation sweep failed");
             }
         }
     });
@@ -69,6 +79,7 @@ pub async fn serve(
         audit: dir.audit,
         request_ids: api::RequestIds::default(),
         plugins: plugins.host,
+        rotations,
         access_policy: plugins.access_policy,
     });
     api::server::run(listener, app, shutdown).await;

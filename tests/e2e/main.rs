@@ -13,6 +13,7 @@ mod backup;
 mod crypto;
 mod durability;
 mod plugins;
+mod rotation;
 mod startup;
 mod tenancy;
 

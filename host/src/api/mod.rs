@@ -45,6 +45,8 @@ pub struct App {
     pub request_ids: RequestIds,
     /// The plugin host.
     pub plugins: Arc<PluginHost>,
+    /// The secret rotation engine.
+    pub rotations: Arc<crate::rotation::Rotations>,
     /// The server-wide access policy plugin asked before every non-admin action, if any.
     pub access_policy: Option<String>,
 }
@@ -220,6 +222,6 @@ where
         access_key_id: authed.access_key_id.to_string(),
         source_ip: peer.ip().to_string(),
     });
-    let ctx = Ctx::new(&app.kms, &app.plugins, caller, gate);
+    let ctx = Ctx::new(&app.kms, &app.plugins, &app.rotations, caller, gate);
     actions::dispatch(action, &params, &ctx, request_id, outcome).await
 }

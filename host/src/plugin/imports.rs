@@ -378,7 +378,7 @@ impl secrets::Host for PluginState {
     async fn get_secret_value(
         &mut self,
         name: String,
-        _stage: Option<String>,
+        stage: Option<String>,
     ) -> wasmtime::Result<Result<types::SecretVersion, types::Error>> {
         if !pattern_match(&self.plugin.manifest.grants.secrets, &name) {
             return Ok(Err(error(
@@ -386,11 +386,55 @@ impl secrets::Host for PluginState {
                 format!("secret `{name}` is not granted to this plugin"),
             )));
         }
-        // Secrets Manager (issue 5) plugs its reader in here.
-        Ok(Err(error(
-            types::ErrorKind::NotFound,
-            format!("secret `{name}` not found"),
-        )))
+        let caller = match self.kms_caller("GetSecretValue") {
+            Ok(c) => c,
+            Err(e) => return Ok(Err(e)),
+        };
+        let Ok(secret) = name.parse::<crate::ids::SecretName>() else {
+            return Ok(Err(error(
+                types::ErrorKind::InvalidArgument,
+                format!("`{name}` is not a secret name"),
+            )));
+        };
+        let read = self.plugin.services.kms.get_secret_value(
+            &caller,
+            &crate::ids::SecretRef::Name(secret),
+            None,
+            Some(stage.as_deref().unwrap_or("ACSCurrent")),
+        );
+        Ok(match read {
+            Ok(v) => {
+                let value = match v.data_type {
+                    crate::kms::secrets::DataType::Text => {
+                        types::SecretData::Text(v.data.expose().to_owned())
+                    }
+                    crate::kms::secrets::DataType::Binary => {
+                        use base64::Engine;
+                        match base64::engine::general_purpose::STANDARD.decode(v.data.expose()) {
+                            Ok(b) => types::SecretData::Binary(b),
+                            Err(_) => {
+                                return Ok(Err(error(
+                                    types::ErrorKind::Failed,
+                                    "stored binary value is malformed",
+                                )));
+                            }
+                        }
+                    }
+                };
+                Ok(types::SecretVersion {
+                    version_id: v.version_id.to_string(),
+                    stages: v.stages,
+                    value,
+                })
+            }
+            Err(crate::kms::Error::SecretNotFound | crate::kms::Error::SecretVersionNotFound) => {
+                Err(error(
+                    types::ErrorKind::NotFound,
+                    format!("secret `{name}` has no such version"),
+                ))
+            }
+            Err(e) => Err(error(types::ErrorKind::Unavailable, e.to_string())),
+        })
     }
 }
 

@@ -33,6 +33,7 @@ use super::params::Params;
 pub(crate) struct Ctx<'a> {
     pub(crate) kms: &'a Kms,
     pub(crate) plugins: &'a std::sync::Arc<PluginHost>,
+    pub(crate) rotations: &'a crate::rotation::Rotations,
     pub(crate) caller: Caller,
     /// The server-wide access policy to ask before every non-admin action, if configured.
     pub(crate) gate: Option<Gate<'a>>,
@@ -54,12 +55,14 @@ impl<'a> Ctx<'a> {
     pub(crate) fn new(
         kms: &'a Kms,
         plugins: &'a std::sync::Arc<PluginHost>,
+        rotations: &'a crate::rotation::Rotations,
         caller: Caller,
         gate: Option<Gate<'a>>,
     ) -> Self {
         Self {
             kms,
             plugins,
+            rotations,
             caller,
             gate,
             key_version: Mutex::new(None),
@@ -261,6 +264,7 @@ actions! {
     secrets::DeleteSecret,
     secrets::RestoreSecret,
     secrets::UpdateSecretRotationPolicy,
+    secrets::RotateSecret,
     secrets::GetSecretPolicy,
     secrets::SetSecretPolicy,
     // Account and region

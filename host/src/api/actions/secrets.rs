@@ -932,6 +932,50 @@ impl Action for UpdateSecretRotationPolicy {
     }
 }
 
+/// `RotateSecret`: rotates now through the secret's rotator plugin. `VersionId` names the new
+/// version and makes the call idempotent; a failed step answers 503 and resumes later.
+#[derive(Debug)]
+pub(crate) struct RotateSecret {
+    secret: SecretRef,
+    version: SecretVersionId,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct RotateReply {
+    arn: String,
+    secret_name: String,
+    version_id: String,
+}
+
+impl Action for RotateSecret {
+    const NAME: &'static str = "RotateSecret";
+    type Response = RotateReply;
+
+    fn parse(p: &Params) -> Result<Self, ApiError> {
+        Ok(Self {
+            secret: secret_ref(p)?,
+            version: version_id(p)?,
+        })
+    }
+
+    fn resource(&self) -> Option<String> {
+        resource(&self.secret)
+    }
+
+    async fn handle(self, ctx: &Ctx<'_>) -> Result<RotateReply, ApiError> {
+        let s = ctx
+            .rotations
+            .rotate_now(&ctx.caller, &self.secret, &self.version)
+            .await?;
+        Ok(RotateReply {
+            arn: secret_arn(ctx.kms.region(), &s.account_id, &s.name),
+            secret_name: s.name.to_string(),
+            version_id: self.version.to_string(),
+        })
+    }
+}
+
 fn policy_name(p: &Params) -> Result<(), ApiError> {
     match p.optional("PolicyName") {
         None | Some("default") => Ok(()),

@@ -7,6 +7,7 @@
 //! Versions hang off an internal secret id rather than the name, so a name deleted and made
 //! again never sees the old secret's versions.
 
+pub mod rotation;
 pub mod stages;
 mod values;
 

@@ -152,7 +152,11 @@ impl Kms {
     }
 
     /// Opens a version: the CMK must be usable (a disabled key answers `Rejected.Disabled`).
-    fn open_version(&self, record: &SecretRecord, v: &VersionRecord) -> Result<SecretBytes, Error> {
+    pub(super) fn open_version(
+        &self,
+        record: &SecretRecord,
+        v: &VersionRecord,
+    ) -> Result<SecretBytes, Error> {
         let opened = self.decrypt(
             &owner(record, "Decrypt"),
             &v.data_key,
@@ -177,7 +181,7 @@ impl Kms {
         Ok(buf)
     }
 
-    fn version(
+    pub(super) fn version(
         &self,
         record: &SecretRecord,
         version: &SecretVersionId,

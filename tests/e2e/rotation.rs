@@ -1,0 +1,367 @@
+//! Secret rotation through rotator plugins: RotateSecret with the shipped generic rotator, a
+//! rotator that fails (error or trap) at each step, a kill -9 in the middle of a step, and the
+//! schedule (in process, on a manual clock).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arca_client::Client;
+use arca_tests::{TestServer, component, repo_root};
+use serde_json::{Value, json};
+
+const STEPS: [&str; 4] = ["create-pending", "set-pending", "test-pending", "finish"];
+
+/// A plugins directory with the shipped generic rotator and the flaky test rotator.
+fn rotators(dir: &Path) -> PathBuf {
+    let plugins = dir.join("plugins");
+    for (name, source) in [
+        ("rotator-generic", "plugins/rotator-generic"),
+        ("flaky-rotator", "tests/components/flaky-rotator"),
+    ] {
+        let text = std::fs::read_to_string(repo_root().join(source).join("plugin.toml")).unwrap();
+        let wasm_name = text
+            .lines()
+            .find_map(|l| l.strip_prefix("component = \""))
+            .unwrap()
+            .trim_end_matches('"');
+        let wasm = component(&format!("{source}/{wasm_name}"));
+        let text = text.replace(
+            &format!("component = \"{wasm_name}\""),
+            &format!("component = {:?}", wasm.display().to_string()),
+        );
+        let d = plugins.join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("plugin.toml"), text).unwrap();
+    }
+    plugins
+}
+
+fn server(tmp: &Path) -> TestServer {
+    let plugins = rotators(tmp).display().to_string();
+    TestServer::start_with_args(&["--plugins-dir", &plugins]).unwrap()
+}
+
+async fn create(c: &Client, name: &str, data: &str, config: Value) -> Value {
+    c.call(
+        "CreateSecret",
+        &[
+            ("SecretName", name),
+            ("SecretData", data),
+            ("VersionId", "v1"),
+            ("ExtendedConfig", &config.to_string()),
+        ],
+    )
+    .await
+    .unwrap()
+}
+
+async fn value(c: &Client, name: &str, stage: &str) -> Result<Value, arca_client::Error> {
+    c.call(
+        "GetSecretValue",
+        &[("SecretName", name), ("VersionStage", stage)],
+    )
+    .await
+}
+
+async fn rotate(c: &Client, name: &str, token: &str) -> Result<Value, arca_client::Error> {
+    c.call(
+        "RotateSecret",
+        &[("SecretName", name), ("VersionId", token)],
+    )
+    .await
+}
+
+fn api_error(e: &arca_client::Error) -> (u16, &str, &str) {
+    match e {
+        arca_client::Error::Api {
+            status,
+            code,
+            message,
+            ..
+        } => (*status, code.as_str(), message.as_str()),
+        other => panic!("not an API error: {other}"),
+    }
+}
+
+#[tokio::test]
+async fn rotate_secret_with_the_generic_rotator() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = server(tmp.path());
+    let c = s.client().unwrap();
+    let old = json!({"user": "app", "password": "old-password"}).to_string();
+    create(
+        &c,
+        "db/app",
+        &old,
+        json!({"PasswordLength": 24, "Fields": ["password"], "ExcludePunctuation": true}),
+    )
+    .await;
+    let r = rotate(&c, "db/app", "r1").await.unwrap();
+    assert_eq!(r["VersionId"], "r1");
+    assert!(r["Arn"].as_str().unwrap().ends_with(":secret/db/app"));
+    let now = value(&c, "db/app", "ACSCurrent").await.unwrap();
+    assert_eq!(now["VersionId"], "r1");
+    assert_eq!(now["VersionStages"]["VersionStage"], json!(["ACSCurrent"]));
+    let data: Value = serde_json::from_str(now["SecretData"].as_str().unwrap()).unwrap();
+    assert_eq!(data["user"], "app", "fields not in the template carry over");
+    let password = data["password"].as_str().unwrap();
+    assert_eq!(password.len(), 24);
+    assert!(password.chars().all(|ch| ch.is_ascii_alphanumeric()));
+    let previous = value(&c, "db/app", "ACSPrevious").await.unwrap();
+    assert_eq!(
+        (
+            previous["VersionId"].as_str(),
+            previous["SecretData"].as_str()
+        ),
+        (Some("v1"), Some(old.as_str()))
+    );
+    // No ACSPending is left behind.
+    let e = value(&c, "db/app", "ACSPending").await.unwrap_err();
+    assert_eq!(api_error(&e).1, "Forbidden.ResourceNotFound");
+    // Idempotent by VersionId.
+    rotate(&c, "db/app", "r1").await.unwrap();
+    let listed = c
+        .call(
+            "ListSecretVersionIds",
+            &[("SecretName", "db/app"), ("IncludeDeprecated", "true")],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        listed["VersionIds"]["VersionId"].as_array().unwrap().len(),
+        2
+    );
+    let d = c
+        .call("DescribeSecret", &[("SecretName", "db/app")])
+        .await
+        .unwrap();
+    assert!(d["LastRotationDate"].as_str().unwrap().ends_with('Z'));
+    // A secret routed to a rotator that is not loaded.
+    create(&c, "db/other", "x", json!({"Rotator": "rotator-nope"})).await;
+    let e = rotate(&c, "db/other", "r1").await.unwrap_err();
+    let (status, code, message) = api_error(&e);
+    assert_eq!((status, code), (400, "Rejected.UnsupportedOperation"));
+    assert!(message.contains("rotator-nope"), "{message}");
+}
+
+#[tokio::test]
+async fn a_failing_step_leaves_current_working_and_the_rotation_resumes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = server(tmp.path());
+    let c = s.client().unwrap();
+    for how in ["error", "trap"] {
+        for step in STEPS {
+            let name = format!("flaky/{how}/{step}");
+            let config =
+                json!({"Rotator": "flaky-rotator", "CustomData": {"FailAt": step, "How": how}});
+            create(&c, &name, "original", config).await;
+            let e = rotate(&c, &name, "t1").await.unwrap_err();
+            let (status, code, message) = api_error(&e);
+            assert_eq!(
+                (status, code),
+                (503, "ServiceUnavailableTemporary"),
+                "{message}"
+            );
+            assert!(message.contains(step), "{message}");
+            // The current value is untouched.
+            let now = value(&c, &name, "ACSCurrent").await.unwrap();
+            assert_eq!(
+                (now["VersionId"].as_str(), now["SecretData"].as_str()),
+                (Some("v1"), Some("original"))
+            );
+            let pending = value(&c, &name, "ACSPending").await;
+            let kept = if step == "create-pending" {
+                assert_eq!(
+                    api_error(&pending.unwrap_err()).1,
+                    "Forbidden.ResourceNotFound"
+                );
+                None
+            } else {
+                let p = pending.unwrap();
+                assert_eq!(p["VersionId"], "t1");
+                Some(p["SecretData"].as_str().unwrap().to_owned())
+            };
+            let d = c
+                .call("DescribeSecret", &[("SecretName", &name)])
+                .await
+                .unwrap();
+            assert!(d["UpdateTime"].is_string());
+            // Another rotation cannot start over this one.
+            let e = rotate(&c, &name, "t2").await.unwrap_err();
+            let (_, code, message) = api_error(&e);
+            assert_eq!(code, "InvalidParameter");
+            assert!(message.contains("t1"), "{message}");
+            // The cause goes away; the same token resumes from the failed step.
+            c.call(
+                "UpdateSecret",
+                &[("SecretName", &name), ("ExtendedConfig.CustomData", "{}")],
+            )
+            .await
+            .unwrap();
+            rotate(&c, &name, "t1").await.unwrap();
+            let now = value(&c, &name, "ACSCurrent").await.unwrap();
+            assert_eq!(now["VersionId"], "t1");
+            let rotated = now["SecretData"].as_str().unwrap();
+            assert!(rotated.starts_with("flaky-"), "{rotated}");
+            if let Some(p) = kept {
+                assert_eq!(rotated, p, "create-pending is not repeated on resume");
+            }
+            let prev = value(&c, &name, "ACSPrevious").await.unwrap();
+            assert_eq!(prev["SecretData"], "original");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kill_in_the_middle_of_a_step_loses_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut s = server(tmp.path());
+    for step in STEPS {
+        let c = s.client().unwrap();
+        let name = format!("killed/{step}");
+        let config =
+            json!({"Rotator": "flaky-rotator", "CustomData": {"FailAt": step, "How": "loop"}});
+        create(&c, &name, "original", config).await;
+        // The step spins (up to the rotator's 3 s limit); kill the server while it does.
+        let call = {
+            let (c, name) = (s.client().unwrap(), name.clone());
+            tokio::spawn(async move { rotate(&c, &name, "t1").await })
+        };
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        s.kill9().unwrap();
+        assert!(call.await.unwrap().is_err(), "the reply never came");
+        s.restart().unwrap();
+        let c = s.client().unwrap();
+        let now = value(&c, &name, "ACSCurrent").await.unwrap();
+        assert_eq!(
+            (now["VersionId"].as_str(), now["SecretData"].as_str()),
+            (Some("v1"), Some("original")),
+            "killed during {step}"
+        );
+        let kept = value(&c, &name, "ACSPending")
+            .await
+            .ok()
+            .map(|p| p["SecretData"].as_str().unwrap().to_owned());
+        assert_eq!(kept.is_some(), step != "create-pending", "after {step}");
+        c.call(
+            "UpdateSecret",
+            &[("SecretName", &name), ("ExtendedConfig.CustomData", "{}")],
+        )
+        .await
+        .unwrap();
+        rotate(&c, &name, "t1").await.unwrap();
+        let now = value(&c, &name, "ACSCurrent").await.unwrap();
+        assert_eq!(now["VersionId"], "t1");
+        if let Some(p) = kept {
+            assert_eq!(now["SecretData"].as_str(), Some(p.as_str()));
+        }
+    }
+}
+
+#[tokio::test]
+async fn scheduled_rotations_run_when_due_and_retry_after_failures() {
+    use arca_host::clock::{Clock, ManualClock};
+    use arca_host::ids::{SecretName, SecretRef, SecretVersionId};
+    use arca_host::kms::Caller;
+    use arca_host::kms::secrets::{DataType, NewSecret, NewValue};
+    use arca_host::plugin::{PluginHost, Services, SqlConnections};
+    use arca_host::rotation::Rotations;
+    use arca_host::secret::SecretBytes;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let clock = ManualClock::at(1_800_000_000);
+    let opened = arca_host::startup::open_with_clock(
+        arca_host::ServeConfig {
+            data_dir: tmp.path().join("data"),
+            region: "cn-hangzhou".into(),
+            root_key: arca_host::startup::RootKeySource::DataDir,
+        },
+        Arc::clone(&clock) as Arc<dyn Clock>,
+    )
+    .await
+    .unwrap();
+    let kms = opened.kms;
+    let host = Arc::new(
+        PluginHost::new(
+            Some(rotators(tmp.path())),
+            tmp.path().join("cache"),
+            Services::new(Arc::clone(&kms), SqlConnections::none()),
+        )
+        .unwrap(),
+    );
+    let report = host.load().await;
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    let engine = Rotations::new(Arc::clone(&kms), Arc::clone(&host));
+    let caller = Caller {
+        account: kms.bootstrap_account().unwrap().unwrap(),
+        admin: false,
+        action: "CreateSecret".into(),
+    };
+    let make = |name: &str, config: Value| NewSecret {
+        name: name.parse::<SecretName>().unwrap(),
+        secret_type: arca_host::kms::secrets::SecretType::Generic,
+        version: "v1".parse::<SecretVersionId>().unwrap(),
+        value: NewValue {
+            data_type: DataType::Text,
+            bytes: SecretBytes::new(b"original".to_vec()),
+        },
+        description: String::new(),
+        encryption_key: None,
+        extended_config: Some(config.to_string()),
+        rotation: Some(6 * 3600),
+        tags: Vec::new(),
+        policy: None,
+    };
+    kms.create_secret(
+        &caller,
+        make("sched/ok", json!({"Rotator": "flaky-rotator"})),
+    )
+    .await
+    .unwrap();
+    kms.create_secret(
+        &caller,
+        make(
+            "sched/failing",
+            json!({"Rotator": "flaky-rotator", "CustomData": {"FailAt": "test-pending", "How": "error"}}),
+        ),
+    )
+    .await
+    .unwrap();
+    let current = |name: &str| {
+        kms.get_secret_value(&caller, &SecretRef::Name(name.parse().unwrap()), None, None)
+            .unwrap()
+    };
+    assert_eq!(engine.sweep().await.unwrap(), 0, "nothing due yet");
+    clock.advance(7 * 3600);
+    assert_eq!(engine.sweep().await.unwrap(), 1, "the healthy one rotated");
+    let ok = current("sched/ok");
+    assert_ne!(ok.version_id.as_str(), "v1");
+    assert!(ok.data.expose().starts_with("flaky-"));
+    assert!(ok.secret.next_rotation.unwrap() > clock.now().unix_timestamp() + 5 * 3600);
+    let failing = current("sched/failing");
+    assert_eq!(failing.version_id.as_str(), "v1");
+    let state = failing.secret.rotation.clone().unwrap();
+    assert_eq!(
+        (state.done.as_deref(), state.attempts),
+        (Some("set-pending"), 1)
+    );
+    assert!(state.last_error.unwrap().contains("test-pending"));
+    // Within the back-off nothing is retried; after it, the rotation resumes and (the cause
+    // gone) completes with the version made before the failure.
+    assert_eq!(engine.sweep().await.unwrap(), 0);
+    kms.update_secret(
+        &caller,
+        &SecretRef::Name("sched/failing".parse().unwrap()),
+        None,
+        Some(json!({})),
+    )
+    .await
+    .unwrap();
+    clock.advance(120);
+    assert_eq!(engine.sweep().await.unwrap(), 1);
+    let done = current("sched/failing");
+    assert_eq!(done.version_id, state.version);
+    assert!(done.secret.rotation.is_none());
+    assert_eq!(done.secret.rotation_status(), "Enabled");
+}
