@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arca_client::Client;
-use arca_tests::{TestServer, component, repo_root};
+use arca_tests::{Postgres, TestServer, component, repo_root};
 use serde_json::{Value, json};
 
 const STEPS: [&str; 4] = ["create-pending", "set-pending", "test-pending", "finish"];
@@ -18,6 +18,7 @@ fn rotators(dir: &Path) -> PathBuf {
     for (name, source) in [
         ("rotator-generic", "plugins/rotator-generic"),
         ("flaky-rotator", "tests/components/flaky-rotator"),
+        ("rotator-postgres", "plugins/rotator-postgres"),
     ] {
         let text = std::fs::read_to_string(repo_root().join(source).join("plugin.toml")).unwrap();
         let wasm_name = text
@@ -364,4 +365,140 @@ async fn scheduled_rotations_run_when_due_and_retry_after_failures() {
     assert_eq!(done.version_id, state.version);
     assert!(done.secret.rotation.is_none());
     assert_eq!(done.secret.rotation_status(), "Enabled");
+}
+
+fn account(v: &Value) -> (String, String) {
+    let data: Value = serde_json::from_str(v["SecretData"].as_str().unwrap()).unwrap();
+    (
+        data["AccountName"].as_str().unwrap().to_owned(),
+        data["AccountPassword"].as_str().unwrap().to_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rds_secrets_rotate_against_a_real_postgres() {
+    let pg = Postgres::start().unwrap();
+    pg.psql("CREATE ROLE app LOGIN PASSWORD 'app-initial'")
+        .unwrap();
+    pg.psql("CREATE ROLE team LOGIN PASSWORD 'team-initial'")
+        .unwrap();
+    pg.psql("CREATE TABLE orders (id int); GRANT SELECT ON orders TO team")
+        .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let plugins = rotators(tmp.path());
+    std::fs::write(
+        plugins.join("connections.toml"),
+        pg.connection_entry(&plugins, "pg").unwrap(),
+    )
+    .unwrap();
+    let s =
+        TestServer::start_with_args(&["--plugins-dir", &plugins.display().to_string()]).unwrap();
+    let c = s.client().unwrap();
+    let rds = |user: &str, password: &str| {
+        json!({"AccountName": user, "AccountPassword": password}).to_string()
+    };
+
+    // Single user: the role keeps its name; the new password logs in, the old one stops.
+    c.call(
+        "CreateSecret",
+        &[
+            ("SecretName", "db/single"),
+            ("SecretType", "Rds"),
+            ("SecretData", &rds("app", "app-initial")),
+            ("VersionId", "v1"),
+            (
+                "ExtendedConfig",
+                &json!({"SecretSubType": "SingleUser", "DBInstanceId": "pg"}).to_string(),
+            ),
+        ],
+    )
+    .await
+    .unwrap();
+    rotate(&c, "db/single", "r1").await.unwrap();
+    let (user, password) = account(&value(&c, "db/single", "ACSCurrent").await.unwrap());
+    assert_eq!(user, "app");
+    assert_eq!(password.len(), 32);
+    assert!(pg.login("app", &password), "the new password logs in");
+    assert!(
+        !pg.login("app", "app-initial"),
+        "the old password no longer does"
+    );
+
+    // Alternating users: the role not in ACSCurrent gets the new password and becomes current,
+    // so whatever ACSCurrent holds works at every instant, checked by a reader throughout.
+    c.call(
+        "CreateSecret",
+        &[
+            ("SecretName", "db/double"),
+            ("SecretType", "Rds"),
+            ("SecretData", &rds("team", "team-initial")),
+            ("VersionId", "v1"),
+            (
+                "ExtendedConfig",
+                &json!({"SecretSubType": "DoubleUsers", "DBInstanceId": "pg"}).to_string(),
+            ),
+        ],
+    )
+    .await
+    .unwrap();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let pg = Arc::new(pg);
+    let reader = {
+        let (c, stop, pg) = (s.client().unwrap(), Arc::clone(&stop), Arc::clone(&pg));
+        tokio::spawn(async move {
+            let (mut checks, mut failures) = (0, Vec::new());
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let (user, password) =
+                    account(&value(&c, "db/double", "ACSCurrent").await.unwrap());
+                let pg = Arc::clone(&pg);
+                let ok = tokio::task::spawn_blocking(move || {
+                    pg.psql("SELECT 1").is_ok() && pg.login(&user, &password)
+                })
+                .await
+                .unwrap();
+                checks += 1;
+                if !ok {
+                    failures.push(checks);
+                }
+            }
+            (checks, failures)
+        })
+    };
+    let mut seen = Vec::new();
+    for token in ["r1", "r2", "r3"] {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        rotate(&c, "db/double", token).await.unwrap();
+        let (user, password) = account(&value(&c, "db/double", "ACSCurrent").await.unwrap());
+        let (prev_user, prev_password) =
+            account(&value(&c, "db/double", "ACSPrevious").await.unwrap());
+        assert_ne!(user, prev_user, "the roles alternate");
+        assert!(pg.login(&user, &password));
+        assert!(
+            pg.login(&prev_user, &prev_password),
+            "ACSPrevious still works"
+        );
+        seen.push(user);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (checks, failures) = reader.await.unwrap();
+    assert_eq!(seen, ["team_clone", "team", "team_clone"]);
+    assert!(checks >= 5, "only {checks} checks");
+    assert!(
+        failures.is_empty(),
+        "ACSCurrent failed to log in at checks {failures:?}"
+    );
+    // The clone has the base role's privileges.
+    let (user, password) = account(&value(&c, "db/double", "ACSCurrent").await.unwrap());
+    assert_eq!(user, "team_clone");
+    assert!(pg.login(&user, &password));
+    assert_eq!(
+        pg.psql("SELECT pg_has_role('team_clone', 'team', 'MEMBER')")
+            .unwrap(),
+        "t"
+    );
+    assert!(
+        !pg.login("team", "team-initial"),
+        "the first password is gone"
+    );
 }

@@ -357,3 +357,21 @@ def test_kill_9_loses_no_acknowledged_version(fresh_server):
     assert value(kms, secret)["SecretData"] == "value-11"
     assert value(kms, secret, VersionStage="ACSPrevious")["VersionId"] == "v10"
     assert len(versions(kms, secret, deprecated=True)) == 11
+
+
+def test_rotate_secret_through_the_sdk(kms):
+    """RotateSecret with the shipped generic rotator (the server loads ./plugins)."""
+    old = json.dumps({"user": "app", "password": "old"})
+    secret, _ = create(kms, data=old, ExtendedConfig={"PasswordLength": 20, "Fields": ["password"]})
+    rotated = kms("RotateSecret", SecretName=secret, VersionId="rot-1")
+    assert (rotated["VersionId"], rotated["SecretName"]) == ("rot-1", secret)
+    assert rotated["Arn"].endswith(f":secret/{secret}")
+    now = value(kms, secret)
+    assert (now["VersionId"], stages(now)) == ("rot-1", ["ACSCurrent"])
+    data = json.loads(now["SecretData"])
+    assert data["user"] == "app" and len(data["password"]) == 20 and data["password"] != "old"
+    assert value(kms, secret, VersionStage="ACSPrevious")["SecretData"] == old
+    kms("RotateSecret", SecretName=secret, VersionId="rot-1")  # idempotent
+    assert versions(kms, secret, deprecated=True) == {"v1": ["ACSPrevious"], "rot-1": ["ACSCurrent"]}
+    assert kms("DescribeSecret", SecretName=secret)["LastRotationDate"].endswith("Z")
+    fails("MissingParameter", 400, kms, "RotateSecret", SecretName=secret)

@@ -337,6 +337,30 @@ impl Postgres {
     }
 }
 
+impl Postgres {
+    /// Whether `user` can log in with `password` (a fresh psql session, `SELECT 1`).
+    pub fn login(&self, user: &str, password: &str) -> bool {
+        Command::new(self.bin.join("psql"))
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", user])
+            .args(["-d", "postgres", "-tAc", "SELECT 1"])
+            .env("PGPASSWORD", password)
+            .env("PGCONNECT_TIMEOUT", "5")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    }
+
+    /// A `connections.toml` entry named `name` for the superuser, with its password file
+    /// written beside `dir/connections.toml`.
+    pub fn connection_entry(&self, dir: &Path, name: &str) -> Result<String> {
+        let file = format!("{name}.password");
+        std::fs::write(dir.join(&file), &self.password)?;
+        Ok(format!(
+            "[{name}]\nengine = \"postgres\"\nhost = \"127.0.0.1\"\nport = {}\ndbname = \"postgres\"\nuser = \"postgres\"\npassword-file = \"{file}\"\n",
+            self.port
+        ))
+    }
+}
+
 impl Drop for Postgres {
     fn drop(&mut self) {
         let data = self.data.display().to_string();

@@ -129,7 +129,7 @@ impl SqlConnections {
     }
 
     fn granted(&self, manifest: &Manifest, name: &str) -> Result<&SqlConnection, types::Error> {
-        if !manifest.grants.sql_connections.iter().any(|g| g == name) {
+        if !super::manifest::pattern_match(&manifest.grants.sql_connections, name) {
             return Err(error(
                 types::ErrorKind::Denied,
                 format!("connection `{name}` is not granted to this plugin"),
