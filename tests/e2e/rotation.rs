@@ -19,6 +19,7 @@ fn rotators(dir: &Path) -> PathBuf {
         ("rotator-generic", "plugins/rotator-generic"),
         ("flaky-rotator", "tests/components/flaky-rotator"),
         ("rotator-postgres", "plugins/rotator-postgres"),
+        ("rotator-ram", "plugins/rotator-ram"),
     ] {
         let text = std::fs::read_to_string(repo_root().join(source).join("plugin.toml")).unwrap();
         let wasm_name = text
@@ -501,4 +502,142 @@ async fn rds_secrets_rotate_against_a_real_postgres() {
         !pg.login("team", "team-initial"),
         "the first password is gone"
     );
+}
+
+fn creds_of(v: &Value, account: &str) -> arca_client::Credentials {
+    arca_client::Credentials {
+        access_key_id: v["AccessKeyId"].as_str().unwrap().to_owned(),
+        access_key_secret: v["AccessKeySecret"].as_str().unwrap().to_owned(),
+        account_id: account.to_owned(),
+        region_id: "cn-hangzhou".into(),
+    }
+}
+
+#[tokio::test]
+async fn ram_credentials_rotate_and_the_old_pair_retires_after_the_grace_period() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = server(tmp.path());
+    let admin = s.client().unwrap();
+    // A non-admin account whose application key lives in its own RAMCredentials secret.
+    let made = admin.call("ArcaCreateAccount", &[]).await.unwrap();
+    let account = made["AccountId"].as_str().unwrap().to_owned();
+    let app = s.client_for(creds_of(&made, &account));
+    let first = creds_of(&made, &account);
+    let value_in = json!({"AccessKeys": [{"AccessKeyId": first.access_key_id, "AccessKeySecret": first.access_key_secret}]});
+    let created = app
+        .call(
+            "CreateSecret",
+            &[
+                ("SecretName", "$Auto"),
+                ("SecretType", "RAMCredentials"),
+                ("SecretData", &value_in.to_string()),
+                ("VersionId", "v1"),
+                (
+                    "ExtendedConfig",
+                    &json!({"SecretSubType": "RamUserAccessKey", "UserName": account, "GracePeriodSeconds": 2})
+                        .to_string(),
+                ),
+            ],
+        )
+        .await
+        .unwrap();
+    let name = format!("acs/ram/user/{account}");
+    assert_eq!(created["SecretName"], name.as_str());
+    rotate(&app, &name, "r1").await.unwrap();
+    let now = value(&app, &name, "ACSCurrent").await.unwrap();
+    let data: Value = serde_json::from_str(now["SecretData"].as_str().unwrap()).unwrap();
+    assert!(data["GenerateTimestamp"].as_str().unwrap().ends_with('Z'));
+    let fresh = s.client_for(creds_of(&data, &account));
+    fresh.call("DescribeRegions", &[]).await.unwrap();
+    assert_ne!(
+        data["AccessKeyId"].as_str(),
+        Some(first.access_key_id.as_str())
+    );
+    // The old pair works through the grace period, then stops.
+    let old = s.client_for(first.clone());
+    old.call("DescribeRegions", &[]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let e = old.call("DescribeRegions", &[]).await.unwrap_err();
+    assert_eq!(api_error(&e).1, "InvalidAccessKeyId.NotFound");
+    fresh.call("DescribeRegions", &[]).await.unwrap();
+
+    // Another account's keys are out of reach of a non-admin's rotation.
+    let other = admin.call("ArcaCreateAccount", &[]).await.unwrap();
+    let other_account = other["AccountId"].as_str().unwrap();
+    let app = fresh;
+    app.call(
+        "CreateSecret",
+        &[
+            ("SecretName", "$Auto"),
+            ("SecretType", "RAMCredentials"),
+            (
+                "SecretData",
+                &json!({"AccessKeyId": "LTAIx", "AccessKeySecret": "y"}).to_string(),
+            ),
+            ("VersionId", "v1"),
+            (
+                "ExtendedConfig",
+                &json!({"SecretSubType": "RamUserAccessKey", "UserName": other_account})
+                    .to_string(),
+            ),
+        ],
+    )
+    .await
+    .unwrap();
+    let e = rotate(&app, &format!("acs/ram/user/{other_account}"), "r1")
+        .await
+        .unwrap_err();
+    let (status, _, message) = api_error(&e);
+    assert_eq!(status, 503);
+    assert!(message.contains("only its own account"), "{message}");
+}
+
+#[tokio::test]
+async fn the_secret_cache_serves_until_its_ttl_and_through_an_outage() {
+    use arca_client::secret_cache::SecretCache;
+    let mut s = TestServer::start().unwrap();
+    let c = s.client().unwrap();
+    let put = |v: &'static str, data: &'static str| {
+        let c = s.client().unwrap();
+        async move {
+            c.call(
+                "PutSecretValue",
+                &[
+                    ("SecretName", "cache/x"),
+                    ("SecretData", data),
+                    ("VersionId", v),
+                ],
+            )
+            .await
+            .unwrap()
+        }
+    };
+    create(&c, "cache/x", "one", json!({})).await;
+    let cache = SecretCache::new(s.client().unwrap(), Duration::from_millis(800));
+    let got = cache.get("cache/x").await.unwrap();
+    assert_eq!((got.version_id.as_str(), got.data.as_str()), ("v1", "one"));
+    assert!(!format!("{got:?}").contains("one"), "values are redacted");
+    put("v2", "two").await;
+    assert_eq!(
+        cache.get("cache/x").await.unwrap().data.as_str(),
+        "one",
+        "cached"
+    );
+    assert_eq!(cache.refresh("cache/x").await.unwrap().data.as_str(), "two");
+    put("v3", "three").await;
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    assert_eq!(
+        cache.get("cache/x").await.unwrap().data.as_str(),
+        "three",
+        "past the TTL"
+    );
+    // Arca goes away: the last value keeps being served.
+    s.kill9().unwrap();
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    assert_eq!(cache.get("cache/x").await.unwrap().data.as_str(), "three");
+    cache.invalidate("cache/x").await;
+    assert!(matches!(
+        cache.get("cache/x").await,
+        Err(arca_client::Error::Transport(_))
+    ));
 }

@@ -19,6 +19,8 @@ pub struct Credential {
     pub admin: bool,
     /// The AccessKey secret (HMAC key of the request signatures).
     pub secret: SecretString,
+    /// Unix seconds from which the key is refused.
+    pub expires: Option<i64>,
 }
 
 /// A newly created AccessKey, the only time its secret is shown.
@@ -143,6 +145,7 @@ impl Kms {
             sealed_secret: base64::engine::general_purpose::STANDARD.encode(sealed),
             created: self.now(),
             enabled: true,
+            expires: None,
         };
         let batch = Batch::new()
             .expect(Table::AccessKeys, id.as_str(), None)
@@ -157,8 +160,16 @@ impl Kms {
         ))
     }
 
-    /// The credential behind an AccessKey id, or `None` if it does not exist or is disabled.
+    /// The credential behind an AccessKey id, or `None` if it does not exist, is disabled or
+    /// has retired.
     pub fn credential(&self, id: &AccessKeyId) -> Result<Option<Arc<Credential>>, Error> {
+        let now = self.now();
+        Ok(self
+            .credential_any(id)?
+            .filter(|c| c.expires.is_none_or(|t| now < t)))
+    }
+
+    fn credential_any(&self, id: &AccessKeyId) -> Result<Option<Arc<Credential>>, Error> {
         if let Some(c) = self
             .credentials
             .read()
@@ -189,6 +200,7 @@ impl Kms {
             account: record.account_id,
             admin: account.admin,
             secret: SecretString::new(secret),
+            expires: record.expires,
         });
         if let Ok(mut m) = self.credentials.write() {
             m.insert(id.clone(), Arc::clone(&cred));
@@ -243,5 +255,87 @@ impl Kms {
                 Err(e) => return Err(e.into()),
             }
         }
+    }
+}
+
+impl Kms {
+    fn may_manage(&self, caller: &super::Caller, account: &AccountId) -> Result<(), Error> {
+        let admin = self
+            .get::<AccountRecord>(Table::Accounts, caller.account.as_str())?
+            .is_some_and(|a| a.admin);
+        if admin || caller.account == *account {
+            Ok(())
+        } else {
+            Err(Error::NoPermission)
+        }
+    }
+
+    /// Creates an AccessKey for `account` on behalf of a rotation acting for `caller`'s account
+    /// (its own keys; any account's when it is an admin).
+    pub async fn rotate_in_access_key(
+        &self,
+        caller: &super::Caller,
+        account: &AccountId,
+    ) -> Result<NewAccessKey, Error> {
+        self.may_manage(caller, account)?;
+        let admin_view = super::Caller {
+            admin: true,
+            ..caller.clone()
+        };
+        self.create_access_key(&admin_view, account).await
+    }
+
+    /// Makes AccessKey `id` of `account` stop working at `at` (unix seconds), or earlier if it
+    /// already retires earlier.
+    pub async fn retire_access_key(
+        &self,
+        caller: &super::Caller,
+        account: &AccountId,
+        id: &AccessKeyId,
+        at: i64,
+    ) -> Result<(), Error> {
+        self.may_manage(caller, account)?;
+        for _ in 0..super::CAS_RETRIES {
+            let (mut record, raw) = self
+                .get_raw::<AccessKeyRecord>(Table::AccessKeys, id.as_str())?
+                .filter(|(r, _)| r.account_id == *account)
+                .ok_or(Error::AccountNotFound)?;
+            let at = record.expires.map_or(at, |t| t.min(at));
+            if record.expires == Some(at) {
+                return Ok(());
+            }
+            record.expires = Some(at);
+            let batch = Batch::new()
+                .expect(Table::AccessKeys, id.as_str(), Some(raw))
+                .put(Table::AccessKeys, id.as_str(), encode(&record)?);
+            match self.commit(batch).await {
+                Ok(()) => {
+                    if let Ok(mut m) = self.credentials.write() {
+                        m.remove(id);
+                    }
+                    return Ok(());
+                }
+                Err(crate::store::StoreError::Conflict) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(Error::Internal("access key update kept conflicting".into()))
+    }
+
+    /// Whether AccessKey `id` of `account` works now with `secret` (constant-time compare).
+    pub fn access_key_works(
+        &self,
+        account: &AccountId,
+        id: &AccessKeyId,
+        secret: &str,
+    ) -> Result<bool, Error> {
+        Ok(self.credential(id)?.is_some_and(|c| {
+            c.account == *account
+                && aws_lc_rs::constant_time::verify_slices_are_equal(
+                    c.secret.expose().as_bytes(),
+                    secret.as_bytes(),
+                )
+                .is_ok()
+        }))
     }
 }

@@ -177,6 +177,9 @@ pub struct AccessKeyRecord {
     /// Disabled keys are refused.
     #[serde(default = "yes")]
     pub enabled: bool,
+    /// Unix seconds from which the key is refused (a rotated-out key's grace period ends).
+    #[serde(default)]
+    pub expires: Option<i64>,
 }
 
 fn yes() -> bool {

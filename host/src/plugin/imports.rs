@@ -8,7 +8,7 @@
 use wasmtime::component::HasSelf;
 use wasmtime::component::Linker;
 
-use super::bindings::host::{clock, http, kms, log, random, secrets, sql, types};
+use super::bindings::host::{access_keys, clock, http, kms, log, random, secrets, sql, types};
 use super::manifest::{Capability, Manifest, pattern_match};
 use super::state::PluginState;
 use crate::crypto::asymmetric::SignAlgorithm;
@@ -42,6 +42,7 @@ pub(crate) fn link(linker: &mut Linker<PluginState>, manifest: &Manifest) -> was
             Capability::Secrets => secrets::add_to_linker::<_, HasSelf<_>>(linker, |s| s)?,
             Capability::Sql => sql::add_to_linker::<_, HasSelf<_>>(linker, |s| s)?,
             Capability::Http => http::add_to_linker::<_, HasSelf<_>>(linker, |s| s)?,
+            Capability::AccessKeys => access_keys::add_to_linker::<_, HasSelf<_>>(linker, |s| s)?,
         }
     }
     Ok(())
@@ -435,6 +436,115 @@ impl secrets::Host for PluginState {
             }
             Err(e) => Err(error(types::ErrorKind::Unavailable, e.to_string())),
         })
+    }
+}
+
+impl access_keys::Host for PluginState {
+    async fn create(
+        &mut self,
+        account: String,
+    ) -> wasmtime::Result<Result<access_keys::AccessKey, types::Error>> {
+        let caller = match self.kms_caller("ArcaCreateAccessKey") {
+            Ok(c) => c,
+            Err(e) => return Ok(Err(e)),
+        };
+        let Ok(account) = account.parse::<crate::ids::AccountId>() else {
+            return Ok(Err(error(
+                types::ErrorKind::InvalidArgument,
+                "not an account id",
+            )));
+        };
+        Ok(
+            match self
+                .plugin
+                .services
+                .kms
+                .rotate_in_access_key(&caller, &account)
+                .await
+            {
+                Ok(k) => Ok(access_keys::AccessKey {
+                    id: k.access_key_id.to_string(),
+                    secret: k.secret.expose().to_owned(),
+                }),
+                Err(e) => Err(access_key_error(e)),
+            },
+        )
+    }
+
+    async fn retire(
+        &mut self,
+        account: String,
+        id: String,
+        after_seconds: u64,
+    ) -> wasmtime::Result<Result<(), types::Error>> {
+        let caller = match self.kms_caller("ArcaRetireAccessKey") {
+            Ok(c) => c,
+            Err(e) => return Ok(Err(e)),
+        };
+        let (Ok(account), Ok(id)) = (
+            account.parse::<crate::ids::AccountId>(),
+            id.parse::<crate::ids::AccessKeyId>(),
+        ) else {
+            return Ok(Err(error(
+                types::ErrorKind::InvalidArgument,
+                "not an account id and AccessKey id",
+            )));
+        };
+        let kms = &self.plugin.services.kms;
+        let at = kms
+            .clock()
+            .now()
+            .unix_timestamp()
+            .saturating_add_unsigned(after_seconds.min(366 * 86_400));
+        Ok(kms
+            .retire_access_key(&caller, &account, &id, at)
+            .await
+            .map_err(access_key_error))
+    }
+
+    async fn check(
+        &mut self,
+        account: String,
+        id: String,
+        secret: String,
+    ) -> wasmtime::Result<Result<(), types::Error>> {
+        let (Ok(account), Ok(id)) = (
+            account.parse::<crate::ids::AccountId>(),
+            id.parse::<crate::ids::AccessKeyId>(),
+        ) else {
+            return Ok(Err(error(
+                types::ErrorKind::InvalidArgument,
+                "not an account id and AccessKey id",
+            )));
+        };
+        Ok(
+            match self
+                .plugin
+                .services
+                .kms
+                .access_key_works(&account, &id, &secret)
+            {
+                Ok(true) => Ok(()),
+                Ok(false) => Err(error(
+                    types::ErrorKind::Denied,
+                    format!("AccessKey {id} does not work"),
+                )),
+                Err(e) => Err(access_key_error(e)),
+            },
+        )
+    }
+}
+
+fn access_key_error(e: crate::kms::Error) -> types::Error {
+    match e {
+        crate::kms::Error::NoPermission => error(
+            types::ErrorKind::Denied,
+            "this rotation may manage only its own account's AccessKeys",
+        ),
+        crate::kms::Error::AccountNotFound => {
+            error(types::ErrorKind::NotFound, "no such account or AccessKey")
+        }
+        other => error(types::ErrorKind::Unavailable, other.to_string()),
     }
 }
 

@@ -55,7 +55,7 @@ impl World {
     pub fn allowed(self) -> &'static [Capability] {
         use Capability::*;
         match self {
-            World::Rotator => &[Log, Random, Clock, Kms, Secrets, Sql, Http],
+            World::Rotator => &[Log, Random, Clock, Kms, Secrets, Sql, Http, AccessKeys],
             World::SseIntegration => &[Log, Random, Clock, Kms],
             World::AccessPolicy => &[Log, Clock],
         }
@@ -92,11 +92,12 @@ pub enum Capability {
     Secrets,
     Sql,
     Http,
+    AccessKeys,
 }
 
 impl Capability {
     /// Every capability, in WIT order.
-    pub const ALL: [Capability; 7] = [
+    pub const ALL: [Capability; 8] = [
         Capability::Log,
         Capability::Random,
         Capability::Clock,
@@ -104,6 +105,7 @@ impl Capability {
         Capability::Secrets,
         Capability::Sql,
         Capability::Http,
+        Capability::AccessKeys,
     ];
 
     /// The WIT interface name (`arca:plugin/<name>`).
@@ -116,6 +118,7 @@ impl Capability {
             Capability::Secrets => "secrets",
             Capability::Sql => "sql",
             Capability::Http => "http",
+            Capability::AccessKeys => "access-keys",
         }
     }
 }
@@ -132,7 +135,7 @@ impl FromStr for Capability {
         Capability::ALL
             .into_iter()
             .find(|c| c.as_str() == s)
-            .ok_or_else(|| format!("unknown capability `{s}` (expected one of log, random, clock, kms, secrets, sql, http)"))
+            .ok_or_else(|| format!("unknown capability `{s}` (expected one of log, random, clock, kms, secrets, sql, http, access-keys)"))
     }
 }
 

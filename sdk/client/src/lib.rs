@@ -15,6 +15,7 @@
 
 #![warn(missing_docs)]
 
+pub mod secret_cache;
 pub mod signing;
 
 use std::fmt;

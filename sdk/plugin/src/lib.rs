@@ -149,9 +149,10 @@ pub use world::random;
 #[cfg(any(feature = "rotator", feature = "sse-integration"))]
 pub use world::kms;
 
-/// Secrets, SQL and HTTP (need the `secrets`, `sql` and `http` capabilities).
+/// Secrets, SQL, HTTP and Arca AccessKeys (need the `secrets`, `sql`, `http` and
+/// `access-keys` capabilities).
 #[cfg(feature = "rotator")]
-pub use world::{http, secrets, sql};
+pub use world::{access_keys, http, secrets, sql};
 
 /// Secret rotators: implement [`rotator::Rotator`], then `export_rotator!(YourType)`.
 #[cfg(feature = "rotator")]
