@@ -641,3 +641,107 @@ async fn the_secret_cache_serves_until_its_ttl_and_through_an_outage() {
         Err(arca_client::Error::Transport(_))
     ));
 }
+
+/// The whole promise in one: a database password kept in Arca, rotated on schedule against a
+/// real PostgreSQL (alternating users), with ACSCurrent logging in before, during and after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scheduled_rds_rotation_against_postgres() {
+    use arca_host::clock::{Clock, ManualClock};
+    use arca_host::ids::SecretRef;
+    use arca_host::kms::Caller;
+    use arca_host::kms::secrets::{DataType, NewSecret, NewValue, SecretType};
+    use arca_host::plugin::{PluginHost, Services, SqlConnections};
+    use arca_host::rotation::Rotations;
+    use arca_host::secret::SecretBytes;
+
+    let pg = Postgres::start().unwrap();
+    pg.psql("CREATE ROLE svc LOGIN PASSWORD 'svc-initial'")
+        .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let plugins = rotators(tmp.path());
+    let connections = plugins.join("connections.toml");
+    std::fs::write(&connections, pg.connection_entry(&plugins, "pg").unwrap()).unwrap();
+    let clock = ManualClock::at(1_800_000_000);
+    let opened = arca_host::startup::open_with_clock(
+        arca_host::ServeConfig {
+            data_dir: tmp.path().join("data"),
+            region: "cn-hangzhou".into(),
+            root_key: arca_host::startup::RootKeySource::DataDir,
+        },
+        Arc::clone(&clock) as Arc<dyn Clock>,
+    )
+    .await
+    .unwrap();
+    let kms = opened.kms;
+    let host = Arc::new(
+        PluginHost::new(
+            Some(plugins.clone()),
+            tmp.path().join("cache"),
+            Services::new(
+                Arc::clone(&kms),
+                SqlConnections::load(&connections).unwrap(),
+            ),
+        )
+        .unwrap(),
+    );
+    assert!(host.load().await.failed.is_empty());
+    let engine = Rotations::new(Arc::clone(&kms), host);
+    let caller = Caller {
+        account: kms.bootstrap_account().unwrap().unwrap(),
+        admin: false,
+        action: "CreateSecret".into(),
+    };
+    kms.create_secret(
+        &caller,
+        NewSecret {
+            name: "db/svc".parse().unwrap(),
+            secret_type: SecretType::Rds,
+            version: "v1".parse().unwrap(),
+            value: NewValue {
+                data_type: DataType::Text,
+                bytes: SecretBytes::new(
+                    json!({"AccountName": "svc", "AccountPassword": "svc-initial"})
+                        .to_string()
+                        .into_bytes(),
+                ),
+            },
+            description: String::new(),
+            encryption_key: None,
+            extended_config: Some(
+                json!({"SecretSubType": "DoubleUsers", "DBInstanceId": "pg"}).to_string(),
+            ),
+            rotation: Some(24 * 3600),
+            tags: Vec::new(),
+            policy: None,
+        },
+    )
+    .await
+    .unwrap();
+    let secret = SecretRef::Name("db/svc".parse().unwrap());
+    let current = || {
+        let v = kms.get_secret_value(&caller, &secret, None, None).unwrap();
+        let data: Value = serde_json::from_str(v.data.expose()).unwrap();
+        (
+            data["AccountName"].as_str().unwrap().to_owned(),
+            data["AccountPassword"].as_str().unwrap().to_owned(),
+        )
+    };
+    let mut users = Vec::new();
+    for day in 1..=3 {
+        let (user, password) = current();
+        assert!(
+            pg.login(&user, &password),
+            "day {day}: ACSCurrent logs in before"
+        );
+        clock.advance(24 * 3600 + 60);
+        assert_eq!(engine.sweep().await.unwrap(), 1, "day {day}");
+        let (new_user, new_password) = current();
+        assert!(pg.login(&new_user, &new_password), "day {day}: and after");
+        assert!(
+            pg.login(&user, &password),
+            "day {day}: ACSPrevious still works"
+        );
+        users.push(new_user);
+    }
+    assert_eq!(users, ["svc_clone", "svc", "svc_clone"]);
+}
