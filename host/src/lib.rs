@@ -54,10 +54,10 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) {
     let kms = Arc::clone(&dir.kms);
-    let rotations = Arc::new(rotation::Rotations::new(
-        Arc::clone(&dir.kms),
-        Arc::clone(&plugins.host),
-    ));
+    let rotations = Arc::new(
+        rotation::Rotations::new(Arc::clone(&dir.kms), Arc::clone(&plugins.host))
+            .with_audit(dir.audit.clone()),
+    );
     let engine = Arc::clone(&rotations);
     let sweeper = tokio::spawn(async move {
         let mut tick = tokio::time::interval(SWEEP_INTERVAL);

@@ -52,6 +52,8 @@ pub struct Rotations {
     kms: Arc<Kms>,
     plugins: Arc<PluginHost>,
     in_flight: Mutex<HashSet<String>>,
+    /// Where scheduled rotations are recorded (API-driven ones are audited by the pipeline).
+    audit: Option<crate::audit::AuditLog>,
 }
 
 /// Marks a secret in flight until dropped.
@@ -106,7 +108,37 @@ impl Rotations {
             kms,
             plugins,
             in_flight: Mutex::default(),
+            audit: None,
         }
+    }
+
+    /// Records every scheduled rotation attempt in `audit`: action `RotateSecret`, source
+    /// `scheduler`, the secret's ARN, and the outcome (never a value).
+    pub fn with_audit(mut self, audit: crate::audit::AuditLog) -> Self {
+        self.audit = Some(audit);
+        self
+    }
+
+    fn audit_scheduled(&self, record: &SecretRecord, code: &'static str, status: u16) {
+        let Some(audit) = &self.audit else {
+            return;
+        };
+        audit.record(crate::audit::AuditEvent {
+            time: self.kms.clock().now(),
+            request_id: format!("scheduler-{}", SecretVersionId::generate()),
+            action: "RotateSecret".into(),
+            account: Some(record.account_id.to_string()),
+            access_key_id: None,
+            source_ip: "scheduler".into(),
+            resource: Some(crate::ids::secret_arn(
+                self.kms.region(),
+                &record.account_id,
+                &record.name,
+            )),
+            key_version: None,
+            result: code,
+            status,
+        });
     }
 
     /// `RotateSecret`: starts (or resumes) the rotation to `token` and drives it to the end.
@@ -160,10 +192,16 @@ impl Rotations {
                 }
             };
             match result {
-                Ok(_) => completed += 1,
+                Ok(_) => {
+                    completed += 1;
+                    self.audit_scheduled(&record, "OK", 200);
+                }
+                // Another task is driving it; that task's outcome is what counts.
                 Err(RotationError::Busy) => {}
                 Err(e) => {
-                    tracing::warn!(secret = %record.name, error = %e, "scheduled rotation did not complete")
+                    tracing::warn!(secret = %record.name, error = %e, "scheduled rotation did not complete");
+                    let api = crate::error::ApiError::from(e);
+                    self.audit_scheduled(&record, api.code(), api.status().as_u16());
                 }
             }
         }

@@ -294,7 +294,9 @@ async fn scheduled_rotations_run_when_due_and_retry_after_failures() {
     );
     let report = host.load().await;
     assert!(report.failed.is_empty(), "{:?}", report.failed);
-    let engine = Rotations::new(Arc::clone(&kms), Arc::clone(&host));
+    let audit_path = tmp.path().join("scheduled-audit.log");
+    let engine = Rotations::new(Arc::clone(&kms), Arc::clone(&host))
+        .with_audit(arca_host::audit::AuditLog::open(&audit_path).unwrap());
     let caller = Caller {
         account: kms.bootstrap_account().unwrap().unwrap(),
         admin: false,
@@ -341,6 +343,41 @@ async fn scheduled_rotations_run_when_due_and_retry_after_failures() {
     assert_ne!(ok.version_id.as_str(), "v1");
     assert!(ok.data.expose().starts_with("flaky-"));
     assert!(ok.secret.next_rotation.unwrap() > clock.now().unix_timestamp() + 5 * 3600);
+    // Both attempts are in the audit trail, by the scheduler, without any value.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let audit = std::fs::read_to_string(&audit_path).unwrap();
+    let events: Vec<Value> = audit
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let mut seen: Vec<(String, String)> = events
+        .iter()
+        .map(|e| {
+            assert_eq!(
+                (e["action"].as_str(), e["source_ip"].as_str()),
+                (Some("RotateSecret"), Some("scheduler"))
+            );
+            (
+                e["resource"]
+                    .as_str()
+                    .unwrap()
+                    .rsplit('/')
+                    .next()
+                    .unwrap()
+                    .to_owned(),
+                e["result"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            ("failing".into(), "ServiceUnavailableTemporary".into()),
+            ("ok".into(), "OK".into())
+        ]
+    );
+    assert!(!audit.contains(ok.data.expose()));
     let failing = current("sched/failing");
     assert_eq!(failing.version_id.as_str(), "v1");
     let state = failing.secret.rotation.clone().unwrap();
