@@ -237,7 +237,7 @@ impl Rotations {
                 2 => RotationStep::TestPending,
                 _ => RotationStep::Finish,
             };
-            let req = self.request(&record, &state.version, step)?;
+            let req = self.request(&record, &state.version, step).await?;
             let outcome = self
                 .plugins
                 .rotate(&rotator, &record.account_id, step, &req)
@@ -292,20 +292,20 @@ impl Rotations {
         Err(RotationError::Step { step, message })
     }
 
-    fn request(
+    async fn request(
         &self,
         record: &SecretRecord,
         token: &SecretVersionId,
         step: RotationStep,
     ) -> Result<RotationRequest, Error> {
         let current = match record.stages.get(crate::kms::secrets::stages::CURRENT) {
-            Some(v) => self.kms.staged_value(record, v)?.map(to_wire),
+            Some(v) => self.kms.staged_value(record, v).await?.map(to_wire),
             None => None,
         };
         let pending = if step == RotationStep::CreatePending {
             None
         } else {
-            self.kms.staged_value(record, token)?.map(to_wire)
+            self.kms.staged_value(record, token).await?.map(to_wire)
         };
         Ok(RotationRequest {
             secret_name: record.name.to_string(),

@@ -332,14 +332,15 @@ async fn scheduled_rotations_run_when_due_and_retry_after_failures() {
     )
     .await
     .unwrap();
-    let current = |name: &str| {
+    let current = async |name: &str| {
         kms.get_secret_value(&caller, &SecretRef::Name(name.parse().unwrap()), None, None)
+            .await
             .unwrap()
     };
     assert_eq!(engine.sweep().await.unwrap(), 0, "nothing due yet");
     clock.advance(7 * 3600);
     assert_eq!(engine.sweep().await.unwrap(), 1, "the healthy one rotated");
-    let ok = current("sched/ok");
+    let ok = current("sched/ok").await;
     assert_ne!(ok.version_id.as_str(), "v1");
     assert!(ok.data.expose().starts_with("flaky-"));
     assert!(ok.secret.next_rotation.unwrap() > clock.now().unix_timestamp() + 5 * 3600);
@@ -378,7 +379,7 @@ async fn scheduled_rotations_run_when_due_and_retry_after_failures() {
         ]
     );
     assert!(!audit.contains(ok.data.expose()));
-    let failing = current("sched/failing");
+    let failing = current("sched/failing").await;
     assert_eq!(failing.version_id.as_str(), "v1");
     let state = failing.secret.rotation.clone().unwrap();
     assert_eq!(
@@ -399,7 +400,7 @@ async fn scheduled_rotations_run_when_due_and_retry_after_failures() {
     .unwrap();
     clock.advance(120);
     assert_eq!(engine.sweep().await.unwrap(), 1);
-    let done = current("sched/failing");
+    let done = current("sched/failing").await;
     assert_eq!(done.version_id, state.version);
     assert!(done.secret.rotation.is_none());
     assert_eq!(done.secret.rotation_status(), "Enabled");
@@ -755,8 +756,11 @@ async fn a_scheduled_rds_rotation_against_postgres() {
     .await
     .unwrap();
     let secret = SecretRef::Name("db/svc".parse().unwrap());
-    let current = || {
-        let v = kms.get_secret_value(&caller, &secret, None, None).unwrap();
+    let current = async || {
+        let v = kms
+            .get_secret_value(&caller, &secret, None, None)
+            .await
+            .unwrap();
         let data: Value = serde_json::from_str(v.data.expose()).unwrap();
         (
             data["AccountName"].as_str().unwrap().to_owned(),
@@ -765,14 +769,14 @@ async fn a_scheduled_rds_rotation_against_postgres() {
     };
     let mut users = Vec::new();
     for day in 1..=3 {
-        let (user, password) = current();
+        let (user, password) = current().await;
         assert!(
             pg.login(&user, &password),
             "day {day}: ACSCurrent logs in before"
         );
         clock.advance(24 * 3600 + 60);
         assert_eq!(engine.sweep().await.unwrap(), 1, "day {day}");
-        let (new_user, new_password) = current();
+        let (new_user, new_password) = current().await;
         assert!(pg.login(&new_user, &new_password), "day {day}: and after");
         assert!(
             pg.login(&user, &password),

@@ -173,7 +173,7 @@ impl Kms {
             .map(|r| (r.account_id, r.key_id)))
     }
 
-    fn seal_with(
+    async fn seal_with(
         &self,
         key: &KeyRecord,
         plaintext: &[u8],
@@ -209,7 +209,7 @@ impl Kms {
     }
 
     /// `Encrypt`: seals `plaintext` (at most 6 KiB) under the key's primary version.
-    pub fn encrypt(
+    pub async fn encrypt(
         &self,
         caller: &Caller,
         key: &KeyRef,
@@ -220,11 +220,11 @@ impl Kms {
             return Err(Error::invalid("Plaintext", "longer than 6144 bytes"));
         }
         let key = self.resolve(caller, key)?;
-        self.seal_with(&key, plaintext.expose(), context)
+        self.seal_with(&key, plaintext.expose(), context).await
     }
 
     /// `Decrypt`: finds the key version from the blob header, checks the key's state, and opens.
-    pub fn decrypt(
+    pub async fn decrypt(
         &self,
         caller: &Caller,
         blob: &str,
@@ -270,7 +270,7 @@ impl Kms {
     }
 
     /// `ReEncrypt`: opens under the source context and seals under the destination key.
-    pub fn re_encrypt(
+    pub async fn re_encrypt(
         &self,
         caller: &Caller,
         blob: &str,
@@ -278,20 +278,21 @@ impl Kms {
         destination: &KeyRef,
         destination_context: &EncryptionContext,
     ) -> Result<Sealed, Error> {
-        let opened = self.decrypt(caller, blob, source_context)?;
+        let opened = self.decrypt(caller, blob, source_context).await?;
         let key = self.resolve(caller, destination)?;
         self.seal_with(
             &key,
             opened.plaintext.expose().as_bytes(),
             destination_context,
         )
+        .await
     }
 
     /// `GenerateDataKey` (and, dropping the plaintext, `GenerateDataKeyWithoutPlaintext`).
     ///
     /// The blob seals the base64 text of the key, so that `Decrypt` returns exactly the
     /// `Plaintext` field (the Alibaba convention, spec §6.2).
-    pub fn generate_data_key(
+    pub async fn generate_data_key(
         &self,
         caller: &Caller,
         key: &KeyRef,
@@ -301,7 +302,9 @@ impl Kms {
         let key = self.resolve(caller, key)?;
         let raw = SecretBytes::random(len.0);
         let b64 = SecretString::new(base64::engine::general_purpose::STANDARD.encode(raw.expose()));
-        let sealed = self.seal_with(&key, b64.expose().as_bytes(), context)?;
+        let sealed = self
+            .seal_with(&key, b64.expose().as_bytes(), context)
+            .await?;
         Ok(DataKey {
             sealed,
             plaintext_b64: b64,
@@ -332,7 +335,7 @@ impl Kms {
     /// `GenerateAndExportDataKey`: a new data key, sealed under the CMK and also encrypted to
     /// the caller's public key. The exported plaintext is the base64 text of the key, the same
     /// bytes `Decrypt` returns for the CiphertextBlob.
-    pub fn generate_and_export_data_key(
+    pub async fn generate_and_export_data_key(
         &self,
         caller: &Caller,
         key: &KeyRef,
@@ -340,21 +343,21 @@ impl Kms {
         context: &EncryptionContext,
         target: &ExportTarget,
     ) -> Result<(Sealed, Vec<u8>), Error> {
-        let dk = self.generate_data_key(caller, key, len, context)?;
+        let dk = self.generate_data_key(caller, key, len, context).await?;
         let exported = target.wrap(dk.plaintext_b64.expose().as_bytes())?;
         Ok((dk.sealed, exported))
     }
 
     /// `ExportDataKey`: opens a data-key ciphertext and encrypts the data key to the caller's
     /// public key instead of returning it.
-    pub fn export_data_key(
+    pub async fn export_data_key(
         &self,
         caller: &Caller,
         blob: &str,
         context: &EncryptionContext,
         target: &ExportTarget,
     ) -> Result<(Opened, Vec<u8>), Error> {
-        let opened = self.decrypt(caller, blob, context)?;
+        let opened = self.decrypt(caller, blob, context).await?;
         let exported = target.wrap(opened.plaintext.expose().as_bytes())?;
         Ok((opened, exported))
     }
@@ -367,7 +370,7 @@ impl Kms {
         clippy::too_many_arguments,
         reason = "one argument per ReEncrypt parameter"
     )]
-    pub fn re_encrypt_asymmetric(
+    pub async fn re_encrypt_asymmetric(
         &self,
         caller: &Caller,
         source: &KeyRef,
@@ -381,5 +384,6 @@ impl Kms {
             self.asymmetric_decrypt(caller, source, source_version, algorithm, ciphertext)?;
         let key = self.resolve(caller, destination)?;
         self.seal_with(&key, plaintext.expose(), destination_context)
+            .await
     }
 }

@@ -448,6 +448,7 @@ mod tests {
         let ctx = EncryptionContext::default();
         let old = kms
             .encrypt(&caller, &kref, &SecretBytes::new(b"before".to_vec()), &ctx)
+            .await
             .unwrap();
         assert_eq!(
             kms.sweep().await.unwrap(),
@@ -465,10 +466,12 @@ mod tests {
         assert_eq!(rotated.next_rotation, Some(1_700_000_000 + 15 * DAY));
         let new = kms
             .encrypt(&caller, &kref, &SecretBytes::new(b"after".to_vec()), &ctx)
+            .await
             .unwrap();
         assert_eq!(new.version, rotated.primary_version);
         assert_eq!(
             kms.decrypt(&caller, &old.blob, &ctx)
+                .await
                 .unwrap()
                 .plaintext
                 .expose(),
@@ -500,6 +503,7 @@ mod tests {
         let ctx = EncryptionContext::default();
         let blob = kms
             .encrypt(&caller, &kref, &SecretBytes::new(b"x".to_vec()), &ctx)
+            .await
             .unwrap()
             .blob;
 
@@ -521,7 +525,7 @@ mod tests {
         assert_eq!(pending.state, KeyState::PendingDeletion);
         assert_eq!(pending.delete_date, Some(1_700_000_000 + 7 * DAY));
         assert!(matches!(
-            kms.decrypt(&caller, &blob, &ctx),
+            kms.decrypt(&caller, &blob, &ctx).await,
             Err(Error::KeyState(KeyState::PendingDeletion))
         ));
         kms.cancel_deletion(&caller, &kref).await.unwrap();
@@ -548,14 +552,17 @@ mod tests {
             Err(Error::KeyNotFound)
         ));
         assert!(
-            matches!(kms.decrypt(&caller, &blob, &ctx), Err(Error::KeyNotFound)),
+            matches!(
+                kms.decrypt(&caller, &blob, &ctx).await,
+                Err(Error::KeyNotFound)
+            ),
             "a clear error, not garbage"
         );
         drop(kms);
         // Across a restart too (no cache involved).
         let (kms, caller) = open(tmp.path(), &clock).await;
         assert!(matches!(
-            kms.decrypt(&caller, &blob, &ctx),
+            kms.decrypt(&caller, &blob, &ctx).await,
             Err(Error::KeyNotFound)
         ));
     }
@@ -620,6 +627,7 @@ mod tests {
         let ctx = EncryptionContext::default();
         let blob = kms
             .encrypt(&caller, &k, &SecretBytes::new(b"x".to_vec()), &ctx)
+            .await
             .unwrap()
             .blob;
         assert_eq!(kms.sweep().await.unwrap().expired, 0);
@@ -630,7 +638,7 @@ mod tests {
             KeyState::PendingImport
         );
         assert!(matches!(
-            kms.decrypt(&caller, &blob, &ctx),
+            kms.decrypt(&caller, &blob, &ctx).await,
             Err(Error::KeyState(KeyState::PendingImport))
         ));
         let p = kms
@@ -648,6 +656,7 @@ mod tests {
             .unwrap();
         assert_eq!(
             kms.decrypt(&caller, &blob, &ctx)
+                .await
                 .unwrap()
                 .plaintext
                 .expose(),

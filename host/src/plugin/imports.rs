@@ -250,6 +250,16 @@ fn context(pairs: Vec<(String, String)>) -> EncryptionContext {
     EncryptionContext::from_pairs(pairs)
 }
 
+/// `?` for host functions: a guest-visible error returns `Ok(Err(e))` to the guest.
+macro_rules! guest_try {
+    ($e:expr) => {
+        match $e {
+            Ok(v) => v,
+            Err(e) => return Ok(Err(e)),
+        }
+    };
+}
+
 impl kms::Host for PluginState {
     async fn encrypt(
         &mut self,
@@ -258,14 +268,14 @@ impl kms::Host for PluginState {
         ctx: Vec<(String, String)>,
     ) -> wasmtime::Result<Result<String, types::Error>> {
         let plaintext = SecretBytes::new(plaintext.into_bytes());
-        Ok((|| {
-            let caller = self.kms_caller("Encrypt")?;
-            let key = self.granted_key(&caller, &key_id)?;
-            let kms = &self.plugin.services.kms;
-            kms.encrypt(&caller, &key, &plaintext, &context(ctx))
-                .map(|s| s.blob)
-                .map_err(from_kms)
-        })())
+        let caller = guest_try!(self.kms_caller("Encrypt"));
+        let key = guest_try!(self.granted_key(&caller, &key_id));
+        let kms = std::sync::Arc::clone(&self.plugin.services.kms);
+        Ok(kms
+            .encrypt(&caller, &key, &plaintext, &context(ctx))
+            .await
+            .map(|s| s.blob)
+            .map_err(from_kms))
     }
 
     async fn decrypt(
@@ -273,23 +283,23 @@ impl kms::Host for PluginState {
         blob: String,
         ctx: Vec<(String, String)>,
     ) -> wasmtime::Result<Result<String, types::Error>> {
-        Ok((|| {
-            let caller = self.kms_caller("Decrypt")?;
-            let kms = &self.plugin.services.kms;
-            let opened = kms
-                .decrypt(&caller, &blob, &context(ctx))
-                .map_err(from_kms)?;
-            if !self.key_granted(&caller, opened.key_id.as_str(), &opened.key_id) {
-                return Err(error(
-                    types::ErrorKind::Denied,
-                    format!(
-                        "key `{}` is not granted to this plugin",
-                        opened.key_id.as_str()
-                    ),
-                ));
-            }
-            Ok(opened.plaintext.expose().to_string())
-        })())
+        let caller = guest_try!(self.kms_caller("Decrypt"));
+        let kms = std::sync::Arc::clone(&self.plugin.services.kms);
+        let opened = guest_try!(
+            kms.decrypt(&caller, &blob, &context(ctx))
+                .await
+                .map_err(from_kms)
+        );
+        if !self.key_granted(&caller, opened.key_id.as_str(), &opened.key_id) {
+            return Ok(Err(error(
+                types::ErrorKind::Denied,
+                format!(
+                    "key `{}` is not granted to this plugin",
+                    opened.key_id.as_str()
+                ),
+            )));
+        }
+        Ok(Ok(opened.plaintext.expose().to_string()))
     }
 
     async fn generate_data_key(
@@ -298,22 +308,23 @@ impl kms::Host for PluginState {
         number_of_bytes: u32,
         ctx: Vec<(String, String)>,
     ) -> wasmtime::Result<Result<kms::DataKey, types::Error>> {
-        Ok((|| {
-            let caller = self.kms_caller("GenerateDataKey")?;
-            let key = self.granted_key(&caller, &key_id)?;
-            let kms = &self.plugin.services.kms;
-            let len = crate::kms::crypto_ops::DataKeyLen::bytes(number_of_bytes as usize)
-                .map_err(from_kms)?;
-            let dk = kms
-                .generate_data_key(&caller, &key, len, &context(ctx))
-                .map_err(from_kms)?;
-            Ok(kms::DataKey {
-                key_id: dk.sealed.key_id.as_str().to_string(),
-                key_version_id: dk.sealed.version.as_str().to_string(),
-                plaintext: dk.plaintext_b64.expose().to_string(),
-                ciphertext_blob: dk.sealed.blob,
-            })
-        })())
+        let caller = guest_try!(self.kms_caller("GenerateDataKey"));
+        let key = guest_try!(self.granted_key(&caller, &key_id));
+        let len = guest_try!(
+            crate::kms::crypto_ops::DataKeyLen::bytes(number_of_bytes as usize).map_err(from_kms)
+        );
+        let kms = std::sync::Arc::clone(&self.plugin.services.kms);
+        let dk = guest_try!(
+            kms.generate_data_key(&caller, &key, len, &context(ctx))
+                .await
+                .map_err(from_kms)
+        );
+        Ok(Ok(kms::DataKey {
+            key_id: dk.sealed.key_id.as_str().to_string(),
+            key_version_id: dk.sealed.version.as_str().to_string(),
+            plaintext: dk.plaintext_b64.expose().to_string(),
+            ciphertext_blob: dk.sealed.blob,
+        }))
     }
 
     async fn sign(
@@ -397,12 +408,15 @@ impl secrets::Host for PluginState {
                 format!("`{name}` is not a secret name"),
             )));
         };
-        let read = self.plugin.services.kms.get_secret_value(
-            &caller,
-            &crate::ids::SecretRef::Name(secret),
-            None,
-            Some(stage.as_deref().unwrap_or("ACSCurrent")),
-        );
+        let kms = std::sync::Arc::clone(&self.plugin.services.kms);
+        let read = kms
+            .get_secret_value(
+                &caller,
+                &crate::ids::SecretRef::Name(secret),
+                None,
+                Some(stage.as_deref().unwrap_or("ACSCurrent")),
+            )
+            .await;
         Ok(match read {
             Ok(v) => {
                 let value = match v.data_type {

@@ -74,7 +74,8 @@ impl Action for Encrypt {
         let plaintext = self.plaintext.into_bytes();
         let sealed = ctx
             .kms
-            .encrypt(&ctx.caller, &self.key, &plaintext, &self.context)?;
+            .encrypt(&ctx.caller, &self.key, &plaintext, &self.context)
+            .await?;
         Ok(SealedReply::new(ctx, sealed))
     }
 }
@@ -108,7 +109,10 @@ impl Action for Decrypt {
     }
 
     async fn handle(self, ctx: &Ctx<'_>) -> Result<DecryptReply, ApiError> {
-        let opened = ctx.kms.decrypt(&ctx.caller, &self.blob, &self.context)?;
+        let opened = ctx
+            .kms
+            .decrypt(&ctx.caller, &self.blob, &self.context)
+            .await?;
         ctx.note_version(&opened.version);
         Ok(DecryptReply {
             key_id: opened.key_id.to_string(),
@@ -160,24 +164,30 @@ impl Action for ReEncrypt {
             let ciphertext = B64
                 .decode(self.blob.trim())
                 .map_err(|_| ApiError::invalid("CiphertextBlob", "not base64"))?;
-            let sealed = ctx.kms.re_encrypt_asymmetric(
-                &ctx.caller,
-                key,
-                version,
-                *alg,
-                &ciphertext,
-                &self.destination,
-                &self.destination_context,
-            )?;
+            let sealed = ctx
+                .kms
+                .re_encrypt_asymmetric(
+                    &ctx.caller,
+                    key,
+                    version,
+                    *alg,
+                    &ciphertext,
+                    &self.destination,
+                    &self.destination_context,
+                )
+                .await?;
             return Ok(SealedReply::new(ctx, sealed));
         }
-        let sealed = ctx.kms.re_encrypt(
-            &ctx.caller,
-            &self.blob,
-            &self.source_context,
-            &self.destination,
-            &self.destination_context,
-        )?;
+        let sealed = ctx
+            .kms
+            .re_encrypt(
+                &ctx.caller,
+                &self.blob,
+                &self.source_context,
+                &self.destination,
+                &self.destination_context,
+            )
+            .await?;
         Ok(SealedReply::new(ctx, sealed))
     }
 }
@@ -232,7 +242,8 @@ impl Action for GenerateDataKey {
     async fn handle(self, ctx: &Ctx<'_>) -> Result<DataKeyReply, ApiError> {
         let dk = ctx
             .kms
-            .generate_data_key(&ctx.caller, &self.key, self.len, &self.context)?;
+            .generate_data_key(&ctx.caller, &self.key, self.len, &self.context)
+            .await?;
         Ok(DataKeyReply {
             sealed: SealedReply::new(ctx, dk.sealed),
             plaintext: dk.plaintext_b64,
@@ -260,7 +271,8 @@ impl Action for GenerateDataKeyWithoutPlaintext {
         let g = self.0;
         let dk = ctx
             .kms
-            .generate_data_key(&ctx.caller, &g.key, g.len, &g.context)?;
+            .generate_data_key(&ctx.caller, &g.key, g.len, &g.context)
+            .await?;
         Ok(SealedReply::new(ctx, dk.sealed))
     }
 }
@@ -335,13 +347,10 @@ impl Action for GenerateAndExportDataKey {
 
     async fn handle(self, ctx: &Ctx<'_>) -> Result<ExportedReply, ApiError> {
         let g = &self.generate;
-        let (sealed, exported) = ctx.kms.generate_and_export_data_key(
-            &ctx.caller,
-            &g.key,
-            g.len,
-            &g.context,
-            &self.target,
-        )?;
+        let (sealed, exported) = ctx
+            .kms
+            .generate_and_export_data_key(&ctx.caller, &g.key, g.len, &g.context, &self.target)
+            .await?;
         Ok(ExportedReply {
             sealed: SealedReply::new(ctx, sealed),
             exported_data_key: B64.encode(exported),
@@ -378,9 +387,10 @@ impl Action for ExportDataKey {
     }
 
     async fn handle(self, ctx: &Ctx<'_>) -> Result<ExportReply, ApiError> {
-        let (opened, exported) =
-            ctx.kms
-                .export_data_key(&ctx.caller, &self.blob, &self.context, &self.target)?;
+        let (opened, exported) = ctx
+            .kms
+            .export_data_key(&ctx.caller, &self.blob, &self.context, &self.target)
+            .await?;
         ctx.note_version(&opened.version);
         Ok(ExportReply {
             exported_data_key: B64.encode(exported),

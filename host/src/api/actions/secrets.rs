@@ -287,12 +287,15 @@ impl Action for GetSecretValue {
     }
 
     async fn handle(self, ctx: &Ctx<'_>) -> Result<ValueReply, ApiError> {
-        let v = ctx.kms.get_secret_value(
-            &ctx.caller,
-            &self.secret,
-            self.version.as_ref(),
-            self.stage.as_deref(),
-        )?;
+        let v = ctx
+            .kms
+            .get_secret_value(
+                &ctx.caller,
+                &self.secret,
+                self.version.as_ref(),
+                self.stage.as_deref(),
+            )
+            .await?;
         Ok(ValueReply::new(v, self.fetch_extended_config))
     }
 }
@@ -358,7 +361,7 @@ impl Action for BatchGetSecretValue {
                 Some(serde_json::Value::String(s)) => s.eq_ignore_ascii_case("true"),
                 _ => false,
             };
-            let got = (|| -> Result<SecretValue, ApiError> {
+            let got = async {
                 let secret: SecretRef = item
                     .name
                     .parse()
@@ -371,13 +374,18 @@ impl Action for BatchGetSecretValue {
                             .map_err(|_| ApiError::invalid("VersionId", "not a version id"))
                     })
                     .transpose()?;
-                Ok(ctx.kms.get_secret_value(
-                    &ctx.caller,
-                    &secret,
-                    version.as_ref(),
-                    item.stage.as_deref(),
-                )?)
-            })();
+                Ok::<SecretValue, ApiError>(
+                    ctx.kms
+                        .get_secret_value(
+                            &ctx.caller,
+                            &secret,
+                            version.as_ref(),
+                            item.stage.as_deref(),
+                        )
+                        .await?,
+                )
+            }
+            .await;
             match got {
                 Ok(v) => reply.secret_values.push(ValueReply::new(v, fetch)),
                 Err(e) => reply.errors.push(BatchError {

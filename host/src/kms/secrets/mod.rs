@@ -446,7 +446,7 @@ impl Kms {
             rotation: None,
         };
         stages::attach(&mut record.stages, stages::CURRENT, &req.version);
-        let version = self.seal_version(&record, &req.version, &req.value)?;
+        let version = self.seal_version(&record, &req.version, &req.value).await?;
         let batch = Batch::new()
             .expect(Table::Secrets, path.clone(), None)
             .put(Table::Secrets, path, encode(&record)?)

@@ -101,7 +101,7 @@ impl Kms {
     }
 
     /// Reads version `version` of `record` (for the rotator's request).
-    pub fn staged_value(
+    pub async fn staged_value(
         &self,
         record: &SecretRecord,
         version: &SecretVersionId,
@@ -109,7 +109,7 @@ impl Kms {
         let Some(v) = self.version(record, version)? else {
             return Ok(None);
         };
-        let bytes = self.open_version(record, &v)?;
+        let bytes = self.open_version(record, &v).await?;
         Ok(Some(StagedValue {
             stages: stages::of(&record.stages, version),
             version_id: v.version_id,
@@ -127,7 +127,7 @@ impl Kms {
     ) -> Result<SecretRecord, Error> {
         let token = rotation_token(record)?;
         let (caller, secret) = owner(record);
-        let sealed = self.seal_version(record, &token, value)?;
+        let sealed = self.seal_version(record, &token, value).await?;
         let (record, _) = self
             .store_version(
                 &caller,

@@ -122,18 +122,20 @@ fn data_key(b64: &SecretString) -> Result<AeadKey, Error> {
 
 impl Kms {
     /// Seals `value` as version `version` of `record` under a fresh data key.
-    pub(super) fn seal_version(
+    pub(super) async fn seal_version(
         &self,
         record: &SecretRecord,
         version: &SecretVersionId,
         value: &NewValue,
     ) -> Result<VersionRecord, Error> {
-        let dk = self.generate_data_key(
-            &owner(record, "GenerateDataKey"),
-            &KeyRef::Id(record.encryption_key.clone()),
-            DataKeyLen(32),
-            &context(&record.secret_id, version),
-        )?;
+        let dk = self
+            .generate_data_key(
+                &owner(record, "GenerateDataKey"),
+                &KeyRef::Id(record.encryption_key.clone()),
+                DataKeyLen(32),
+                &context(&record.secret_id, version),
+            )
+            .await?;
         let key = data_key(&dk.plaintext_b64)?;
         let mut nonce = [0u8; NONCE_LEN];
         fill_random(&mut nonce);
@@ -152,16 +154,18 @@ impl Kms {
     }
 
     /// Opens a version: the CMK must be usable (a disabled key answers `Rejected.Disabled`).
-    pub(super) fn open_version(
+    pub(super) async fn open_version(
         &self,
         record: &SecretRecord,
         v: &VersionRecord,
     ) -> Result<SecretBytes, Error> {
-        let opened = self.decrypt(
-            &owner(record, "Decrypt"),
-            &v.data_key,
-            &context(&record.secret_id, &v.version_id),
-        )?;
+        let opened = self
+            .decrypt(
+                &owner(record, "Decrypt"),
+                &v.data_key,
+                &context(&record.secret_id, &v.version_id),
+            )
+            .await?;
         let key = data_key(&opened.plaintext)?;
         let nonce: [u8; NONCE_LEN] = B64
             .decode(&v.nonce)
@@ -201,7 +205,7 @@ impl Kms {
 
     /// `GetSecretValue`: by version id, by stage (default ACSCurrent), or both (they must
     /// agree).
-    pub fn get_secret_value(
+    pub async fn get_secret_value(
         &self,
         caller: &Caller,
         secret: &SecretRef,
@@ -230,7 +234,7 @@ impl Kms {
         let v = self
             .version(&record, &id)?
             .ok_or(Error::SecretVersionNotFound)?;
-        let bytes = self.open_version(&record, &v)?;
+        let bytes = self.open_version(&record, &v).await?;
         let data = match v.data_type {
             DataType::Text => SecretString::new(
                 String::from_utf8(bytes.expose().to_vec())
@@ -274,7 +278,7 @@ impl Kms {
                 "managed secrets hold text values",
             ));
         }
-        let sealed = self.seal_version(&record, version, value)?;
+        let sealed = self.seal_version(&record, version, value).await?;
         self.store_version(caller, secret, sealed, &wanted, |_| Ok(()))
             .await
     }
