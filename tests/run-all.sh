@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Arca's whole test suite, as CI runs it: installs what the tests need (apt packages, the
-# official Python SDKs in a virtualenv, the wasm32-wasip2 target), builds the plugins and the
+# Arca's whole test suite, as CI runs it: installs what the tests need (apt packages such as
+# PostgreSQL and SoftHSM2, the official Python SDKs in a virtualenv, the wasm32-wasip2
+# target), builds the plugins and the
 # test components, then runs format and lint gates, the Rust unit and end-to-end tests, and
 # the official-SDK suite against the real server.
 set -euo pipefail
@@ -13,6 +14,7 @@ need=()
 python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
 command -v cc >/dev/null || need+=(build-essential)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
+[[ -e /usr/lib/softhsm/libsofthsm2.so ]] || need+=(softhsm2)
 if ((${#need[@]})); then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq && apt-get install -y -qq "${need[@]}"

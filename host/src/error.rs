@@ -329,6 +329,11 @@ impl From<kms::Error> for ApiError {
             kms::Error::SecretExists => Self::ResourceExists,
             kms::Error::SecretInDeleteWindow => Self::ResourceInDeleteWindow,
             kms::Error::MissingParameter(name) => Self::MissingParameter(name),
+            kms::Error::UnsupportedProtectionLevel => Self::UnsupportedProtectionLevel,
+            kms::Error::HsmUnavailable(detail) => {
+                tracing::error!(%detail, "HSM call failed");
+                Self::Unavailable("The HSM is temporarily unavailable; try again.".into())
+            }
             kms::Error::Internal(detail) => Self::Internal(detail),
         }
     }

@@ -45,6 +45,8 @@ enum Command {
         /// An access-policy plugin to ask before every non-admin action (fails closed).
         #[arg(long)]
         access_policy: Option<String>,
+        #[command(flatten)]
+        hsm: HsmArgs,
     },
     /// Write a consistent, sealed backup of a data directory (through the running server if
     /// there is one, else directly from the store).
@@ -88,6 +90,15 @@ enum Command {
         command: AccessKeyCommand,
         #[command(flatten)]
         admin: AdminArgs,
+    },
+    /// Look into the HSM directly (the operator's check that key material stays in it).
+    Hsm {
+        /// A key version id: show what the token says about its object, and try (and fail)
+        /// to read or wrap its value.
+        #[arg(long)]
+        key_version: String,
+        #[command(flatten)]
+        hsm: HsmArgs,
     },
     /// Inspect and reload the plugins of a running server (needs admin credentials).
     Plugin {
@@ -164,14 +175,18 @@ async fn run(command: Command) -> anyhow::Result<()> {
             root_key_file,
             plugins_dir,
             access_policy,
+            hsm,
         } => {
             serve(
                 data_dir,
                 listen,
                 region,
                 root_key_file,
-                plugins_dir,
-                access_policy,
+                Extras {
+                    plugins_dir,
+                    access_policy,
+                    hsm,
+                },
             )
             .await
         }
@@ -193,6 +208,18 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 AccountCommand::List => client.call("ArcaListAccounts", &[]).await?,
             };
             print_json(&reply)
+        }
+        Command::Hsm { key_version, hsm } => {
+            let version: arca_host::ids::KeyVersionId = key_version
+                .parse()
+                .map_err(|_| anyhow::anyhow!("not a key version id: {key_version}"))?;
+            let hsm = open_hsm(hsm)
+                .await?
+                .context("give --hsm-module and --hsm-token")?;
+            let report = tokio::task::spawn_blocking(move || hsm.inspect(&version))
+                .await?
+                .context("inspecting the key object")?;
+            print_json(&serde_json::to_value(report)?)
         }
         Command::Plugin { command, admin } => {
             let client = admin_client(&admin)?;
@@ -218,14 +245,67 @@ async fn run(command: Command) -> anyhow::Result<()> {
     }
 }
 
+/// The PKCS#11 token for `ProtectionLevel=HSM` keys. The PIN comes from `ARCA_HSM_PIN` or a
+/// file, never from a flag (flags show in `ps`).
+#[derive(Debug, clap::Args)]
+struct HsmArgs {
+    /// The PKCS#11 module, e.g. /usr/lib/softhsm/libsofthsm2.so.
+    #[arg(long, env = "ARCA_HSM_MODULE", requires = "hsm_token")]
+    hsm_module: Option<PathBuf>,
+    /// The label of the token to use (the slot is found by it).
+    #[arg(long, env = "ARCA_HSM_TOKEN", requires = "hsm_module")]
+    hsm_token: Option<String>,
+    /// A file holding the user PIN (else ARCA_HSM_PIN).
+    #[arg(long)]
+    hsm_pin_file: Option<PathBuf>,
+}
+
+/// What `serve` takes besides the data dir and the listener.
+#[derive(Debug)]
+struct Extras {
+    plugins_dir: Option<PathBuf>,
+    access_policy: Option<String>,
+    hsm: HsmArgs,
+}
+
+/// Opens the token, when one is configured, on a blocking thread (module loading and login
+/// block).
+async fn open_hsm(args: HsmArgs) -> anyhow::Result<Option<arca_host::keystore::hsm::Hsm>> {
+    let (Some(module), Some(token_label)) = (args.hsm_module, args.hsm_token) else {
+        return Ok(None);
+    };
+    let pin = match args.hsm_pin_file {
+        Some(path) => std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read the HSM PIN file {}", path.display()))?
+            .trim_end_matches(['\n', '\r'])
+            .to_owned(),
+        None => std::env::var("ARCA_HSM_PIN")
+            .context("the HSM needs a PIN: set ARCA_HSM_PIN or --hsm-pin-file")?,
+    };
+    let config = arca_host::keystore::hsm::HsmConfig {
+        module,
+        token_label,
+        pin: arca_host::secret::SecretString::new(pin),
+    };
+    let hsm = tokio::task::spawn_blocking(move || arca_host::keystore::hsm::Hsm::open(config))
+        .await?
+        .context("cannot open the HSM")?;
+    Ok(Some(hsm))
+}
+
 async fn serve(
     data_dir: PathBuf,
     listen: SocketAddr,
     region: String,
     root_key_file: Option<PathBuf>,
-    plugins_dir: Option<PathBuf>,
-    access_policy: Option<String>,
+    extras: Extras,
 ) -> anyhow::Result<()> {
+    let Extras {
+        plugins_dir,
+        access_policy,
+        hsm,
+    } = extras;
+    let hsm = open_hsm(hsm).await?;
     let root_key = root_key_source(root_key_file);
     let cache_dir = data_dir.join("plugin-cache");
     let dir = arca_host::open(arca_host::ServeConfig {
@@ -235,6 +315,13 @@ async fn serve(
     })
     .await
     .context("cannot open the data directory")?;
+    if let Some(hsm) = hsm {
+        tracing::info!(
+            token = hsm.label(),
+            "HSM token ready for ProtectionLevel=HSM keys"
+        );
+        dir.kms.attach_hsm(std::sync::Arc::new(hsm));
+    }
     let plugins = load_plugins(&dir, plugins_dir, cache_dir, access_policy).await?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await

@@ -12,6 +12,7 @@ mod auth;
 mod backup;
 mod crypto;
 mod durability;
+mod hsm;
 mod plugins;
 mod rotation;
 mod startup;

@@ -35,16 +35,19 @@ def free_port():
 class Server:
     """A running `arca serve`; `kill9()` and `start()` for crash tests."""
 
-    def __init__(self, data_dir):
+    def __init__(self, data_dir, args=(), env=None):
         self.data_dir = Path(data_dir)
+        self.args = list(args)
+        self.env = dict(env or {})
         self.endpoint = f"127.0.0.1:{free_port()}"
         self.proc = None
         self.log = open(self.data_dir.parent / f"{self.data_dir.name}.log", "ab")
 
     def start(self):
         self.proc = subprocess.Popen(
-            [arca_bin(), "serve", "--data-dir", str(self.data_dir), "--listen", self.endpoint],
-            stdout=subprocess.DEVNULL, stderr=self.log, env={**os.environ, "RUST_LOG": "warn"},
+            [arca_bin(), "serve", "--data-dir", str(self.data_dir), "--listen", self.endpoint, *self.args],
+            stdout=subprocess.DEVNULL, stderr=self.log,
+            env={**os.environ, "RUST_LOG": "warn", **self.env},
         )
         host, port = self.endpoint.split(":")
         deadline = time.time() + 20

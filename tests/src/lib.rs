@@ -77,6 +77,15 @@ impl TestServer {
     }
 
     /// Starts a server on a fresh data directory with extra `serve` arguments.
+    /// A server on a fresh data dir with extra `arca serve` arguments and environment.
+    pub fn start_with(args: &[&str], env: Vec<(String, String)>) -> Result<Self> {
+        let tmp = tempfile::tempdir()?;
+        let data_dir = tmp.path().join("data");
+        let mut s = Self::with(data_dir, env, args.iter().map(|a| a.to_string()).collect())?;
+        s._tmp = Some(tmp);
+        Ok(s)
+    }
+
     pub fn start_with_args(args: &[&str]) -> Result<Self> {
         let tmp = tempfile::tempdir()?;
         let data_dir = tmp.path().join("data");
@@ -203,6 +212,74 @@ impl TestServer {
 impl Drop for TestServer {
     fn drop(&mut self) {
         let _ = self.kill9();
+    }
+}
+
+/// A SoftHSM2 token in a temp dir (Debian's `softhsm2`; the test command installs it).
+#[derive(Debug)]
+pub struct SoftHsm {
+    /// The token's label.
+    pub label: String,
+    /// The user PIN.
+    pub pin: String,
+    conf: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl SoftHsm {
+    /// Debian's SoftHSM2 PKCS#11 module.
+    pub const MODULE: &'static str = "/usr/lib/softhsm/libsofthsm2.so";
+
+    /// A fresh token labelled `label`, initialised with softhsm2-util.
+    pub fn start(label: &str) -> Result<Self> {
+        if !Path::new(Self::MODULE).exists() {
+            bail!("SoftHSM2 is not installed (apt-get install softhsm2)");
+        }
+        let dir = tempfile::tempdir()?;
+        let tokens = dir.path().join("tokens");
+        std::fs::create_dir_all(&tokens)?;
+        let conf = dir.path().join("softhsm2.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\nslots.removable = false\n",
+                tokens.display()
+            ),
+        )?;
+        let pin = format!("pin-{}", free_port());
+        let out = Command::new("softhsm2-util")
+            .args(["--init-token", "--free", "--label", label])
+            .args(["--so-pin", "so-secret-1", "--pin", &pin])
+            .env("SOFTHSM2_CONF", &conf)
+            .output()
+            .context("running softhsm2-util")?;
+        if !out.status.success() {
+            bail!("softhsm2-util: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(Self {
+            label: label.to_owned(),
+            pin,
+            conf,
+            _dir: dir,
+        })
+    }
+
+    /// The environment a process needs to reach the token: `SOFTHSM2_CONF` and `ARCA_HSM_PIN`.
+    pub fn env(&self) -> Vec<(String, String)> {
+        vec![
+            ("SOFTHSM2_CONF".into(), self.conf.display().to_string()),
+            ("ARCA_HSM_PIN".into(), self.pin.clone()),
+        ]
+    }
+
+    /// The `arca serve` flags that select the token.
+    pub fn args(&self) -> Vec<String> {
+        vec![
+            "--hsm-module".into(),
+            Self::MODULE.into(),
+            "--hsm-token".into(),
+            self.label.clone(),
+        ]
     }
 }
 

@@ -11,6 +11,7 @@
 //! open. SOFTWARE protection is this module; the HSM keystore (PKCS#11) comes with issue 7 and
 //! slots in beside [`software`].
 
+pub mod hsm;
 pub mod software;
 
 use std::fs;

@@ -62,7 +62,9 @@ impl Kms {
     fn pair(loaded: &LoadedVersion) -> Result<&dyn AsymmetricCipher, Error> {
         match &loaded.cipher {
             Prepared::Asymmetric(k) => Ok(k.as_ref()),
-            Prepared::Symmetric(_) => Err(Error::Unsupported("the key is not an asymmetric key")),
+            Prepared::Symmetric(_) | Prepared::Hsm(_) => {
+                Err(Error::Unsupported("the key is not an asymmetric key"))
+            }
         }
     }
 

@@ -123,6 +123,23 @@ impl Kms {
         }
         let key_path = super::keys::key_path(&record.account_id, &record.key_id);
         let (key, _) = self.key_at(&key_path)?.ok_or(Error::KeyNotFound)?;
+        if record.hsm {
+            // The material is in the token; only its handle is ever loaded.
+            let hsm = self.hsm().ok_or_else(|| {
+                Error::HsmUnavailable(format!(
+                    "key version {version} lives in an HSM, and none is configured"
+                ))
+            })?;
+            let loaded = Arc::new(LoadedVersion {
+                key_id: record.key_id,
+                account_id: record.account_id,
+                cipher: Prepared::Hsm(Arc::clone(hsm)),
+            });
+            if let Ok(mut m) = self.versions.write() {
+                m.insert(version.clone(), Arc::clone(&loaded));
+            }
+            return Ok(loaded);
+        }
         if record.sealed_material.is_empty() {
             // Imported material was deleted or expired: the key waits for it again.
             return Err(match key.state {
@@ -184,18 +201,35 @@ impl Kms {
         let loaded = self.load_version(&key.account_id, version)?;
         let mut nonce = [0u8; NONCE_LEN];
         fill_random(&mut nonce);
-        let mut buf = plaintext.to_vec();
-        let Prepared::Symmetric(cipher) = &loaded.cipher else {
-            return Err(Error::Unsupported(
-                "the key is not a symmetric ENCRYPT/DECRYPT key",
-            ));
+        let buf = match &loaded.cipher {
+            Prepared::Symmetric(cipher) => {
+                let mut buf = plaintext.to_vec();
+                if cipher
+                    .seal(&nonce, &aad(version, context), &mut buf)
+                    .is_err()
+                {
+                    // The buffer still holds plaintext: wipe it before reporting.
+                    drop(SecretBytes::new(buf));
+                    return Err(Error::Internal("seal failed".into()));
+                }
+                buf
+            }
+            Prepared::Hsm(hsm) => {
+                let (v, aad, input) = (
+                    version.clone(),
+                    aad(version, context),
+                    SecretBytes::new(plaintext.to_vec()),
+                );
+                hsm.run(move |h| h.gcm_seal(&v, &nonce, &aad, input.expose()))
+                    .await
+                    .map_err(super::hsm_error)?
+            }
+            Prepared::Asymmetric(_) => {
+                return Err(Error::Unsupported(
+                    "the key is not a symmetric ENCRYPT/DECRYPT key",
+                ));
+            }
         };
-        let result = cipher.seal(&nonce, &aad(version, context), &mut buf);
-        if result.is_err() {
-            // The buffer still holds plaintext: wipe it before reporting.
-            drop(SecretBytes::new(buf));
-            return Err(Error::Internal("seal failed".into()));
-        }
         let blob = Blob {
             version: version.clone(),
             nonce,
@@ -253,14 +287,28 @@ impl Kms {
             KeyState::Enabled => {}
             other => return Err(Error::KeyState(other)),
         }
-        let Prepared::Symmetric(cipher) = &loaded.cipher else {
+        let out = match &loaded.cipher {
+            Prepared::Symmetric(cipher) => {
+                let mut out = SecretBytes::new(blob.sealed);
+                cipher
+                    .open(&blob.nonce, &aad(&blob.version, context), out.expose_mut())
+                    .map_err(|_| Error::InvalidCiphertext)?;
+                out
+            }
+            Prepared::Hsm(hsm) => {
+                let (v, nonce, aad, sealed) = (
+                    blob.version.clone(),
+                    blob.nonce,
+                    aad(&blob.version, context),
+                    blob.sealed,
+                );
+                hsm.run(move |h| h.gcm_open(&v, &nonce, &aad, &sealed))
+                    .await
+                    .map_err(super::hsm_error)?
+            }
             // A symmetric blob header naming an asymmetric key's version: not ours to open.
-            return Err(Error::InvalidCiphertext);
+            Prepared::Asymmetric(_) => return Err(Error::InvalidCiphertext),
         };
-        let mut out = SecretBytes::new(blob.sealed);
-        cipher
-            .open(&blob.nonce, &aad(&blob.version, context), out.expose_mut())
-            .map_err(|_| Error::InvalidCiphertext)?;
         let text = std::str::from_utf8(out.expose()).map_err(|_| Error::InvalidCiphertext)?;
         Ok(Opened {
             key_id: loaded.key_id.clone(),

@@ -72,6 +72,12 @@ pub enum Error {
     /// The secret is scheduled for deletion; restore it first.
     #[error("secret is in its deletion window")]
     SecretInDeleteWindow,
+    /// `ProtectionLevel=HSM` without an HSM configured.
+    #[error("no HSM is configured")]
+    UnsupportedProtectionLevel,
+    /// The HSM could not be reached or failed; the detail is for the operator's log.
+    #[error("HSM: {0}")]
+    HsmUnavailable(String),
     /// A parameter that this combination of others requires is absent.
     #[error("missing parameter {0}")]
     MissingParameter(&'static str),

@@ -197,6 +197,7 @@ impl Kms {
                 created: now,
                 sealed_material: B64.encode(sealed),
                 destroyed: false,
+                hsm: false,
             };
             key.state = KeyState::Enabled;
             key.material_fingerprint = Some(fingerprint.clone());

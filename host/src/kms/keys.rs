@@ -1,6 +1,8 @@
 //! CMK lifecycle: create, describe, list, enable, disable, describe-update; and resolving the
 //! three ways a request names a key.
 
+use std::sync::Arc;
+
 use base64::Engine;
 
 use super::model::{
@@ -89,6 +91,19 @@ pub(super) async fn generate_off_runtime<E: std::fmt::Display + Send + 'static>(
         .map_err(|e| Error::Internal(format!("key generation: {e}")))
 }
 
+/// The AES key length of an HSM key of `spec`. The token holds AES keys; SM4 is not a
+/// mechanism of PKCS#11 tokens such as SoftHSM, and asymmetric HSM keys are not available yet.
+fn hsm_aes_len(spec: KeySpec) -> Result<usize, Error> {
+    match spec {
+        KeySpec::Aes256 => Ok(32),
+        KeySpec::Aes192 => Ok(24),
+        KeySpec::Aes128 => Ok(16),
+        _ => Err(Error::Unsupported(
+            "HSM keys are available for Aliyun_AES_256, Aliyun_AES_192 and Aliyun_AES_128",
+        )),
+    }
+}
+
 pub(super) fn key_path(account: &crate::ids::AccountId, key: &KeyId) -> String {
     format!("{account}/{key}")
 }
@@ -121,6 +136,17 @@ impl Kms {
         let mut tags = std::collections::BTreeMap::new();
         super::tags::merge(&mut tags, &req.tags)?;
         let external = req.origin == Origin::External;
+        if req.protection == ProtectionLevel::Hsm {
+            if self.hsm().is_none() {
+                return Err(Error::UnsupportedProtectionLevel);
+            }
+            hsm_aes_len(req.spec)?;
+            if external {
+                return Err(Error::Unsupported(
+                    "importing key material into the HSM is not available yet",
+                ));
+            }
+        }
         if external && req.rotation.is_some() {
             return Err(Error::Unsupported(
                 "keys with imported material cannot rotate automatically",
@@ -132,7 +158,10 @@ impl Kms {
         let version = if external {
             None
         } else {
-            Some(self.new_version(&key_id, &caller.account, req.spec).await?)
+            Some(
+                self.new_version(&key_id, &caller.account, req.spec, req.protection)
+                    .await?,
+            )
         };
         let version_id = version
             .as_ref()
@@ -185,8 +214,26 @@ impl Kms {
         key: &KeyId,
         account: &crate::ids::AccountId,
         spec: KeySpec,
+        protection: ProtectionLevel,
     ) -> Result<VersionRecord, Error> {
         let version_id = KeyVersionId::generate();
+        if protection == ProtectionLevel::Hsm {
+            let hsm = Arc::clone(self.hsm().ok_or(Error::UnsupportedProtectionLevel)?);
+            let bytes = hsm_aes_len(spec)?;
+            let id = version_id.clone();
+            hsm.run(move |h| h.generate_aes(&id, bytes))
+                .await
+                .map_err(super::hsm_error)?;
+            return Ok(VersionRecord {
+                version_id,
+                key_id: key.clone(),
+                account_id: account.clone(),
+                created: self.now(),
+                sealed_material: String::new(),
+                destroyed: false,
+                hsm: true,
+            });
+        }
         let material = generate_off_runtime(move || software::generate_material(spec)).await?;
         let sealed = software::seal_material(&self.sealer, &version_id, &material)
             .map_err(|e| Error::Internal(e.to_string()))?;
@@ -197,6 +244,7 @@ impl Kms {
             created: self.now(),
             sealed_material: base64::engine::general_purpose::STANDARD.encode(sealed),
             destroyed: false,
+            hsm: false,
         })
     }
 

@@ -117,7 +117,7 @@ impl Kms {
                 ));
             }
             let version = self
-                .new_version(&key.key_id, &key.account_id, key.spec)
+                .new_version(&key.key_id, &key.account_id, key.spec, key.protection)
                 .await?;
             key.primary_version = version.version_id.clone();
             key.versions.push(version.version_id.clone());
@@ -288,10 +288,14 @@ impl Kms {
             let mut batch = Batch::new()
                 .expect(Table::Keys, path, Some(raw))
                 .delete(Table::Keys, path);
+            let mut in_token = Vec::new();
             for v in &key.versions {
                 if let Some(mut record) =
                     self.get::<VersionRecord>(Table::KeyVersions, v.as_str())?
                 {
+                    if record.hsm {
+                        in_token.push(v.clone());
+                    }
                     record.sealed_material.clear();
                     record.destroyed = true;
                     batch = batch.put(Table::KeyVersions, v.as_str(), encode(&record)?);
@@ -312,6 +316,16 @@ impl Kms {
                     if let Ok(mut cache) = self.versions.write() {
                         for v in &key.versions {
                             cache.remove(v);
+                        }
+                    }
+                    // The tombstones are durable; now the material goes from the token. A
+                    // failure is logged: the object is unreachable through Arca either way.
+                    if let Some(hsm) = self.hsm() {
+                        for v in in_token {
+                            let id = v.clone();
+                            if let Err(e) = hsm.run(move |h| h.destroy(&id)).await {
+                                tracing::error!(version = %v, error = %e, "destroying an HSM key object failed");
+                            }
                         }
                     }
                     return Ok(true);

@@ -56,6 +56,8 @@ pub(crate) struct LoadedVersion {
 pub(crate) enum Prepared {
     /// A symmetric key with its schedule prepared.
     Symmetric(AeadKey),
+    /// An AES key inside the HSM, named by its version id.
+    Hsm(Arc<crate::keystore::hsm::Hsm>),
     /// A loaded key pair.
     Asymmetric(Box<dyn crate::crypto::asymmetric::AsymmetricCipher>),
 }
@@ -86,6 +88,8 @@ pub struct Kms {
     credentials: RwLock<HashMap<crate::ids::AccessKeyId, Arc<accounts::Credential>>>,
     /// Serialises the making of default keys.
     default_key_lock: tokio::sync::Mutex<()>,
+    /// The PKCS#11 token for HSM keys, when one is configured.
+    hsm: std::sync::OnceLock<Arc<crate::keystore::hsm::Hsm>>,
 }
 
 /// How many times a read-modify-write is retried when a concurrent write got there first.
@@ -108,12 +112,23 @@ impl Kms {
             keys: RwLock::default(),
             credentials: RwLock::default(),
             default_key_lock: tokio::sync::Mutex::new(()),
+            hsm: std::sync::OnceLock::new(),
         }
     }
 
     /// The region this server answers for.
     pub fn region(&self) -> &str {
         &self.region
+    }
+
+    /// Makes `ProtectionLevel=HSM` available through `hsm` (once, at start-up).
+    pub fn attach_hsm(&self, hsm: Arc<crate::keystore::hsm::Hsm>) {
+        let _ = self.hsm.set(hsm);
+    }
+
+    /// The HSM, when one is configured.
+    pub fn hsm(&self) -> Option<&Arc<crate::keystore::hsm::Hsm>> {
+        self.hsm.get()
     }
 
     /// The clock.
@@ -175,4 +190,13 @@ impl Kms {
 
 fn encode<T: Serialize>(record: &T) -> Result<Vec<u8>, Error> {
     Ok(serde_json::to_vec(record)?)
+}
+
+/// A token failure as a domain error: a GCM tag that does not verify is an invalid
+/// ciphertext; anything else means the HSM is unavailable.
+pub(crate) fn hsm_error(e: crate::keystore::hsm::HsmError) -> Error {
+    match e {
+        crate::keystore::hsm::HsmError::Rejected => Error::InvalidCiphertext,
+        other => Error::HsmUnavailable(other.to_string()),
+    }
 }

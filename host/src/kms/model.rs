@@ -265,6 +265,9 @@ pub struct VersionRecord {
     /// ciphertexts fail with "key not found" rather than as garbage.
     #[serde(default)]
     pub destroyed: bool,
+    /// The material is an object in the HSM (CKA_ID = the version id), not in this record.
+    #[serde(default)]
+    pub hsm: bool,
 }
 
 /// The parameters of one GetParametersForImport call, kept until the import or expiry.

@@ -114,10 +114,6 @@ impl Action for CreateKey {
         let origin = enum_param::<Origin>(p, "Origin")?.unwrap_or(Origin::Kms);
         let protection = enum_param::<ProtectionLevel>(p, "ProtectionLevel")?
             .unwrap_or(ProtectionLevel::Software);
-        if protection == ProtectionLevel::Hsm {
-            // No HSM is configured on this server (PKCS#11 keystores: issue 7).
-            return Err(ApiError::UnsupportedProtectionLevel);
-        }
         let rotation = match p.bool("EnableAutomaticRotation")? {
             Some(true) => Some(match p.optional("RotationInterval") {
                 Some(text) => parse_interval(text)?,
