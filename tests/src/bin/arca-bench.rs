@@ -54,9 +54,18 @@ struct Args {
     /// Only the plugin measurements.
     #[arg(long)]
     plugins_only: bool,
+    /// Also measure Encrypt on an HSM key (SoftHSM2) against direct PKCS#11 calls.
+    #[arg(long)]
+    hsm: bool,
+    /// Only the HSM measurement.
+    #[arg(long)]
+    hsm_only: bool,
     /// Internal: run as the bare hyper server on this port.
     #[arg(long, hide = true)]
     bare_server: Option<u16>,
+    /// Internal: `seconds,threads,token-label`: direct AES-GCM calls into the token.
+    #[arg(long, hide = true)]
+    hsm_direct: Option<String>,
 }
 
 /// A reply shaped like Encrypt's (same size class), served without any work.
@@ -64,6 +73,9 @@ const BARE_BODY: &str = r#"{"RequestId":"6F2C0D4A-8B1E-4C53-9A77-2E5D1B0C3F19","
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    if let Some(spec) = &args.hsm_direct {
+        return hsm_direct(spec);
+    }
     if let Some(port) = args.bare_server {
         return tokio::runtime::Builder::new_multi_thread()
             .enable_all()
@@ -252,6 +264,12 @@ async fn workload(client: &arca_client::Client, name: &str) -> Result<Workload> 
 }
 
 async fn run(args: Args) -> Result<()> {
+    if args.hsm || args.hsm_only {
+        hsm_table(&args).await?;
+        if args.hsm_only {
+            return Ok(());
+        }
+    }
     if !args.plugins_only {
         tables(&args).await?;
     }
@@ -508,6 +526,125 @@ async fn tables(args: &Args) -> Result<()> {
     let _ = bare.wait();
     if failed {
         bail!("some requests failed");
+    }
+    Ok(())
+}
+
+/// The direct side of the HSM comparison, in a child process (SoftHSM reads `SOFTHSM2_CONF`
+/// when the library initialises, so the token's environment is the child's): `threads`
+/// threads sealing 1 KiB with AES-256-GCM in the token for `seconds`, one session each from
+/// the same pool Arca uses. Prints the calls per second.
+fn hsm_direct(spec: &str) -> Result<()> {
+    use arca_host::keystore::hsm::{Hsm, HsmConfig};
+    let mut parts = spec.splitn(3, ',');
+    let (Some(seconds), Some(threads), Some(label)) = (parts.next(), parts.next(), parts.next())
+    else {
+        bail!("--hsm-direct seconds,threads,label");
+    };
+    let (seconds, threads): (u64, usize) = (seconds.parse()?, threads.parse()?);
+    let hsm = Arc::new(Hsm::open(HsmConfig {
+        module: arca_tests::SoftHsm::MODULE.into(),
+        token_label: label.to_owned(),
+        pin: arca_host::secret::SecretString::new(std::env::var("ARCA_HSM_PIN")?),
+    })?);
+    let version = arca_host::ids::KeyVersionId::generate();
+    hsm.generate_aes(&version, 32)?;
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let started = Instant::now();
+    let workers: Vec<_> = (0..threads)
+        .map(|t| {
+            let (hsm, version) = (Arc::clone(&hsm), version.clone());
+            std::thread::spawn(move || -> Result<u64> {
+                let plaintext = vec![b'a'; 1024];
+                let aad = [0u8; 52];
+                let mut n: u64 = 0;
+                while Instant::now() < deadline {
+                    let mut nonce = [0u8; 12];
+                    nonce[..8].copy_from_slice(&n.to_be_bytes());
+                    nonce[8] = t as u8;
+                    hsm.gcm_seal(&version, &nonce, &aad, &plaintext)?;
+                    n += 1;
+                }
+                Ok(n)
+            })
+        })
+        .collect();
+    let mut total = 0;
+    for w in workers {
+        total += w.join().map_err(|_| anyhow::anyhow!("worker panicked"))??;
+    }
+    writeln!(
+        std::io::stdout().lock(),
+        "{:.0}",
+        total as f64 / started.elapsed().as_secs_f64()
+    )?;
+    Ok(())
+}
+
+/// Encrypt (1 KiB) on an HSM key through Arca against direct token calls at the same
+/// concurrency, in one run, on one SoftHSM2 token.
+async fn hsm_table(args: &Args) -> Result<()> {
+    let hsm = arca_tests::SoftHsm::start("arca-bench")?;
+    let flags = hsm.args();
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let arca = TestServer::start_with(&flags, hsm.env())?;
+    let client = arca.client()?;
+    let key = client
+        .call(
+            "CreateKey",
+            &[("KeySpec", "Aliyun_AES_256"), ("ProtectionLevel", "HSM")],
+        )
+        .await?;
+    let id = key["KeyMetadata"]["KeyId"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let work = Arc::new(Workload {
+        name: "Encrypt 1 KiB (HSM key)",
+        action: "Encrypt",
+        params: vec![("KeyId".into(), id), ("Plaintext".into(), "a".repeat(1024))],
+    });
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "\nHSM (SoftHSM2): AES-256-GCM on 1 KiB, {} s per cell",
+        args.seconds
+    )?;
+    writeln!(
+        out,
+        "| conns / threads | direct cryptoki calls/s | Arca Encrypt req/s | Arca p50/p99 µs | Arca/direct |"
+    )?;
+    writeln!(out, "|---:|---:|---:|---:|---:|")?;
+    for &c in &args.concurrency {
+        let threads = c.min(8);
+        let direct = std::process::Command::new(std::env::current_exe()?)
+            .arg("--hsm-direct")
+            .arg(format!("{},{threads},{}", args.seconds, hsm.label))
+            .envs(hsm.env())
+            .output()?;
+        if !direct.status.success() {
+            bail!("direct HSM run: {}", String::from_utf8_lossy(&direct.stderr));
+        }
+        let direct: f64 = String::from_utf8_lossy(&direct.stdout).trim().parse()?;
+        let cell = load(
+            arca.endpoint.parse()?,
+            Arc::new(arca.credentials()?),
+            Arc::clone(&work),
+            c,
+            args.seconds,
+        )
+        .await?;
+        if cell.errors > 0 {
+            bail!("{} errors", cell.errors);
+        }
+        writeln!(
+            out,
+            "| {c} / {threads} | {direct:.0} | {:.0} | {}/{} | {:.2} |",
+            cell.rps,
+            cell.p50_us,
+            cell.p99_us,
+            cell.rps / direct
+        )?;
     }
     Ok(())
 }
