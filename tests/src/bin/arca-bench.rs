@@ -623,7 +623,10 @@ async fn hsm_table(args: &Args) -> Result<()> {
             .envs(hsm.env())
             .output()?;
         if !direct.status.success() {
-            bail!("direct HSM run: {}", String::from_utf8_lossy(&direct.stderr));
+            bail!(
+                "direct HSM run: {}",
+                String::from_utf8_lossy(&direct.stderr)
+            );
         }
         let direct: f64 = String::from_utf8_lossy(&direct.stdout).trim().parse()?;
         let cell = load(
