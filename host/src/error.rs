@@ -115,14 +115,11 @@ pub enum ApiError {
     ResourceInDeleteWindow,
     /// 400 `Rejected.UnsupportedOperation`, with what is unsupported.
     #[error("unsupported operation")]
-    UnsupportedOperation(&'static str),
+    UnsupportedOperation(Cow<'static, str>),
     /// 400 `InvalidCiphertext`: the blob did not open (tampered, wrong context, not this
     /// account's). Deliberately one code for all of these.
     #[error("invalid ciphertext")]
     InvalidCiphertext,
-    /// 400 `Rejected.UnsupportedOperation` with a message made at run time.
-    #[error("unsupported: {0}")]
-    Unsupported(String),
     /// 503 `ServiceUnavailableTemporary` with what to wait for (a rotation step that failed
     /// and will resume, a rotation another request is driving).
     #[error("unavailable: {0}")]
@@ -161,7 +158,6 @@ impl ApiError {
             | Self::UnsupportedProtectionLevel
             | Self::UnsupportedOrigin
             | Self::UnsupportedOperation(_)
-            | Self::Unsupported(_)
             | Self::InvalidCiphertext
             | Self::InvalidImportToken
             | Self::ExpiredImportToken
@@ -219,7 +215,7 @@ impl ApiError {
             Self::KeyState(KeyState::PendingDeletion) => "Rejected.PendingDeletion",
             Self::KeyState(KeyState::PendingImport) => "Rejected.PendingImport",
             Self::KeyState(KeyState::Enabled) => "Rejected.StateModifiedFailed",
-            Self::UnsupportedOperation(_) | Self::Unsupported(_) => "Rejected.UnsupportedOperation",
+            Self::UnsupportedOperation(_) => "Rejected.UnsupportedOperation",
             Self::ResourceExists => "Rejected.ResourceExist",
             Self::ResourceInDeleteWindow => "Rejected.ResourceInDeleteWindow",
             Self::InvalidCiphertext => "InvalidCiphertext",
@@ -291,7 +287,6 @@ impl ApiError {
                 format!("The request was rejected because the key state is {state}.").into()
             }
             Self::UnsupportedOperation(what) => format!("Unsupported operation: {what}").into(),
-            Self::Unsupported(what) => format!("Unsupported operation: {what}").into(),
             Self::Unavailable(what) => what.clone().into(),
             Self::ResourceExists => "The resource already exists.".into(),
             // Spelled as the service spells it (spec §6.9); clients may match on it.
@@ -319,7 +314,7 @@ impl From<kms::Error> for ApiError {
             kms::Error::AliasExists => Self::AliasAlreadyExists,
             kms::Error::AliasReserved => Self::UnsupportedAlias,
             kms::Error::KeyState(s) => Self::KeyState(s),
-            kms::Error::Unsupported(what) => Self::UnsupportedOperation(what),
+            kms::Error::Unsupported(what) => Self::UnsupportedOperation(what.into()),
             kms::Error::InvalidCiphertext => Self::InvalidCiphertext,
             kms::Error::InvalidParameter { name, reason } => Self::invalid(name, reason),
             kms::Error::NoPermission => Self::NoPermission,
@@ -344,7 +339,7 @@ impl From<crate::rotation::RotationError> for ApiError {
         use crate::rotation::RotationError;
         match e {
             RotationError::Kms(e) => e.into(),
-            e @ RotationError::NoRotator(_) => Self::Unsupported(e.to_string()),
+            e @ RotationError::NoRotator(_) => Self::UnsupportedOperation(e.to_string().into()),
             e @ (RotationError::Busy | RotationError::Step { .. }) => {
                 Self::Unavailable(e.to_string())
             }

@@ -31,18 +31,13 @@ fn code(e: &arca_client::Error) -> (u16, String) {
 
 /// `arca hsm --key-version V`: what the token itself says about the key object.
 fn inspect(hsm: &SoftHsm, version: &str) -> Value {
-    let out = std::process::Command::new(arca_bin())
-        .args(["hsm", "--key-version", version])
-        .args(hsm.args())
-        .envs(hsm.env())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    arca_tests::json_output(
+        std::process::Command::new(arca_bin())
+            .args(["hsm", "--key-version", version])
+            .args(hsm.args())
+            .envs(hsm.env()),
+    )
+    .unwrap()
 }
 
 #[tokio::test]

@@ -104,6 +104,25 @@ impl Fixture {
     }
 }
 
+/// Runs the probe rotator's create-pending with `cmd` and returns its text result.
+async fn probe(
+    host: &PluginHost,
+    account: &arca_host::ids::AccountId,
+    cmd: String,
+) -> Result<String, PluginError> {
+    host.rotate(
+        "probe",
+        account,
+        RotationStep::CreatePending,
+        &rotation(&cmd, None, None),
+    )
+    .await
+    .map(|v| match v {
+        Some(SecretData::Text(t)) => t,
+        other => panic!("{other:?}"),
+    })
+}
+
 fn shipped(name: &str) -> (&str, String, PathBuf) {
     let manifest = repo_root().join("plugins").join(name).join("plugin.toml");
     let text = std::fs::read_to_string(&manifest).unwrap();
@@ -520,23 +539,7 @@ time-ms = 5000
         ))
         .await;
     let account = f.caller.account.clone();
-    let run = |cmd: String| {
-        let host = Arc::clone(&host);
-        let account = account.clone();
-        async move {
-            host.rotate(
-                "probe",
-                &account,
-                RotationStep::CreatePending,
-                &rotation(&cmd, None, None),
-            )
-            .await
-            .map(|v| match v {
-                Some(SecretData::Text(t)) => t,
-                other => panic!("{other:?}"),
-            })
-        }
-    };
+    let run = |cmd: String| probe(&host, &f.caller.account, cmd);
     // kms: the granted key by alias, by id and by ARN; another key is denied however named.
     assert_eq!(run("kms:alias/granted".into()).await.unwrap(), "probe");
     assert_eq!(run(format!("kms:{granted_key}")).await.unwrap(), "probe");
@@ -1032,20 +1035,7 @@ async fn templates_built_outside_the_workspace_load() {
 }
 
 fn cli(s: &TestServer, args: &[&str]) -> serde_json::Value {
-    let out = Command::new(arca_bin())
-        .args(args)
-        .arg("--endpoint")
-        .arg(&s.endpoint)
-        .arg("--credentials")
-        .arg(s.data_dir.join("credentials.json"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    s.cli(args).unwrap()
 }
 
 #[tokio::test]
@@ -1251,24 +1241,7 @@ time-ms = 10000
     let services = Services::new(Arc::clone(&f.kms), sql);
     let host = Arc::new(PluginHost::new(Some(dir), f.dir.join("cache"), services).unwrap());
     assert!(host.load().await.failed.is_empty());
-    let run = |cmd: &str| {
-        let host = Arc::clone(&host);
-        let account = f.caller.account.clone();
-        let cmd = cmd.to_string();
-        async move {
-            host.rotate(
-                "probe",
-                &account,
-                RotationStep::CreatePending,
-                &rotation(&cmd, None, None),
-            )
-            .await
-            .map(|v| match v {
-                Some(SecretData::Text(t)) => t,
-                other => panic!("{other:?}"),
-            })
-        }
-    };
+    let run = |cmd: &str| probe(&host, &f.caller.account, cmd.to_string());
     assert_eq!(run("sql:pg:SELECT n + 1 FROM t").await.unwrap(), "42");
     assert_eq!(
         run("sql:pg:SELECT current_user::text").await.unwrap(),

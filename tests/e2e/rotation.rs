@@ -261,21 +261,26 @@ async fn a_kill_in_the_middle_of_a_step_loses_nothing() {
     }
 }
 
-#[tokio::test]
-async fn scheduled_rotations_run_when_due_and_retry_after_failures() {
-    use arca_host::clock::{Clock, ManualClock};
-    use arca_host::ids::{SecretName, SecretRef, SecretVersionId};
-    use arca_host::kms::Caller;
-    use arca_host::kms::secrets::{DataType, NewSecret, NewValue};
-    use arca_host::plugin::{PluginHost, Services, SqlConnections};
-    use arca_host::rotation::Rotations;
-    use arca_host::secret::SecretBytes;
+/// An in-process Arca on a manual clock with the rotators loaded: the kms, the clock, the
+/// plugin host and the admin account's caller, for scheduled rotations.
+struct InProcess {
+    kms: Arc<arca_host::kms::Kms>,
+    clock: Arc<arca_host::clock::ManualClock>,
+    host: Arc<arca_host::plugin::PluginHost>,
+    caller: arca_host::kms::Caller,
+}
 
-    let tmp = tempfile::tempdir().unwrap();
+async fn in_process(
+    dir: &Path,
+    plugins: PathBuf,
+    sql: arca_host::plugin::SqlConnections,
+) -> InProcess {
+    use arca_host::clock::{Clock, ManualClock};
+    use arca_host::plugin::{PluginHost, Services};
     let clock = ManualClock::at(1_800_000_000);
     let opened = arca_host::startup::open_with_clock(
         arca_host::ServeConfig {
-            data_dir: tmp.path().join("data"),
+            data_dir: dir.join("data"),
             region: "cn-hangzhou".into(),
             root_key: arca_host::startup::RootKeySource::DataDir,
         },
@@ -286,22 +291,46 @@ async fn scheduled_rotations_run_when_due_and_retry_after_failures() {
     let kms = opened.kms;
     let host = Arc::new(
         PluginHost::new(
-            Some(rotators(tmp.path())),
-            tmp.path().join("cache"),
-            Services::new(Arc::clone(&kms), SqlConnections::none()),
+            Some(plugins),
+            dir.join("cache"),
+            Services::new(Arc::clone(&kms), sql),
         )
         .unwrap(),
     );
     let report = host.load().await;
     assert!(report.failed.is_empty(), "{:?}", report.failed);
-    let audit_path = tmp.path().join("scheduled-audit.log");
-    let engine = Rotations::new(Arc::clone(&kms), Arc::clone(&host))
-        .with_audit(arca_host::audit::AuditLog::open(&audit_path).unwrap());
-    let caller = Caller {
+    let caller = arca_host::kms::Caller {
         account: kms.bootstrap_account().unwrap().unwrap(),
         admin: false,
         action: "CreateSecret".into(),
     };
+    InProcess {
+        kms,
+        clock,
+        host,
+        caller,
+    }
+}
+
+#[tokio::test]
+async fn scheduled_rotations_run_when_due_and_retry_after_failures() {
+    use arca_host::clock::Clock;
+    use arca_host::ids::{SecretName, SecretRef, SecretVersionId};
+    use arca_host::kms::secrets::{DataType, NewSecret, NewValue};
+    use arca_host::plugin::SqlConnections;
+    use arca_host::rotation::Rotations;
+    use arca_host::secret::SecretBytes;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let InProcess {
+        kms,
+        clock,
+        host,
+        caller,
+    } = in_process(tmp.path(), rotators(tmp.path()), SqlConnections::none()).await;
+    let audit_path = tmp.path().join("scheduled-audit.log");
+    let engine = Rotations::new(Arc::clone(&kms), host)
+        .with_audit(arca_host::audit::AuditLog::open(&audit_path).unwrap());
     let make = |name: &str, config: Value| NewSecret {
         name: name.parse::<SecretName>().unwrap(),
         secret_type: arca_host::kms::secrets::SecretType::Generic,
@@ -406,6 +435,24 @@ async fn scheduled_rotations_run_when_due_and_retry_after_failures() {
     assert_eq!(done.secret.rotation_status(), "Enabled");
 }
 
+/// An Rds secret for `user` on the test's `pg` connection.
+async fn create_rds(c: &Client, name: &str, user: &str, password: &str, sub_type: &str) {
+    let data = json!({"AccountName": user, "AccountPassword": password}).to_string();
+    let config = json!({"SecretSubType": sub_type, "DBInstanceId": "pg"}).to_string();
+    c.call(
+        "CreateSecret",
+        &[
+            ("SecretName", name),
+            ("SecretType", "Rds"),
+            ("SecretData", &data),
+            ("VersionId", "v1"),
+            ("ExtendedConfig", &config),
+        ],
+    )
+    .await
+    .unwrap();
+}
+
 fn account(v: &Value) -> (String, String) {
     let data: Value = serde_json::from_str(v["SecretData"].as_str().unwrap()).unwrap();
     (
@@ -433,26 +480,9 @@ async fn rds_secrets_rotate_against_a_real_postgres() {
     let s =
         TestServer::start_with_args(&["--plugins-dir", &plugins.display().to_string()]).unwrap();
     let c = s.client().unwrap();
-    let rds = |user: &str, password: &str| {
-        json!({"AccountName": user, "AccountPassword": password}).to_string()
-    };
 
     // Single user: the role keeps its name; the new password logs in, the old one stops.
-    c.call(
-        "CreateSecret",
-        &[
-            ("SecretName", "db/single"),
-            ("SecretType", "Rds"),
-            ("SecretData", &rds("app", "app-initial")),
-            ("VersionId", "v1"),
-            (
-                "ExtendedConfig",
-                &json!({"SecretSubType": "SingleUser", "DBInstanceId": "pg"}).to_string(),
-            ),
-        ],
-    )
-    .await
-    .unwrap();
+    create_rds(&c, "db/single", "app", "app-initial", "SingleUser").await;
     rotate(&c, "db/single", "r1").await.unwrap();
     let (user, password) = account(&value(&c, "db/single", "ACSCurrent").await.unwrap());
     assert_eq!(user, "app");
@@ -465,21 +495,7 @@ async fn rds_secrets_rotate_against_a_real_postgres() {
 
     // Alternating users: the role not in ACSCurrent gets the new password and becomes current,
     // so whatever ACSCurrent holds works at every instant, checked by a reader throughout.
-    c.call(
-        "CreateSecret",
-        &[
-            ("SecretName", "db/double"),
-            ("SecretType", "Rds"),
-            ("SecretData", &rds("team", "team-initial")),
-            ("VersionId", "v1"),
-            (
-                "ExtendedConfig",
-                &json!({"SecretSubType": "DoubleUsers", "DBInstanceId": "pg"}).to_string(),
-            ),
-        ],
-    )
-    .await
-    .unwrap();
+    create_rds(&c, "db/double", "team", "team-initial", "DoubleUsers").await;
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let pg = Arc::new(pg);
     let reader = {
@@ -684,11 +700,9 @@ async fn the_secret_cache_serves_until_its_ttl_and_through_an_outage() {
 /// real PostgreSQL (alternating users), with ACSCurrent logging in before, during and after.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scheduled_rds_rotation_against_postgres() {
-    use arca_host::clock::{Clock, ManualClock};
     use arca_host::ids::SecretRef;
-    use arca_host::kms::Caller;
     use arca_host::kms::secrets::{DataType, NewSecret, NewValue, SecretType};
-    use arca_host::plugin::{PluginHost, Services, SqlConnections};
+    use arca_host::plugin::SqlConnections;
     use arca_host::rotation::Rotations;
     use arca_host::secret::SecretBytes;
 
@@ -699,36 +713,18 @@ async fn a_scheduled_rds_rotation_against_postgres() {
     let plugins = rotators(tmp.path());
     let connections = plugins.join("connections.toml");
     std::fs::write(&connections, pg.connection_entry(&plugins, "pg").unwrap()).unwrap();
-    let clock = ManualClock::at(1_800_000_000);
-    let opened = arca_host::startup::open_with_clock(
-        arca_host::ServeConfig {
-            data_dir: tmp.path().join("data"),
-            region: "cn-hangzhou".into(),
-            root_key: arca_host::startup::RootKeySource::DataDir,
-        },
-        Arc::clone(&clock) as Arc<dyn Clock>,
+    let InProcess {
+        kms,
+        clock,
+        host,
+        caller,
+    } = in_process(
+        tmp.path(),
+        plugins,
+        SqlConnections::load(&connections).unwrap(),
     )
-    .await
-    .unwrap();
-    let kms = opened.kms;
-    let host = Arc::new(
-        PluginHost::new(
-            Some(plugins.clone()),
-            tmp.path().join("cache"),
-            Services::new(
-                Arc::clone(&kms),
-                SqlConnections::load(&connections).unwrap(),
-            ),
-        )
-        .unwrap(),
-    );
-    assert!(host.load().await.failed.is_empty());
+    .await;
     let engine = Rotations::new(Arc::clone(&kms), host);
-    let caller = Caller {
-        account: kms.bootstrap_account().unwrap().unwrap(),
-        admin: false,
-        action: "CreateSecret".into(),
-    };
     kms.create_secret(
         &caller,
         NewSecret {

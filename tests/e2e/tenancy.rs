@@ -1,27 +1,11 @@
 //! Accounts: the admin CLI creates them, and each sees only its own resources.
 
-use std::process::Command;
-
 use arca_client::Credentials;
-use arca_tests::arca_bin;
 
 use crate::{new_key, server};
 
 fn cli(s: &arca_tests::TestServer, args: &[&str]) -> serde_json::Value {
-    let out = Command::new(arca_bin())
-        .args(args)
-        .arg("--endpoint")
-        .arg(&s.endpoint)
-        .arg("--credentials")
-        .arg(s.data_dir.join("credentials.json"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    s.cli(args).unwrap()
 }
 
 fn creds(v: &serde_json::Value) -> Credentials {

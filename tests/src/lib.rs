@@ -215,6 +215,30 @@ impl Drop for TestServer {
     }
 }
 
+/// Runs an `arca` command line that prints JSON, and parses what it printed; fails with its
+/// stderr if it did not succeed.
+pub fn json_output(cmd: &mut Command) -> Result<serde_json::Value> {
+    let out = cmd.output()?;
+    if !out.status.success() {
+        bail!("{}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(serde_json::from_slice(&out.stdout)?)
+}
+
+impl TestServer {
+    /// `arca <args> --endpoint … --credentials …` against this server, as an admin.
+    pub fn cli(&self, args: &[&str]) -> Result<serde_json::Value> {
+        json_output(
+            Command::new(arca_bin())
+                .args(args)
+                .arg("--endpoint")
+                .arg(&self.endpoint)
+                .arg("--credentials")
+                .arg(self.data_dir.join("credentials.json")),
+        )
+    }
+}
+
 /// A SoftHSM2 token in a temp dir (Debian's `softhsm2`; the test command installs it).
 #[derive(Debug)]
 pub struct SoftHsm {

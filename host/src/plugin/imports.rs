@@ -398,10 +398,7 @@ impl secrets::Host for PluginState {
                 format!("secret `{name}` is not granted to this plugin"),
             )));
         }
-        let caller = match self.kms_caller("GetSecretValue") {
-            Ok(c) => c,
-            Err(e) => return Ok(Err(e)),
-        };
+        let caller = guest_try!(self.kms_caller("GetSecretValue"));
         let Ok(secret) = name.parse::<crate::ids::SecretName>() else {
             return Ok(Err(error(
                 types::ErrorKind::InvalidArgument,
@@ -458,10 +455,7 @@ impl access_keys::Host for PluginState {
         &mut self,
         account: String,
     ) -> wasmtime::Result<Result<access_keys::AccessKey, types::Error>> {
-        let caller = match self.kms_caller("ArcaCreateAccessKey") {
-            Ok(c) => c,
-            Err(e) => return Ok(Err(e)),
-        };
+        let caller = guest_try!(self.kms_caller("ArcaCreateAccessKey"));
         let Ok(account) = account.parse::<crate::ids::AccountId>() else {
             return Ok(Err(error(
                 types::ErrorKind::InvalidArgument,
@@ -491,19 +485,8 @@ impl access_keys::Host for PluginState {
         id: String,
         after_seconds: u64,
     ) -> wasmtime::Result<Result<(), types::Error>> {
-        let caller = match self.kms_caller("ArcaRetireAccessKey") {
-            Ok(c) => c,
-            Err(e) => return Ok(Err(e)),
-        };
-        let (Ok(account), Ok(id)) = (
-            account.parse::<crate::ids::AccountId>(),
-            id.parse::<crate::ids::AccessKeyId>(),
-        ) else {
-            return Ok(Err(error(
-                types::ErrorKind::InvalidArgument,
-                "not an account id and AccessKey id",
-            )));
-        };
+        let caller = guest_try!(self.kms_caller("ArcaRetireAccessKey"));
+        let (account, id) = guest_try!(account_and_key(&account, &id));
         let kms = &self.plugin.services.kms;
         let at = kms
             .clock()
@@ -522,15 +505,7 @@ impl access_keys::Host for PluginState {
         id: String,
         secret: String,
     ) -> wasmtime::Result<Result<(), types::Error>> {
-        let (Ok(account), Ok(id)) = (
-            account.parse::<crate::ids::AccountId>(),
-            id.parse::<crate::ids::AccessKeyId>(),
-        ) else {
-            return Ok(Err(error(
-                types::ErrorKind::InvalidArgument,
-                "not an account id and AccessKey id",
-            )));
-        };
+        let (account, id) = guest_try!(account_and_key(&account, &id));
         Ok(
             match self
                 .plugin
@@ -546,6 +521,19 @@ impl access_keys::Host for PluginState {
                 Err(e) => Err(access_key_error(e)),
             },
         )
+    }
+}
+
+fn account_and_key(
+    account: &str,
+    id: &str,
+) -> Result<(crate::ids::AccountId, crate::ids::AccessKeyId), types::Error> {
+    match (account.parse(), id.parse()) {
+        (Ok(account), Ok(id)) => Ok((account, id)),
+        _ => Err(error(
+            types::ErrorKind::InvalidArgument,
+            "not an account id and AccessKey id",
+        )),
     }
 }
 

@@ -51,7 +51,7 @@ struct Entry {
     refresh_at: Instant,
 }
 
-/// The cache. Cheap to share behind an `Arc`; one refresh per secret at a time.
+/// The cache. Cheap to share behind an `Arc`.
 pub struct SecretCache {
     client: Client,
     ttl: Duration,
@@ -98,13 +98,15 @@ impl SecretCache {
 
     /// The secret's ACSCurrent value, from the cache unless it is due for a refresh.
     pub async fn get(&self, name: &str) -> Result<CachedSecret, Error> {
-        let mut entries = self.entries.lock().await;
-        if let Some(e) = entries.get(name)
+        if let Some(e) = self.entries.lock().await.get(name)
             && Instant::now() < e.refresh_at
         {
             return Ok(e.secret.clone());
         }
-        match self.fetch(name).await {
+        // Not under the lock: a slow read of one secret must not hold up reads of the others.
+        let fetched = self.fetch(name).await;
+        let mut entries = self.entries.lock().await;
+        match fetched {
             Ok(entry) => {
                 let secret = entry.secret.clone();
                 entries.insert(name.to_owned(), entry);

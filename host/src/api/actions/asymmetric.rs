@@ -232,7 +232,7 @@ impl Action for AsymmetricDecrypt {
     fn parse(p: &Params) -> Result<Self, ApiError> {
         if p.optional("Recipient").is_some() {
             return Err(ApiError::UnsupportedOperation(
-                "Recipient (attested decryption)",
+                "Recipient (attested decryption)".into(),
             ));
         }
         Ok(Self {

@@ -21,7 +21,7 @@ fn context(p: &Params, name: &'static str) -> Result<EncryptionContext, ApiError
 fn no_recipient(p: &Params) -> Result<(), ApiError> {
     if p.optional("Recipient").is_some() {
         return Err(ApiError::UnsupportedOperation(
-            "Recipient (attested decryption)",
+            "Recipient (attested decryption)".into(),
         ));
     }
     Ok(())

@@ -123,7 +123,7 @@ impl Action for CreateKey {
         };
         if p.optional("DKMSInstanceId").is_some() {
             return Err(ApiError::UnsupportedOperation(
-                "KMS instances are not available on this server yet",
+                "KMS instances are not available on this server yet".into(),
             ));
         }
         Ok(Self(NewKey {
@@ -180,12 +180,23 @@ pub(crate) struct ListKeys {
     filters: Vec<KeyFilter>,
 }
 
+/// One `{"Key", "Values"}` item of a `Filters` parameter (ListKeys, ListSecrets).
 #[derive(serde::Deserialize)]
-struct WireFilter {
+pub(super) struct WireFilter {
     #[serde(rename = "Key")]
-    key: String,
+    pub(super) key: String,
     #[serde(rename = "Values", default)]
-    values: Vec<String>,
+    pub(super) values: Vec<String>,
+}
+
+/// Decodes a `Filters` JSON array of at most 10 items.
+pub(super) fn wire_filters(raw: &str) -> Result<Vec<WireFilter>, ApiError> {
+    let wire: Vec<WireFilter> = serde_json::from_str(raw)
+        .map_err(|_| ApiError::invalid("Filters", "must be a JSON array of {Key, Values}"))?;
+    if wire.len() > 10 {
+        return Err(ApiError::invalid("Filters", "at most 10 filters"));
+    }
+    Ok(wire)
 }
 
 fn parse_values<T: std::str::FromStr>(values: &[String]) -> Result<Vec<T>, ApiError> {
@@ -199,12 +210,8 @@ fn parse_values<T: std::str::FromStr>(values: &[String]) -> Result<Vec<T>, ApiEr
 }
 
 fn parse_filters(raw: &str) -> Result<Vec<KeyFilter>, ApiError> {
-    let wire: Vec<WireFilter> = serde_json::from_str(raw)
-        .map_err(|_| ApiError::invalid("Filters", "must be a JSON array of {Key, Values}"))?;
-    if wire.len() > 10 {
-        return Err(ApiError::invalid("Filters", "at most 10 filters"));
-    }
-    wire.iter()
+    wire_filters(raw)?
+        .iter()
         .map(|f| {
             Ok(match f.key.as_str() {
                 "KeyState" => KeyFilter::State(parse_values::<KeyState>(&f.values)?),
@@ -375,10 +382,11 @@ pub(crate) struct GetKeyPolicy(KeyRef);
 #[derive(Serialize)]
 #[serde(rename_all = "PascalCase")]
 pub(crate) struct PolicyReply {
-    policy: String,
+    pub(super) policy: String,
 }
 
-fn policy_name(p: &Params) -> Result<(), ApiError> {
+/// `PolicyName` of the policy actions (keys and secrets): only `default` exists.
+pub(super) fn policy_name(p: &Params) -> Result<(), ApiError> {
     match p.optional("PolicyName") {
         None | Some("default") => Ok(()),
         Some(_) => Err(ApiError::invalid(

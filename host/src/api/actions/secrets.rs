@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use super::keys::{Empty, date};
+use super::keys::{Empty, PolicyReply, date, policy_name};
 use super::{Action, Ctx, wrap};
 use crate::api::params::{Page, Params};
 use crate::error::ApiError;
@@ -37,7 +37,7 @@ fn resource(secret: &SecretRef) -> Option<String> {
 fn no_instances(p: &Params) -> Result<(), ApiError> {
     if p.optional("DKMSInstanceId").is_some() {
         return Err(ApiError::UnsupportedOperation(
-            "KMS instances are not available on this server yet",
+            "KMS instances are not available on this server yet".into(),
         ));
     }
     Ok(())
@@ -271,7 +271,7 @@ impl Action for GetSecretValue {
     fn parse(p: &Params) -> Result<Self, ApiError> {
         if p.optional("Recipient").is_some() {
             return Err(ApiError::UnsupportedOperation(
-                "Recipient (values encrypted to an enclave) is not supported",
+                "Recipient (values encrypted to an enclave) is not supported".into(),
             ));
         }
         Ok(Self {
@@ -591,21 +591,9 @@ pub(crate) struct ListSecrets {
     fetch_tags: bool,
 }
 
-#[derive(serde::Deserialize)]
-struct WireFilter {
-    #[serde(rename = "Key")]
-    key: String,
-    #[serde(rename = "Values", default)]
-    values: Vec<String>,
-}
-
 fn parse_filters(raw: &str) -> Result<Vec<SecretFilter>, ApiError> {
-    let wire: Vec<WireFilter> = serde_json::from_str(raw)
-        .map_err(|_| ApiError::invalid("Filters", "must be a JSON array of {Key, Values}"))?;
-    if wire.len() > 10 {
-        return Err(ApiError::invalid("Filters", "at most 10 filters"));
-    }
-    wire.into_iter()
+    super::keys::wire_filters(raw)?
+        .into_iter()
         .map(|f| {
             Ok(match f.key.as_str() {
                 "SecretName" => SecretFilter::Name(f.values),
@@ -621,7 +609,7 @@ fn parse_filters(raw: &str) -> Result<Vec<SecretFilter>, ApiError> {
                 ),
                 "DKMSInstanceId" => {
                     return Err(ApiError::UnsupportedOperation(
-                        "KMS instances are not available on this server yet",
+                        "KMS instances are not available on this server yet".into(),
                     ));
                 }
                 other => {
@@ -984,22 +972,9 @@ impl Action for RotateSecret {
     }
 }
 
-fn policy_name(p: &Params) -> Result<(), ApiError> {
-    match p.optional("PolicyName") {
-        None | Some("default") => Ok(()),
-        Some(_) => Err(ApiError::invalid("PolicyName", "only default is supported")),
-    }
-}
-
 /// `GetSecretPolicy`.
 #[derive(Debug)]
 pub(crate) struct GetSecretPolicy(SecretRef);
-
-#[derive(Serialize)]
-#[serde(rename_all = "PascalCase")]
-pub(crate) struct PolicyReply {
-    policy: String,
-}
 
 impl Action for GetSecretPolicy {
     const NAME: &'static str = "GetSecretPolicy";
