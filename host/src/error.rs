@@ -100,7 +100,7 @@ pub enum ApiError {
     UnsupportedAlias,
     /// 400 `Unsupported.ProtectionLevel`.
     #[error("unsupported protection level")]
-    UnsupportedProtectionLevel,
+    UnsupportedProtectionLevel(Cow<'static, str>),
     /// 400 `Unsupported.Origin`.
     #[error("unsupported origin")]
     UnsupportedOrigin,
@@ -155,7 +155,7 @@ impl ApiError {
             | Self::DryRun
             | Self::AliasAlreadyExists
             | Self::UnsupportedAlias
-            | Self::UnsupportedProtectionLevel
+            | Self::UnsupportedProtectionLevel(_)
             | Self::UnsupportedOrigin
             | Self::UnsupportedOperation(_)
             | Self::InvalidCiphertext
@@ -209,7 +209,7 @@ impl ApiError {
             Self::ResourceNotFound => "Forbidden.ResourceNotFound",
             Self::AliasAlreadyExists => "AliasAlreadyExists",
             Self::UnsupportedAlias => "Unsupported.Alias",
-            Self::UnsupportedProtectionLevel => "Unsupported.ProtectionLevel",
+            Self::UnsupportedProtectionLevel(_) => "Unsupported.ProtectionLevel",
             Self::UnsupportedOrigin => "Unsupported.Origin",
             Self::KeyState(KeyState::Disabled) => "Rejected.Disabled",
             Self::KeyState(KeyState::PendingDeletion) => "Rejected.PendingDeletion",
@@ -279,8 +279,8 @@ impl ApiError {
             Self::ResourceNotFound => "The resource is not found.".into(),
             Self::AliasAlreadyExists => "AliasName Already Exists.".into(),
             Self::UnsupportedAlias => "Alias is not valid for this api.".into(),
-            Self::UnsupportedProtectionLevel => {
-                "This protection level is not valid for this region".into()
+            Self::UnsupportedProtectionLevel(why) => {
+                format!("This protection level is not valid for this region: {why}").into()
             }
             Self::UnsupportedOrigin => "This key origin is not valid for this api.".into(),
             Self::KeyState(state) => {
@@ -324,7 +324,16 @@ impl From<kms::Error> for ApiError {
             kms::Error::SecretExists => Self::ResourceExists,
             kms::Error::SecretInDeleteWindow => Self::ResourceInDeleteWindow,
             kms::Error::MissingParameter(name) => Self::MissingParameter(name),
-            kms::Error::UnsupportedProtectionLevel => Self::UnsupportedProtectionLevel,
+            kms::Error::UnsupportedProtectionLevel => {
+                Self::UnsupportedProtectionLevel("no HSM is configured".into())
+            }
+            kms::Error::NotInHsm(spec) => Self::UnsupportedProtectionLevel(
+                format!(
+                    "the HSM cannot hold {spec} keys (it holds Aliyun_AES_256/192/128, \
+                     RSA_2048/3072/4096, EC_P256 and EC_P256K)"
+                )
+                .into(),
+            ),
             kms::Error::HsmUnavailable(detail) => {
                 tracing::error!(%detail, "HSM call failed");
                 Self::Unavailable("The HSM is temporarily unavailable; try again.".into())

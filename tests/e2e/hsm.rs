@@ -193,7 +193,7 @@ async fn hsm_refusals_are_clear() {
             .unwrap_err();
         assert_eq!(
             code(&e),
-            (400, "Rejected.UnsupportedOperation".into()),
+            (400, "Unsupported.ProtectionLevel".into()),
             "{spec}"
         );
     }
@@ -240,4 +240,208 @@ async fn hsm_refusals_are_clear() {
         !stderr.contains("wrong"),
         "the PIN is never printed: {stderr}"
     );
+}
+
+/// The first version of a key.
+fn primary(meta: &Value) -> (String, String) {
+    (
+        meta["KeyId"].as_str().unwrap().to_owned(),
+        meta["PrimaryKeyVersion"].as_str().unwrap().to_owned(),
+    )
+}
+
+#[tokio::test]
+async fn hsm_key_pairs_sign_verify_and_decrypt_in_the_token() {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let hsm = SoftHsm::start("arca-pairs").unwrap();
+    let mut s = server(&hsm);
+    let c = s.client().unwrap();
+    let digest = b64.encode([7u8; 32]);
+    let other_digest = b64.encode([8u8; 32]);
+
+    for (spec, algs) in [
+        ("RSA_2048", &["RSA_PSS_SHA_256", "RSA_PKCS1_SHA_256"][..]),
+        ("EC_P256", &["ECDSA_SHA_256"][..]),
+        ("EC_P256K", &["ECDSA_SHA_256"][..]),
+    ] {
+        let meta = c
+            .call(
+                "CreateKey",
+                &[
+                    ("KeySpec", spec),
+                    ("KeyUsage", "SIGN/VERIFY"),
+                    ("ProtectionLevel", "HSM"),
+                ],
+            )
+            .await
+            .unwrap()["KeyMetadata"]
+            .clone();
+        assert_eq!(meta["ProtectionLevel"], "HSM");
+        let (key, version) = primary(&meta);
+        let public = c
+            .call(
+                "GetPublicKey",
+                &[("KeyId", &key), ("KeyVersionId", &version)],
+            )
+            .await
+            .unwrap();
+        assert!(
+            public["PublicKey"]
+                .as_str()
+                .unwrap()
+                .starts_with("-----BEGIN PUBLIC KEY-----"),
+            "{public}"
+        );
+        for alg in algs {
+            let sig = c
+                .call(
+                    "AsymmetricSign",
+                    &[
+                        ("KeyId", &key),
+                        ("KeyVersionId", &version),
+                        ("Algorithm", alg),
+                        ("Digest", &digest),
+                    ],
+                )
+                .await
+                .unwrap()["Value"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+            for (d, want) in [(&digest, true), (&other_digest, false)] {
+                let v = c
+                    .call(
+                        "AsymmetricVerify",
+                        &[
+                            ("KeyId", &key),
+                            ("KeyVersionId", &version),
+                            ("Algorithm", alg),
+                            ("Digest", d),
+                            ("Value", &sig),
+                        ],
+                    )
+                    .await
+                    .unwrap();
+                assert_eq!(v["Value"], want, "{spec} {alg}");
+            }
+        }
+        let report = inspect(&hsm, &version);
+        assert_eq!(report["Sensitive"], true, "{spec} {report}");
+        assert_eq!(report["Extractable"], false, "{spec} {report}");
+        assert_eq!(report["GeneratedInToken"], true, "{spec} {report}");
+        assert_eq!(report["ValueReadable"], false, "{spec} {report}");
+        assert!(report["WrapRefused"].is_string(), "{spec} {report}");
+    }
+
+    // RSA decryption in the token: OAEP-SHA-1 works; SoftHSM2 has no OAEP-SHA-256, and says so.
+    let meta = c
+        .call(
+            "CreateKey",
+            &[
+                ("KeySpec", "RSA_3072"),
+                ("KeyUsage", "ENCRYPT/DECRYPT"),
+                ("ProtectionLevel", "HSM"),
+            ],
+        )
+        .await
+        .unwrap()["KeyMetadata"]
+        .clone();
+    let (key, version) = primary(&meta);
+    let secret = b64.encode(b"for the token only");
+    let ct = c
+        .call(
+            "AsymmetricEncrypt",
+            &[
+                ("KeyId", &key),
+                ("KeyVersionId", &version),
+                ("Algorithm", "RSAES_OAEP_SHA_1"),
+                ("Plaintext", &secret),
+            ],
+        )
+        .await
+        .unwrap()["CiphertextBlob"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let pt = c
+        .call(
+            "AsymmetricDecrypt",
+            &[
+                ("KeyId", &key),
+                ("KeyVersionId", &version),
+                ("Algorithm", "RSAES_OAEP_SHA_1"),
+                ("CiphertextBlob", &ct),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(pt["Plaintext"], secret.as_str());
+    let mut garbled = b64.decode(&ct).unwrap();
+    garbled[10] ^= 1;
+    let e = c
+        .call(
+            "AsymmetricDecrypt",
+            &[
+                ("KeyId", &key),
+                ("KeyVersionId", &version),
+                ("Algorithm", "RSAES_OAEP_SHA_1"),
+                ("CiphertextBlob", &b64.encode(garbled)),
+            ],
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), (400, "InvalidCiphertext".into()));
+    for action in ["AsymmetricEncrypt", "AsymmetricDecrypt"] {
+        let param = if action == "AsymmetricEncrypt" {
+            ("Plaintext", secret.as_str())
+        } else {
+            ("CiphertextBlob", ct.as_str())
+        };
+        let e = c
+            .call(
+                action,
+                &[
+                    ("KeyId", &key),
+                    ("KeyVersionId", &version),
+                    ("Algorithm", "RSAES_OAEP_SHA_256"),
+                    param,
+                ],
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(
+            code(&e),
+            (400, "Rejected.UnsupportedOperation".into()),
+            "{action}"
+        );
+        assert!(e.to_string().contains("RSAES_OAEP_SHA_1"), "{e}");
+    }
+
+    // A restart finds the pair again; a new version is a new pair in the token; deletion
+    // destroys the objects after the window.
+    s.restart().unwrap();
+    let c = s.client().unwrap();
+    let pt = c
+        .call(
+            "AsymmetricDecrypt",
+            &[
+                ("KeyId", &key),
+                ("KeyVersionId", &version),
+                ("Algorithm", "RSAES_OAEP_SHA_1"),
+                ("CiphertextBlob", &ct),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(pt["Plaintext"], secret.as_str());
+    let v2 = c
+        .call("CreateKeyVersion", &[("KeyId", &key)])
+        .await
+        .unwrap()["KeyVersion"]["KeyVersionId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_ne!(v2, version);
+    assert_eq!(inspect(&hsm, &v2)["GeneratedInToken"], true);
 }

@@ -15,8 +15,9 @@ use std::sync::{Arc, Mutex};
 
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::error::{Error as CkError, RvError};
-use cryptoki::mechanism::Mechanism;
 use cryptoki::mechanism::aead::GcmParams;
+use cryptoki::mechanism::rsa::{PkcsMgfType, PkcsOaepParams, PkcsOaepSource, PkcsPssParams};
+use cryptoki::mechanism::{Mechanism, MechanismType};
 use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
 use cryptoki::session::{Session, UserType};
 use cryptoki::slot::Slot;
@@ -49,6 +50,126 @@ pub enum HsmError {
     /// The key version has no object in the token.
     #[error("key version {0} has no object in the token")]
     Missing(String),
+    /// The token cannot do this mechanism or these parameters; the text says what it can do.
+    #[error("the HSM cannot do this: {0}")]
+    Unsupported(&'static str),
+}
+
+/// The kinds of key pair a token holds for Arca.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PairSpec {
+    /// RSA with this many bits, public exponent 65537.
+    Rsa(u64),
+    /// NIST P-256.
+    P256,
+    /// secp256k1.
+    Secp256k1,
+}
+
+/// Which of a key version's objects: all share `CKA_ID` = the version id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Part {
+    Secret,
+    Private,
+    Public,
+}
+
+impl Part {
+    fn class(self) -> ObjectClass {
+        match self {
+            Part::Secret => ObjectClass::SECRET_KEY,
+            Part::Private => ObjectClass::PRIVATE_KEY,
+            Part::Public => ObjectClass::PUBLIC_KEY,
+        }
+    }
+}
+
+/// DER OIDs for CKA_EC_PARAMS.
+const P256_OID: &[u8] = &[0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
+const SECP256K1_OID: &[u8] = &[0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x0a];
+/// The DER DigestInfo prefix of a SHA-256 digest (RFC 8017 §9.2), for CKM_RSA_PKCS signatures.
+const SHA256_DIGEST_INFO: &[u8] = &[
+    0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01, 0x05,
+    0x00, 0x04, 0x20,
+];
+
+/// RSA signature paddings over a SHA-256 digest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RsaPadding {
+    /// RSASSA-PSS, MGF1-SHA-256, salt 32.
+    Pss,
+    /// RSASSA-PKCS1-v1_5.
+    Pkcs1,
+}
+
+/// A signature mechanism over a SHA-256 digest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignMechanism {
+    /// RSA with this padding.
+    Rsa(RsaPadding),
+    /// ECDSA; signatures are raw r ‖ s.
+    Ecdsa,
+}
+
+impl SignMechanism {
+    fn mechanism(self) -> Mechanism<'static> {
+        match self {
+            SignMechanism::Rsa(RsaPadding::Pss) => Mechanism::RsaPkcsPss(PkcsPssParams {
+                hash_alg: MechanismType::SHA256,
+                mgf: PkcsMgfType::MGF1_SHA256,
+                s_len: 32_u64.into(),
+            }),
+            SignMechanism::Rsa(RsaPadding::Pkcs1) => Mechanism::RsaPkcs,
+            SignMechanism::Ecdsa => Mechanism::Ecdsa,
+        }
+    }
+
+    /// What the token signs: PKCS#1 v1.5 without hashing takes the DigestInfo, not the digest.
+    fn input(self, digest: &[u8]) -> Vec<u8> {
+        match self {
+            SignMechanism::Rsa(RsaPadding::Pkcs1) => [SHA256_DIGEST_INFO, digest].concat(),
+            _ => digest.to_vec(),
+        }
+    }
+}
+
+/// RSA-OAEP hashes (the hash and MGF1 hash are the same).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OaepHash {
+    /// SHA-1.
+    Sha1,
+    /// SHA-256.
+    Sha256,
+}
+
+impl OaepHash {
+    fn mechanism(self) -> Mechanism<'static> {
+        let (hash, mgf) = match self {
+            OaepHash::Sha1 => (MechanismType::SHA1, PkcsMgfType::MGF1_SHA1),
+            OaepHash::Sha256 => (MechanismType::SHA256, PkcsMgfType::MGF1_SHA256),
+        };
+        Mechanism::RsaPkcsOaep(PkcsOaepParams::new(hash, mgf, PkcsOaepSource::empty()))
+    }
+
+    fn unsupported(self) -> HsmError {
+        HsmError::Unsupported(match self {
+            OaepHash::Sha256 => {
+                "this HSM token does not do RSAES_OAEP_SHA_256; use RSAES_OAEP_SHA_1 with HSM keys"
+            }
+            OaepHash::Sha1 => "this HSM token does not do RSAES_OAEP_SHA_1",
+        })
+    }
+}
+
+/// Whether a token error means "this mechanism or parameter is not available here".
+fn is_unsupported(e: &CkError) -> bool {
+    matches!(
+        e,
+        CkError::Pkcs11(
+            RvError::ArgumentsBad | RvError::MechanismInvalid | RvError::MechanismParamInvalid,
+            _
+        )
+    )
 }
 
 /// GCM tag length, bits.
@@ -63,7 +184,7 @@ pub struct Hsm {
     pin: SecretString,
     label: String,
     sessions: Mutex<Vec<Session>>,
-    handles: Mutex<HashMap<KeyVersionId, ObjectHandle>>,
+    handles: Mutex<HashMap<(KeyVersionId, Part), ObjectHandle>>,
 }
 
 impl std::fmt::Debug for Hsm {
@@ -161,9 +282,9 @@ impl Hsm {
                 self.give_back(session);
                 Ok(v)
             }
-            Err(HsmError::Rejected) => {
+            Err(e @ (HsmError::Rejected | HsmError::Unsupported(_))) => {
                 self.give_back(session);
-                Err(HsmError::Rejected)
+                Err(e)
             }
             Err(e) => {
                 if let Ok(mut h) = self.handles.lock() {
@@ -174,28 +295,33 @@ impl Hsm {
         }
     }
 
-    fn handle(&self, session: &Session, version: &KeyVersionId) -> Result<ObjectHandle, HsmError> {
-        if let Some(h) = self
-            .handles
-            .lock()
-            .ok()
-            .and_then(|m| m.get(version).copied())
-        {
+    fn handle(
+        &self,
+        session: &Session,
+        version: &KeyVersionId,
+        part: Part,
+    ) -> Result<ObjectHandle, HsmError> {
+        let slot = (version.clone(), part);
+        if let Some(h) = self.handles.lock().ok().and_then(|m| m.get(&slot).copied()) {
             return Ok(h);
         }
         let found = session
             .find_objects(&[
-                Attribute::Class(ObjectClass::SECRET_KEY),
+                Attribute::Class(part.class()),
                 Attribute::Id(version.as_str().as_bytes().to_vec()),
             ])
             .map_err(unavailable)?;
         let h = *found
             .first()
             .ok_or_else(|| HsmError::Missing(version.to_string()))?;
-        if let Ok(mut m) = self.handles.lock() {
-            m.insert(version.clone(), h);
-        }
+        self.remember(slot, h);
         Ok(h)
+    }
+
+    fn remember(&self, slot: (KeyVersionId, Part), handle: ObjectHandle) {
+        if let Ok(mut m) = self.handles.lock() {
+            m.insert(slot, handle);
+        }
     }
 
     /// Generates an AES key of `bytes` bytes for `version` in the token: a token object,
@@ -223,10 +349,219 @@ impl Hsm {
                     ],
                 )
                 .map_err(unavailable)?;
-            if let Ok(mut m) = self.handles.lock() {
-                m.insert(version.clone(), h);
-            }
+            self.remember((version.clone(), Part::Secret), h);
             Ok(())
+        })
+    }
+
+    /// Generates a key pair for `version` in the token: the private half a token object,
+    /// private, sensitive and never extractable; the public half a token object too, so that
+    /// verification and encryption also run in the token. `signing` picks the usage the token
+    /// enforces: sign/verify, or (RSA only) decrypt/encrypt.
+    pub fn generate_pair(
+        &self,
+        version: &KeyVersionId,
+        spec: PairSpec,
+        signing: bool,
+    ) -> Result<(), HsmError> {
+        let id = version.as_str().as_bytes().to_vec();
+        let label = format!("arca:{version}").into_bytes();
+        let (mechanism, mut public) = match spec {
+            PairSpec::Rsa(bits) => (
+                Mechanism::RsaPkcsKeyPairGen,
+                vec![
+                    Attribute::ModulusBits(bits.into()),
+                    Attribute::PublicExponent(vec![1, 0, 1]),
+                    Attribute::Encrypt(!signing),
+                ],
+            ),
+            PairSpec::P256 => (
+                Mechanism::EccKeyPairGen,
+                vec![Attribute::EcParams(P256_OID.to_vec())],
+            ),
+            PairSpec::Secp256k1 => (
+                Mechanism::EccKeyPairGen,
+                vec![Attribute::EcParams(SECP256K1_OID.to_vec())],
+            ),
+        };
+        public.extend([
+            Attribute::Token(true),
+            Attribute::Private(false),
+            Attribute::Verify(signing),
+            Attribute::Wrap(false),
+            Attribute::Label(label.clone()),
+            Attribute::Id(id.clone()),
+        ]);
+        let mut private = vec![
+            Attribute::Token(true),
+            Attribute::Private(true),
+            Attribute::Sensitive(true),
+            Attribute::Extractable(false),
+            Attribute::Sign(signing),
+            Attribute::Unwrap(false),
+            Attribute::Label(label),
+            Attribute::Id(id),
+        ];
+        if let PairSpec::Rsa(_) = spec {
+            private.push(Attribute::Decrypt(!signing));
+        }
+        self.with_session(|s| {
+            let (pubh, privh) = s
+                .generate_key_pair(&mechanism, &public, &private)
+                .map_err(unavailable)?;
+            self.remember((version.clone(), Part::Public), pubh);
+            self.remember((version.clone(), Part::Private), privh);
+            Ok(())
+        })
+    }
+
+    /// The public key of `version`'s pair as DER SubjectPublicKeyInfo, read from the token.
+    pub fn public_key_der(
+        &self,
+        version: &KeyVersionId,
+        spec: PairSpec,
+    ) -> Result<Vec<u8>, HsmError> {
+        use aws_lc_rs::encoding::AsDer;
+        let bad = |what: &str| HsmError::Unavailable(format!("the token's public key: {what}"));
+        self.with_session(|s| {
+            let h = self.handle(s, version, Part::Public)?;
+            let attrs = s
+                .get_attributes(
+                    h,
+                    &[
+                        AttributeType::Modulus,
+                        AttributeType::PublicExponent,
+                        AttributeType::EcPoint,
+                    ],
+                )
+                .map_err(unavailable)?;
+            let (mut n, mut e, mut point) = (None, None, None);
+            for a in attrs {
+                match a {
+                    Attribute::Modulus(v) => n = Some(v),
+                    Attribute::PublicExponent(v) => e = Some(v),
+                    Attribute::EcPoint(v) => point = Some(v),
+                    _ => {}
+                }
+            }
+            let der = match spec {
+                PairSpec::Rsa(_) => {
+                    let (Some(n), Some(e)) = (n, e) else {
+                        return Err(bad("no modulus"));
+                    };
+                    aws_lc_rs::rsa::PublicKeyComponents { n, e }
+                        .as_der()
+                        .map_err(|_| bad("RSA"))?
+                        .as_ref()
+                        .to_vec()
+                }
+                PairSpec::P256 | PairSpec::Secp256k1 => {
+                    let point = point.ok_or_else(|| bad("no EC point"))?;
+                    let alg = if spec == PairSpec::P256 {
+                        &aws_lc_rs::signature::ECDSA_P256_SHA256_ASN1
+                    } else {
+                        &aws_lc_rs::signature::ECDSA_P256K1_SHA256_ASN1
+                    };
+                    aws_lc_rs::signature::ParsedPublicKey::new(alg, ec_point(&point))
+                        .map_err(|_| bad("EC point"))?
+                        .as_der()
+                        .map_err(|_| bad("EC"))?
+                        .as_ref()
+                        .to_vec()
+                }
+            };
+            Ok(der)
+        })
+    }
+
+    /// Signs a SHA-256 digest with `version`'s private key in the token. ECDSA signatures come
+    /// back raw (r ‖ s).
+    pub fn sign(
+        &self,
+        version: &KeyVersionId,
+        mechanism: SignMechanism,
+        digest: &[u8],
+    ) -> Result<Vec<u8>, HsmError> {
+        self.with_session(|s| {
+            let key = self.handle(s, version, Part::Private)?;
+            s.sign(&mechanism.mechanism(), key, &mechanism.input(digest))
+                .map_err(|e| {
+                    if is_unsupported(&e) {
+                        HsmError::Unsupported("this HSM token does not do this signature mechanism")
+                    } else {
+                        unavailable(e)
+                    }
+                })
+        })
+    }
+
+    /// Verifies a signature over a SHA-256 digest with `version`'s public key in the token.
+    pub fn verify(
+        &self,
+        version: &KeyVersionId,
+        mechanism: SignMechanism,
+        digest: &[u8],
+        signature: &[u8],
+    ) -> Result<bool, HsmError> {
+        self.with_session(|s| {
+            let key = self.handle(s, version, Part::Public)?;
+            match s.verify(
+                &mechanism.mechanism(),
+                key,
+                &mechanism.input(digest),
+                signature,
+            ) {
+                Ok(()) => Ok(true),
+                Err(CkError::Pkcs11(RvError::SignatureInvalid | RvError::SignatureLenRange, _)) => {
+                    Ok(false)
+                }
+                Err(e) if is_unsupported(&e) => Err(HsmError::Unsupported(
+                    "this HSM token does not do this signature mechanism",
+                )),
+                Err(e) => Err(unavailable(e)),
+            }
+        })
+    }
+
+    /// RSA-OAEP encryption with `version`'s public key in the token.
+    pub fn rsa_encrypt(
+        &self,
+        version: &KeyVersionId,
+        hash: OaepHash,
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, HsmError> {
+        self.with_session(|s| {
+            let key = self.handle(s, version, Part::Public)?;
+            s.encrypt(&hash.mechanism(), key, plaintext)
+                .map_err(|e| match e {
+                    e if is_unsupported(&e) => hash.unsupported(),
+                    CkError::Pkcs11(RvError::DataLenRange, _) => HsmError::Rejected,
+                    e => unavailable(e),
+                })
+        })
+    }
+
+    /// RSA-OAEP decryption with `version`'s private key in the token. A ciphertext that does
+    /// not decrypt is [`HsmError::Rejected`].
+    pub fn rsa_decrypt(
+        &self,
+        version: &KeyVersionId,
+        hash: OaepHash,
+        ciphertext: &[u8],
+    ) -> Result<SecretBytes, HsmError> {
+        self.with_session(|s| {
+            let key = self.handle(s, version, Part::Private)?;
+            match s.decrypt(&hash.mechanism(), key, ciphertext) {
+                Ok(p) => Ok(SecretBytes::new(p)),
+                Err(e) if is_unsupported(&e) => Err(hash.unsupported()),
+                Err(CkError::Pkcs11(
+                    RvError::GeneralError
+                    | RvError::EncryptedDataInvalid
+                    | RvError::EncryptedDataLenRange,
+                    _,
+                )) => Err(HsmError::Rejected),
+                Err(e) => Err(unavailable(e)),
+            }
         })
     }
 
@@ -240,7 +575,7 @@ impl Hsm {
         plaintext: &[u8],
     ) -> Result<Vec<u8>, HsmError> {
         self.with_session(|s| {
-            let key = self.handle(s, version)?;
+            let key = self.handle(s, version, Part::Secret)?;
             let mut iv = *nonce;
             let params = GcmParams::new(&mut iv, aad, TAG_BITS.into()).map_err(unavailable)?;
             s.encrypt(&Mechanism::AesGcm(params), key, plaintext)
@@ -259,7 +594,7 @@ impl Hsm {
         sealed: &[u8],
     ) -> Result<SecretBytes, HsmError> {
         self.with_session(|s| {
-            let key = self.handle(s, version)?;
+            let key = self.handle(s, version, Part::Secret)?;
             let mut iv = *nonce;
             let params = GcmParams::new(&mut iv, aad, TAG_BITS.into()).map_err(unavailable)?;
             match s.decrypt(&Mechanism::AesGcm(params), key, sealed) {
@@ -275,16 +610,17 @@ impl Hsm {
         })
     }
 
-    /// Destroys `version`'s object (after its key's deletion window). Absent is fine.
+    /// Destroys `version`'s objects (after its key's deletion window). Absent is fine.
     pub fn destroy(&self, version: &KeyVersionId) -> Result<(), HsmError> {
         self.with_session(|s| {
-            match self.handle(s, version) {
-                Ok(h) => s.destroy_object(h).map_err(unavailable)?,
-                Err(HsmError::Missing(_)) => {}
-                Err(e) => return Err(e),
+            let found = s
+                .find_objects(&[Attribute::Id(version.as_str().as_bytes().to_vec())])
+                .map_err(unavailable)?;
+            for h in found {
+                s.destroy_object(h).map_err(unavailable)?;
             }
             if let Ok(mut m) = self.handles.lock() {
-                m.remove(version);
+                m.retain(|(v, _), _| v != version);
             }
             Ok(())
         })
@@ -294,7 +630,10 @@ impl Hsm {
     /// wrapped out (it must not).
     pub fn inspect(&self, version: &KeyVersionId) -> Result<KeyObjectReport, HsmError> {
         self.with_session(|s| {
-            let h = self.handle(s, version)?;
+            let h = match self.handle(s, version, Part::Secret) {
+                Err(HsmError::Missing(_)) => self.handle(s, version, Part::Private)?,
+                other => other?,
+            };
             let attrs = s
                 .get_attributes(
                     h,
@@ -319,9 +658,15 @@ impl Hsm {
                 }
             }
             // Ask for the raw value: a sensitive key's is withheld.
-            report.value_readable = s
-                .get_attributes(h, &[AttributeType::Value])
-                .is_ok_and(|v| v.iter().any(|a| matches!(a, Attribute::Value(_))));
+            report.value_readable = [AttributeType::Value, AttributeType::PrivateExponent]
+                .into_iter()
+                .any(|t| {
+                    s.get_attributes(h, &[t]).is_ok_and(|v| {
+                        v.iter().any(|a| {
+                            matches!(a, Attribute::Value(_) | Attribute::PrivateExponent(_))
+                        })
+                    })
+                });
             // Try to wrap it out under a throw-away session key.
             let wrapper = s
                 .generate_key(
@@ -360,7 +705,7 @@ pub struct KeyObjectReport {
     pub token_object: bool,
     /// CKA_LOCAL: generated inside the token.
     pub generated_in_token: bool,
-    /// Whether CKA_VALUE came back (it must not).
+    /// Whether CKA_VALUE or CKA_PRIVATE_EXPONENT came back (they must not).
     pub value_readable: bool,
     /// The token's refusal to wrap the key out (`None` would mean it wrapped it).
     pub wrap_refused: Option<String>,
@@ -375,4 +720,13 @@ fn find_slot(ctx: &Pkcs11, label: &str) -> Result<Slot, HsmError> {
                 .is_ok_and(|t| t.label().trim_end() == label)
         })
         .ok_or_else(|| HsmError::Unavailable(format!("no token labelled {label:?}")))
+}
+
+/// The SEC1 point inside CKA_EC_POINT, which PKCS#11 defines as a DER OCTET STRING (some tokens
+/// return the bare point).
+fn ec_point(attr: &[u8]) -> &[u8] {
+    match attr {
+        [0x04, len, rest @ ..] if usize::from(*len) == rest.len() => rest,
+        bare => bare,
+    }
 }

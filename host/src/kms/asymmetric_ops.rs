@@ -1,7 +1,7 @@
 //! The asymmetric data plane: AsymmetricSign/Verify/Encrypt/Decrypt and GetPublicKey, each on
-//! a named key version.
+//! a named key version, whose key pair is in memory or in the HSM.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use super::model::{KeyState, KeyUsage};
 use super::{Caller, Error, Kms, LoadedVersion, Prepared};
@@ -9,6 +9,7 @@ use crate::crypto::asymmetric::{
     AsymmetricCipher, AsymmetricError, EncryptAlgorithm, SignAlgorithm,
 };
 use crate::ids::{KeyId, KeyRef, KeyVersionId};
+use crate::keystore::hsm::{Hsm, HsmError, OaepHash, PairSpec, RsaPadding, SignMechanism};
 use crate::secret::SecretBytes;
 
 pub(super) fn map(e: AsymmetricError) -> Error {
@@ -59,9 +60,10 @@ impl Kms {
         Ok((record.key_id, loaded))
     }
 
-    fn pair(loaded: &LoadedVersion) -> Result<&dyn AsymmetricCipher, Error> {
+    fn pair(loaded: &LoadedVersion) -> Result<Pair<'_>, Error> {
         match &loaded.cipher {
-            Prepared::Asymmetric(k) => Ok(k.as_ref()),
+            Prepared::Asymmetric(k) => Ok(Pair::Software(k.as_ref())),
+            Prepared::HsmPair(p) => Ok(Pair::Hsm(p)),
             Prepared::Symmetric(_) | Prepared::Hsm(_) => {
                 Err(Error::Unsupported("the key is not an asymmetric key"))
             }
@@ -69,7 +71,7 @@ impl Kms {
     }
 
     /// `AsymmetricSign` over a precomputed digest.
-    pub fn asymmetric_sign(
+    pub async fn asymmetric_sign(
         &self,
         caller: &Caller,
         key: &KeyRef,
@@ -78,11 +80,15 @@ impl Kms {
         digest: &[u8],
     ) -> Result<(KeyId, Vec<u8>), Error> {
         let (id, loaded) = self.key_pair(caller, key, version, Some(KeyUsage::SignVerify))?;
-        Ok((id, Self::pair(&loaded)?.sign(alg, digest).map_err(map)?))
+        let sig = match Self::pair(&loaded)? {
+            Pair::Software(k) => k.sign(alg, digest).map_err(map)?,
+            Pair::Hsm(p) => p.sign(alg, digest).await?,
+        };
+        Ok((id, sig))
     }
 
     /// `AsymmetricVerify`.
-    pub fn asymmetric_verify(
+    pub async fn asymmetric_verify(
         &self,
         caller: &Caller,
         key: &KeyRef,
@@ -92,16 +98,15 @@ impl Kms {
         signature: &[u8],
     ) -> Result<(KeyId, bool), Error> {
         let (id, loaded) = self.key_pair(caller, key, version, Some(KeyUsage::SignVerify))?;
-        Ok((
-            id,
-            Self::pair(&loaded)?
-                .verify(alg, digest, signature)
-                .map_err(map)?,
-        ))
+        let ok = match Self::pair(&loaded)? {
+            Pair::Software(k) => k.verify(alg, digest, signature).map_err(map)?,
+            Pair::Hsm(p) => p.verify(alg, digest, signature).await?,
+        };
+        Ok((id, ok))
     }
 
     /// `AsymmetricEncrypt`.
-    pub fn asymmetric_encrypt(
+    pub async fn asymmetric_encrypt(
         &self,
         caller: &Caller,
         key: &KeyRef,
@@ -110,16 +115,15 @@ impl Kms {
         plaintext: &SecretBytes,
     ) -> Result<(KeyId, Vec<u8>), Error> {
         let (id, loaded) = self.key_pair(caller, key, version, Some(KeyUsage::EncryptDecrypt))?;
-        Ok((
-            id,
-            Self::pair(&loaded)?
-                .encrypt(alg, plaintext.expose())
-                .map_err(map)?,
-        ))
+        let ct = match Self::pair(&loaded)? {
+            Pair::Software(k) => k.encrypt(alg, plaintext.expose()).map_err(map)?,
+            Pair::Hsm(p) => p.encrypt(alg, plaintext).await?,
+        };
+        Ok((id, ct))
     }
 
     /// `AsymmetricDecrypt`.
-    pub fn asymmetric_decrypt(
+    pub async fn asymmetric_decrypt(
         &self,
         caller: &Caller,
         key: &KeyRef,
@@ -128,20 +132,177 @@ impl Kms {
         ciphertext: &[u8],
     ) -> Result<(KeyId, SecretBytes), Error> {
         let (id, loaded) = self.key_pair(caller, key, version, Some(KeyUsage::EncryptDecrypt))?;
-        Ok((
-            id,
-            Self::pair(&loaded)?.decrypt(alg, ciphertext).map_err(map)?,
-        ))
+        let plain = match Self::pair(&loaded)? {
+            Pair::Software(k) => k.decrypt(alg, ciphertext).map_err(map)?,
+            Pair::Hsm(p) => p.decrypt(alg, ciphertext).await?,
+        };
+        Ok((id, plain))
     }
 
     /// `GetPublicKey`: DER SubjectPublicKeyInfo.
-    pub fn public_key(
+    pub async fn public_key(
         &self,
         caller: &Caller,
         key: &KeyRef,
         version: &KeyVersionId,
     ) -> Result<(KeyId, Vec<u8>), Error> {
         let (id, loaded) = self.key_pair(caller, key, version, None)?;
-        Ok((id, Self::pair(&loaded)?.public_key_der().to_vec()))
+        let der = match Self::pair(&loaded)? {
+            Pair::Software(k) => k.public_key_der().to_vec(),
+            Pair::Hsm(p) => p.public_key_der().await?,
+        };
+        Ok((id, der))
+    }
+}
+
+/// A loaded key pair: in memory, or in the HSM.
+enum Pair<'a> {
+    Software(&'a dyn AsymmetricCipher),
+    Hsm(&'a HsmPair),
+}
+
+/// A key version whose private key lives in the HSM. The algorithm checks and the wire
+/// encodings (DER signatures, SubjectPublicKeyInfo) are the software keys'; every operation
+/// with the key runs in the token, on the blocking pool.
+#[derive(Debug)]
+pub(crate) struct HsmPair {
+    hsm: Arc<Hsm>,
+    version: KeyVersionId,
+    spec: PairSpec,
+    /// Read from the token on first use; public, and never changes for a version.
+    public_der: OnceLock<Vec<u8>>,
+}
+
+impl HsmPair {
+    pub(crate) fn new(hsm: Arc<Hsm>, version: KeyVersionId, spec: PairSpec) -> Self {
+        Self {
+            hsm,
+            version,
+            spec,
+            public_der: OnceLock::new(),
+        }
+    }
+
+    /// The token mechanism for `alg` on this key, with the digest checked.
+    fn sign_mechanism(&self, alg: SignAlgorithm, digest: &[u8]) -> Result<SignMechanism, Error> {
+        let mechanism = match (self.spec, alg) {
+            (PairSpec::Rsa(_), SignAlgorithm::RsaPssSha256) => SignMechanism::Rsa(RsaPadding::Pss),
+            (PairSpec::Rsa(_), SignAlgorithm::RsaPkcs1Sha256) => {
+                SignMechanism::Rsa(RsaPadding::Pkcs1)
+            }
+            (PairSpec::P256 | PairSpec::Secp256k1, SignAlgorithm::EcdsaSha256) => {
+                SignMechanism::Ecdsa
+            }
+            _ => return Err(map(AsymmetricError::WrongAlgorithm)),
+        };
+        if digest.len() != 32 {
+            return Err(map(AsymmetricError::BadDigest));
+        }
+        Ok(mechanism)
+    }
+
+    fn oaep(&self, alg: EncryptAlgorithm) -> Result<OaepHash, Error> {
+        match (self.spec, alg) {
+            (PairSpec::Rsa(_), EncryptAlgorithm::RsaOaepSha1) => Ok(OaepHash::Sha1),
+            (PairSpec::Rsa(_), EncryptAlgorithm::RsaOaepSha256) => Ok(OaepHash::Sha256),
+            _ => Err(map(AsymmetricError::WrongAlgorithm)),
+        }
+    }
+
+    async fn sign(&self, alg: SignAlgorithm, digest: &[u8]) -> Result<Vec<u8>, Error> {
+        let mechanism = self.sign_mechanism(alg, digest)?;
+        let (v, d) = (self.version.clone(), digest.to_vec());
+        let raw = self
+            .hsm
+            .run(move |h| h.sign(&v, mechanism, &d))
+            .await
+            .map_err(super::hsm_error)?;
+        let failed = || Error::HsmUnavailable("the token returned a malformed signature".into());
+        Ok(match self.spec {
+            PairSpec::Rsa(_) => raw,
+            PairSpec::P256 => p256::ecdsa::Signature::from_slice(&raw)
+                .map_err(|_| failed())?
+                .to_der()
+                .as_bytes()
+                .to_vec(),
+            // Low-S, as the software secp256k1 keys sign (SoftHSM2 emits high-S half the time).
+            PairSpec::Secp256k1 => k256::ecdsa::Signature::from_slice(&raw)
+                .map_err(|_| failed())?
+                .normalize_s()
+                .to_der()
+                .as_bytes()
+                .to_vec(),
+        })
+    }
+
+    async fn verify(
+        &self,
+        alg: SignAlgorithm,
+        digest: &[u8],
+        signature: &[u8],
+    ) -> Result<bool, Error> {
+        let mechanism = self.sign_mechanism(alg, digest)?;
+        // The token takes ECDSA signatures raw; a signature that is not DER is simply wrong.
+        let signature = match self.spec {
+            PairSpec::Rsa(_) => signature.to_vec(),
+            PairSpec::P256 => match p256::ecdsa::Signature::from_der(signature) {
+                Ok(s) => s.to_bytes().to_vec(),
+                Err(_) => return Ok(false),
+            },
+            PairSpec::Secp256k1 => match k256::ecdsa::Signature::from_der(signature) {
+                Ok(s) => s.to_bytes().to_vec(),
+                Err(_) => return Ok(false),
+            },
+        };
+        let (v, d) = (self.version.clone(), digest.to_vec());
+        self.hsm
+            .run(move |h| h.verify(&v, mechanism, &d, &signature))
+            .await
+            .map_err(super::hsm_error)
+    }
+
+    async fn encrypt(
+        &self,
+        alg: EncryptAlgorithm,
+        plaintext: &SecretBytes,
+    ) -> Result<Vec<u8>, Error> {
+        let hash = self.oaep(alg)?;
+        let (v, p) = (
+            self.version.clone(),
+            SecretBytes::new(plaintext.expose().to_vec()),
+        );
+        self.hsm
+            .run(move |h| h.rsa_encrypt(&v, hash, p.expose()))
+            .await
+            .map_err(|e| match e {
+                HsmError::Rejected => map(AsymmetricError::TooLong),
+                other => super::hsm_error(other),
+            })
+    }
+
+    async fn decrypt(
+        &self,
+        alg: EncryptAlgorithm,
+        ciphertext: &[u8],
+    ) -> Result<SecretBytes, Error> {
+        let hash = self.oaep(alg)?;
+        let (v, c) = (self.version.clone(), ciphertext.to_vec());
+        self.hsm
+            .run(move |h| h.rsa_decrypt(&v, hash, &c))
+            .await
+            .map_err(super::hsm_error)
+    }
+
+    async fn public_key_der(&self) -> Result<Vec<u8>, Error> {
+        if let Some(der) = self.public_der.get() {
+            return Ok(der.clone());
+        }
+        let (v, spec) = (self.version.clone(), self.spec);
+        let der = self
+            .hsm
+            .run(move |h| h.public_key_der(&v, spec))
+            .await
+            .map_err(super::hsm_error)?;
+        Ok(self.public_der.get_or_init(|| der).clone())
     }
 }

@@ -130,10 +130,16 @@ impl Kms {
                     "key version {version} lives in an HSM, and none is configured"
                 ))
             })?;
+            let cipher = match super::keys::token_key(key.spec)? {
+                super::keys::TokenKey::Aes(_) => Prepared::Hsm(Arc::clone(hsm)),
+                super::keys::TokenKey::Pair(spec) => Prepared::HsmPair(
+                    super::asymmetric_ops::HsmPair::new(Arc::clone(hsm), version.clone(), spec),
+                ),
+            };
             let loaded = Arc::new(LoadedVersion {
                 key_id: record.key_id,
                 account_id: record.account_id,
-                cipher: Prepared::Hsm(Arc::clone(hsm)),
+                cipher,
             });
             if let Ok(mut m) = self.versions.write() {
                 m.insert(version.clone(), Arc::clone(&loaded));
@@ -224,7 +230,7 @@ impl Kms {
                     .await
                     .map_err(super::hsm_error)?
             }
-            Prepared::Asymmetric(_) => {
+            Prepared::Asymmetric(_) | Prepared::HsmPair(_) => {
                 return Err(Error::Unsupported(
                     "the key is not a symmetric ENCRYPT/DECRYPT key",
                 ));
@@ -307,7 +313,7 @@ impl Kms {
                     .map_err(super::hsm_error)?
             }
             // A symmetric blob header naming an asymmetric key's version: not ours to open.
-            Prepared::Asymmetric(_) => return Err(Error::InvalidCiphertext),
+            Prepared::Asymmetric(_) | Prepared::HsmPair(_) => return Err(Error::InvalidCiphertext),
         };
         let text = std::str::from_utf8(out.expose()).map_err(|_| Error::InvalidCiphertext)?;
         Ok(Opened {
@@ -428,8 +434,9 @@ impl Kms {
         destination: &KeyRef,
         destination_context: &EncryptionContext,
     ) -> Result<Sealed, Error> {
-        let (_, plaintext) =
-            self.asymmetric_decrypt(caller, source, source_version, algorithm, ciphertext)?;
+        let (_, plaintext) = self
+            .asymmetric_decrypt(caller, source, source_version, algorithm, ciphertext)
+            .await?;
         let key = self.resolve(caller, destination)?;
         self.seal_with(&key, plaintext.expose(), destination_context)
             .await

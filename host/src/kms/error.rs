@@ -75,6 +75,9 @@ pub enum Error {
     /// `ProtectionLevel=HSM` without an HSM configured.
     #[error("no HSM is configured")]
     UnsupportedProtectionLevel,
+    /// `ProtectionLevel=HSM` for a spec the token cannot hold.
+    #[error("the HSM cannot hold {0} keys")]
+    NotInHsm(super::model::KeySpec),
     /// The HSM could not be reached or failed; the detail is for the operator's log.
     #[error("HSM: {0}")]
     HsmUnavailable(String),

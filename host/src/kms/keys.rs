@@ -10,6 +10,7 @@ use super::model::{
 };
 use super::{CAS_RETRIES, Caller, Error, Kms, encode};
 use crate::ids::{KeyId, KeyRef, KeyVersionId};
+use crate::keystore::hsm::PairSpec;
 use crate::keystore::software;
 use crate::store::{Batch, StoreError, Table};
 
@@ -91,17 +92,29 @@ pub(super) async fn generate_off_runtime<E: std::fmt::Display + Send + 'static>(
         .map_err(|e| Error::Internal(format!("key generation: {e}")))
 }
 
-/// The AES key length of an HSM key of `spec`. The token holds AES keys; SM4 is not a
-/// mechanism of PKCS#11 tokens such as SoftHSM, and asymmetric HSM keys are not available yet.
-fn hsm_aes_len(spec: KeySpec) -> Result<usize, Error> {
-    match spec {
-        KeySpec::Aes256 => Ok(32),
-        KeySpec::Aes192 => Ok(24),
-        KeySpec::Aes128 => Ok(16),
-        _ => Err(Error::Unsupported(
-            "HSM keys are available for Aliyun_AES_256, Aliyun_AES_192 and Aliyun_AES_128",
-        )),
-    }
+/// What the token holds for an HSM key.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum TokenKey {
+    /// An AES key of this many bytes.
+    Aes(usize),
+    /// A key pair.
+    Pair(PairSpec),
+}
+
+/// The token object(s) for an HSM key of `spec`. SM2 and SM4 are not mechanisms of PKCS#11
+/// tokens such as SoftHSM2: those specs are refused, never quietly kept in software.
+pub(super) fn token_key(spec: KeySpec) -> Result<TokenKey, Error> {
+    Ok(match spec {
+        KeySpec::Aes256 => TokenKey::Aes(32),
+        KeySpec::Aes192 => TokenKey::Aes(24),
+        KeySpec::Aes128 => TokenKey::Aes(16),
+        KeySpec::Rsa2048 => TokenKey::Pair(PairSpec::Rsa(2048)),
+        KeySpec::Rsa3072 => TokenKey::Pair(PairSpec::Rsa(3072)),
+        KeySpec::Rsa4096 => TokenKey::Pair(PairSpec::Rsa(4096)),
+        KeySpec::EcP256 => TokenKey::Pair(PairSpec::P256),
+        KeySpec::EcP256K => TokenKey::Pair(PairSpec::Secp256k1),
+        KeySpec::Sm4 | KeySpec::EcSm2 => return Err(Error::NotInHsm(spec)),
+    })
 }
 
 pub(super) fn key_path(account: &crate::ids::AccountId, key: &KeyId) -> String {
@@ -140,10 +153,10 @@ impl Kms {
             if self.hsm().is_none() {
                 return Err(Error::UnsupportedProtectionLevel);
             }
-            hsm_aes_len(req.spec)?;
-            if external {
+            let in_token = token_key(req.spec)?;
+            if external && !matches!(in_token, TokenKey::Aes(_)) {
                 return Err(Error::Unsupported(
-                    "importing key material into the HSM is not available yet",
+                    "key material can be imported into the HSM for Aliyun_AES_256/192/128 keys",
                 ));
             }
         }
@@ -159,7 +172,7 @@ impl Kms {
             None
         } else {
             Some(
-                self.new_version(&key_id, &caller.account, req.spec, req.protection)
+                self.new_version(&key_id, &caller.account, req.spec, usage, req.protection)
                     .await?,
             )
         };
@@ -214,16 +227,19 @@ impl Kms {
         key: &KeyId,
         account: &crate::ids::AccountId,
         spec: KeySpec,
+        usage: KeyUsage,
         protection: ProtectionLevel,
     ) -> Result<VersionRecord, Error> {
         let version_id = KeyVersionId::generate();
         if protection == ProtectionLevel::Hsm {
             let hsm = Arc::clone(self.hsm().ok_or(Error::UnsupportedProtectionLevel)?);
-            let bytes = hsm_aes_len(spec)?;
             let id = version_id.clone();
-            hsm.run(move |h| h.generate_aes(&id, bytes))
-                .await
-                .map_err(super::hsm_error)?;
+            let signing = usage == KeyUsage::SignVerify;
+            match token_key(spec)? {
+                TokenKey::Aes(bytes) => hsm.run(move |h| h.generate_aes(&id, bytes)).await,
+                TokenKey::Pair(pair) => hsm.run(move |h| h.generate_pair(&id, pair, signing)).await,
+            }
+            .map_err(super::hsm_error)?;
             return Ok(VersionRecord {
                 version_id,
                 key_id: key.clone(),

@@ -117,7 +117,13 @@ impl Kms {
                 ));
             }
             let version = self
-                .new_version(&key.key_id, &key.account_id, key.spec, key.protection)
+                .new_version(
+                    &key.key_id,
+                    &key.account_id,
+                    key.spec,
+                    key.usage,
+                    key.protection,
+                )
                 .await?;
             key.primary_version = version.version_id.clone();
             key.versions.push(version.version_id.clone());

@@ -58,6 +58,8 @@ pub(crate) enum Prepared {
     Symmetric(AeadKey),
     /// An AES key inside the HSM, named by its version id.
     Hsm(Arc<crate::keystore::hsm::Hsm>),
+    /// A key pair inside the HSM, named by its version id.
+    HsmPair(asymmetric_ops::HsmPair),
     /// A loaded key pair.
     Asymmetric(Box<dyn crate::crypto::asymmetric::AsymmetricCipher>),
 }
@@ -197,6 +199,7 @@ fn encode<T: Serialize>(record: &T) -> Result<Vec<u8>, Error> {
 pub(crate) fn hsm_error(e: crate::keystore::hsm::HsmError) -> Error {
     match e {
         crate::keystore::hsm::HsmError::Rejected => Error::InvalidCiphertext,
+        crate::keystore::hsm::HsmError::Unsupported(what) => Error::Unsupported(what),
         other => Error::HsmUnavailable(other.to_string()),
     }
 }

@@ -334,21 +334,16 @@ impl kms::Host for PluginState {
         algorithm: String,
         digest: Vec<u8>,
     ) -> wasmtime::Result<Result<Vec<u8>, types::Error>> {
-        Ok((|| {
-            let caller = self.kms_caller("AsymmetricSign")?;
-            let key = self.granted_key(&caller, &key_id)?;
-            let version = parse_version(&key_version_id)?;
-            let alg = SignAlgorithm::from_name(&algorithm).ok_or_else(|| {
-                error(
-                    types::ErrorKind::InvalidArgument,
-                    format!("unknown algorithm `{algorithm}`"),
-                )
-            })?;
-            let kms = &self.plugin.services.kms;
-            kms.asymmetric_sign(&caller, &key, &version, alg, &digest)
-                .map(|(_, s)| s)
-                .map_err(from_kms)
-        })())
+        let caller = guest_try!(self.kms_caller("AsymmetricSign"));
+        let key = guest_try!(self.granted_key(&caller, &key_id));
+        let version = guest_try!(parse_version(&key_version_id));
+        let alg = guest_try!(sign_algorithm(&algorithm));
+        let kms = &self.plugin.services.kms;
+        Ok(kms
+            .asymmetric_sign(&caller, &key, &version, alg, &digest)
+            .await
+            .map(|(_, s)| s)
+            .map_err(from_kms))
     }
 
     async fn verify(
@@ -359,22 +354,26 @@ impl kms::Host for PluginState {
         digest: Vec<u8>,
         signature: Vec<u8>,
     ) -> wasmtime::Result<Result<bool, types::Error>> {
-        Ok((|| {
-            let caller = self.kms_caller("AsymmetricVerify")?;
-            let key = self.granted_key(&caller, &key_id)?;
-            let version = parse_version(&key_version_id)?;
-            let alg = SignAlgorithm::from_name(&algorithm).ok_or_else(|| {
-                error(
-                    types::ErrorKind::InvalidArgument,
-                    format!("unknown algorithm `{algorithm}`"),
-                )
-            })?;
-            let kms = &self.plugin.services.kms;
-            kms.asymmetric_verify(&caller, &key, &version, alg, &digest, &signature)
-                .map(|(_, ok)| ok)
-                .map_err(from_kms)
-        })())
+        let caller = guest_try!(self.kms_caller("AsymmetricVerify"));
+        let key = guest_try!(self.granted_key(&caller, &key_id));
+        let version = guest_try!(parse_version(&key_version_id));
+        let alg = guest_try!(sign_algorithm(&algorithm));
+        let kms = &self.plugin.services.kms;
+        Ok(kms
+            .asymmetric_verify(&caller, &key, &version, alg, &digest, &signature)
+            .await
+            .map(|(_, ok)| ok)
+            .map_err(from_kms))
     }
+}
+
+fn sign_algorithm(name: &str) -> Result<SignAlgorithm, types::Error> {
+    SignAlgorithm::from_name(name).ok_or_else(|| {
+        error(
+            types::ErrorKind::InvalidArgument,
+            format!("unknown algorithm `{name}`"),
+        )
+    })
 }
 
 fn parse_version(v: &str) -> Result<KeyVersionId, types::Error> {

@@ -93,9 +93,10 @@ impl Action for AsymmetricSign {
 
     async fn handle(self, ctx: &Ctx<'_>) -> Result<SignReply, ApiError> {
         let t = &self.target;
-        let (key_id, sig) =
-            ctx.kms
-                .asymmetric_sign(&ctx.caller, &t.key, &t.version, self.alg, &self.digest)?;
+        let (key_id, sig) = ctx
+            .kms
+            .asymmetric_sign(&ctx.caller, &t.key, &t.version, self.alg, &self.digest)
+            .await?;
         ctx.note_version(&t.version);
         Ok(SignReply {
             key_id: key_id.to_string(),
@@ -141,14 +142,17 @@ impl Action for AsymmetricVerify {
 
     async fn handle(self, ctx: &Ctx<'_>) -> Result<VerifyReply, ApiError> {
         let t = &self.target;
-        let (key_id, ok) = ctx.kms.asymmetric_verify(
-            &ctx.caller,
-            &t.key,
-            &t.version,
-            self.alg,
-            &self.digest,
-            &self.signature,
-        )?;
+        let (key_id, ok) = ctx
+            .kms
+            .asymmetric_verify(
+                &ctx.caller,
+                &t.key,
+                &t.version,
+                self.alg,
+                &self.digest,
+                &self.signature,
+            )
+            .await?;
         ctx.note_version(&t.version);
         Ok(VerifyReply {
             key_id: key_id.to_string(),
@@ -192,13 +196,10 @@ impl Action for AsymmetricEncrypt {
 
     async fn handle(self, ctx: &Ctx<'_>) -> Result<EncryptReply, ApiError> {
         let t = &self.target;
-        let (key_id, ct) = ctx.kms.asymmetric_encrypt(
-            &ctx.caller,
-            &t.key,
-            &t.version,
-            self.alg,
-            &self.plaintext,
-        )?;
+        let (key_id, ct) = ctx
+            .kms
+            .asymmetric_encrypt(&ctx.caller, &t.key, &t.version, self.alg, &self.plaintext)
+            .await?;
         ctx.note_version(&t.version);
         Ok(EncryptReply {
             ciphertext_blob: B64.encode(ct),
@@ -248,13 +249,10 @@ impl Action for AsymmetricDecrypt {
 
     async fn handle(self, ctx: &Ctx<'_>) -> Result<DecryptReply, ApiError> {
         let t = &self.target;
-        let (key_id, plain) = ctx.kms.asymmetric_decrypt(
-            &ctx.caller,
-            &t.key,
-            &t.version,
-            self.alg,
-            &self.ciphertext,
-        )?;
+        let (key_id, plain) = ctx
+            .kms
+            .asymmetric_decrypt(&ctx.caller, &t.key, &t.version, self.alg, &self.ciphertext)
+            .await?;
         ctx.note_version(&t.version);
         Ok(DecryptReply {
             key_id: key_id.to_string(),
@@ -291,7 +289,8 @@ impl Action for GetPublicKey {
     async fn handle(self, ctx: &Ctx<'_>) -> Result<PublicKeyReply, ApiError> {
         let (key_id, der) = ctx
             .kms
-            .public_key(&ctx.caller, &self.0.key, &self.0.version)?;
+            .public_key(&ctx.caller, &self.0.key, &self.0.version)
+            .await?;
         Ok(PublicKeyReply {
             key_id: key_id.to_string(),
             key_version_id: self.0.version.to_string(),
