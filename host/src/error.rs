@@ -315,6 +315,7 @@ impl From<kms::Error> for ApiError {
             kms::Error::AliasReserved => Self::UnsupportedAlias,
             kms::Error::KeyState(s) => Self::KeyState(s),
             kms::Error::Unsupported(what) => Self::UnsupportedOperation(what.into()),
+            kms::Error::HsmCannot(what) => Self::UnsupportedOperation(what.into()),
             kms::Error::InvalidCiphertext => Self::InvalidCiphertext,
             kms::Error::InvalidParameter { name, reason } => Self::invalid(name, reason),
             kms::Error::NoPermission => Self::NoPermission,

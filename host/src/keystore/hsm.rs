@@ -161,6 +161,39 @@ impl OaepHash {
     }
 }
 
+/// The ways a token may unwrap BYOK material with an RSA-2048 wrapping key
+/// (GetParametersForImport's `WrappingAlgorithm`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unwrapping {
+    /// `RSAES_OAEP_SHA_1`.
+    RsaOaepSha1,
+    /// `RSAES_OAEP_SHA_256`.
+    RsaOaepSha256,
+    /// `RSAES_PKCS1_V1_5`.
+    RsaPkcs1,
+}
+
+impl Unwrapping {
+    /// Every way, in the order they are offered.
+    pub const ALL: [Unwrapping; 3] = [
+        Unwrapping::RsaOaepSha1,
+        Unwrapping::RsaOaepSha256,
+        Unwrapping::RsaPkcs1,
+    ];
+
+    fn mechanism(self) -> Mechanism<'static> {
+        match self {
+            Unwrapping::RsaOaepSha1 => OaepHash::Sha1.mechanism(),
+            Unwrapping::RsaOaepSha256 => OaepHash::Sha256.mechanism(),
+            Unwrapping::RsaPkcs1 => Mechanism::RsaPkcs,
+        }
+    }
+}
+
+/// The AAD of the key check value: a GCM tag over nothing, under a zero nonce that random
+/// 96-bit nonces never meet in practice. It identifies material without revealing it.
+const KEY_CHECK_AAD: &[u8] = b"arca/key-check-value/v1";
+
 /// Whether a token error means "this mechanism or parameter is not available here".
 fn is_unsupported(e: &CkError) -> bool {
     matches!(
@@ -185,6 +218,8 @@ pub struct Hsm {
     label: String,
     sessions: Mutex<Vec<Session>>,
     handles: Mutex<HashMap<(KeyVersionId, Part), ObjectHandle>>,
+    /// The BYOK unwrapping mechanisms the token accepts, probed on first need.
+    unwrappings: std::sync::OnceLock<Vec<Unwrapping>>,
 }
 
 impl std::fmt::Debug for Hsm {
@@ -217,6 +252,7 @@ impl Hsm {
             label: config.token_label,
             sessions: Mutex::new(Vec::new()),
             handles: Mutex::new(HashMap::new()),
+            unwrappings: std::sync::OnceLock::new(),
         };
         let session = hsm.new_session()?;
         hsm.give_back(session);
@@ -305,15 +341,7 @@ impl Hsm {
         if let Some(h) = self.handles.lock().ok().and_then(|m| m.get(&slot).copied()) {
             return Ok(h);
         }
-        let found = session
-            .find_objects(&[
-                Attribute::Class(part.class()),
-                Attribute::Id(version.as_str().as_bytes().to_vec()),
-            ])
-            .map_err(unavailable)?;
-        let h = *found
-            .first()
-            .ok_or_else(|| HsmError::Missing(version.to_string()))?;
+        let h = find(session, version.as_str().as_bytes(), part)?;
         self.remember(slot, h);
         Ok(h)
     }
@@ -327,27 +355,15 @@ impl Hsm {
     /// Generates an AES key of `bytes` bytes for `version` in the token: a token object,
     /// private, sensitive, never extractable, usable only to encrypt and decrypt.
     pub fn generate_aes(&self, version: &KeyVersionId, bytes: usize) -> Result<(), HsmError> {
-        let id = version.as_str().as_bytes().to_vec();
+        let mut template = aes_template(true);
+        template.extend([
+            Attribute::ValueLen((bytes as u64).into()),
+            Attribute::Label(format!("arca:{version}").into_bytes()),
+            Attribute::Id(version.as_str().as_bytes().to_vec()),
+        ]);
         self.with_session(|s| {
             let h = s
-                .generate_key(
-                    &Mechanism::AesKeyGen,
-                    &[
-                        Attribute::Class(ObjectClass::SECRET_KEY),
-                        Attribute::KeyType(KeyType::AES),
-                        Attribute::ValueLen((bytes as u64).into()),
-                        Attribute::Token(true),
-                        Attribute::Private(true),
-                        Attribute::Sensitive(true),
-                        Attribute::Extractable(false),
-                        Attribute::Encrypt(true),
-                        Attribute::Decrypt(true),
-                        Attribute::Wrap(false),
-                        Attribute::Unwrap(false),
-                        Attribute::Label(format!("arca:{version}").into_bytes()),
-                        Attribute::Id(id),
-                    ],
-                )
+                .generate_key(&Mechanism::AesKeyGen, &template)
                 .map_err(unavailable)?;
             self.remember((version.clone(), Part::Secret), h);
             Ok(())
@@ -421,56 +437,9 @@ impl Hsm {
         version: &KeyVersionId,
         spec: PairSpec,
     ) -> Result<Vec<u8>, HsmError> {
-        use aws_lc_rs::encoding::AsDer;
-        let bad = |what: &str| HsmError::Unavailable(format!("the token's public key: {what}"));
         self.with_session(|s| {
             let h = self.handle(s, version, Part::Public)?;
-            let attrs = s
-                .get_attributes(
-                    h,
-                    &[
-                        AttributeType::Modulus,
-                        AttributeType::PublicExponent,
-                        AttributeType::EcPoint,
-                    ],
-                )
-                .map_err(unavailable)?;
-            let (mut n, mut e, mut point) = (None, None, None);
-            for a in attrs {
-                match a {
-                    Attribute::Modulus(v) => n = Some(v),
-                    Attribute::PublicExponent(v) => e = Some(v),
-                    Attribute::EcPoint(v) => point = Some(v),
-                    _ => {}
-                }
-            }
-            let der = match spec {
-                PairSpec::Rsa(_) => {
-                    let (Some(n), Some(e)) = (n, e) else {
-                        return Err(bad("no modulus"));
-                    };
-                    aws_lc_rs::rsa::PublicKeyComponents { n, e }
-                        .as_der()
-                        .map_err(|_| bad("RSA"))?
-                        .as_ref()
-                        .to_vec()
-                }
-                PairSpec::P256 | PairSpec::Secp256k1 => {
-                    let point = point.ok_or_else(|| bad("no EC point"))?;
-                    let alg = if spec == PairSpec::P256 {
-                        &aws_lc_rs::signature::ECDSA_P256_SHA256_ASN1
-                    } else {
-                        &aws_lc_rs::signature::ECDSA_P256K1_SHA256_ASN1
-                    };
-                    aws_lc_rs::signature::ParsedPublicKey::new(alg, ec_point(&point))
-                        .map_err(|_| bad("EC point"))?
-                        .as_der()
-                        .map_err(|_| bad("EC"))?
-                        .as_ref()
-                        .to_vec()
-                }
-            };
-            Ok(der)
+            public_der(s, h, spec)
         })
     }
 
@@ -612,17 +581,164 @@ impl Hsm {
 
     /// Destroys `version`'s objects (after its key's deletion window). Absent is fine.
     pub fn destroy(&self, version: &KeyVersionId) -> Result<(), HsmError> {
+        if let Ok(mut m) = self.handles.lock() {
+            m.retain(|(v, _), _| v != version);
+        }
+        self.destroy_id(version.as_str().as_bytes())
+    }
+
+    fn destroy_id(&self, id: &[u8]) -> Result<(), HsmError> {
         self.with_session(|s| {
             let found = s
-                .find_objects(&[Attribute::Id(version.as_str().as_bytes().to_vec())])
+                .find_objects(&[Attribute::Id(id.to_vec())])
                 .map_err(unavailable)?;
             for h in found {
                 s.destroy_object(h).map_err(unavailable)?;
             }
-            if let Ok(mut m) = self.handles.lock() {
-                m.retain(|(v, _), _| v != version);
-            }
             Ok(())
+        })
+    }
+
+    /// The BYOK unwrapping mechanisms this token accepts. Probed once, with a throw-away
+    /// session key pair: a token says "bad arguments" or "invalid mechanism" for what it cannot
+    /// do (SoftHSM2 has no OAEP with SHA-256), and a decryption error for garbage it could unwrap.
+    pub fn unwrappings(&self) -> Result<Vec<Unwrapping>, HsmError> {
+        if let Some(known) = self.unwrappings.get() {
+            return Ok(known.clone());
+        }
+        let found = self.with_session(|s| {
+            let (pubh, privh) = s
+                .generate_key_pair(
+                    &Mechanism::RsaPkcsKeyPairGen,
+                    &[
+                        Attribute::Token(false),
+                        Attribute::ModulusBits(2048_u64.into()),
+                        Attribute::PublicExponent(vec![1, 0, 1]),
+                    ],
+                    &[Attribute::Token(false), Attribute::Unwrap(true)],
+                )
+                .map_err(unavailable)?;
+            let mut found = Vec::new();
+            for way in Unwrapping::ALL {
+                match s.unwrap_key(&way.mechanism(), privh, &[0x5a; 256], &aes_template(false)) {
+                    Ok(h) => {
+                        let _ = s.destroy_object(h);
+                        found.push(way);
+                    }
+                    Err(e) if is_unsupported(&e) => {}
+                    Err(_) => found.push(way),
+                }
+            }
+            let _ = s.destroy_object(privh);
+            let _ = s.destroy_object(pubh);
+            Ok(found)
+        })?;
+        Ok(self.unwrappings.get_or_init(|| found).clone())
+    }
+
+    /// Makes the RSA-2048 wrapping key pair of one import in the token (`CKA_ID` = `id`), the
+    /// private half usable only to unwrap; returns its public key as DER SubjectPublicKeyInfo.
+    pub fn generate_wrapping_pair(&self, id: &str) -> Result<Vec<u8>, HsmError> {
+        let label = format!("arca:{id}").into_bytes();
+        let id = id.as_bytes().to_vec();
+        self.with_session(|s| {
+            let (pubh, _) = s
+                .generate_key_pair(
+                    &Mechanism::RsaPkcsKeyPairGen,
+                    &[
+                        Attribute::Token(true),
+                        Attribute::Private(false),
+                        Attribute::ModulusBits(2048_u64.into()),
+                        Attribute::PublicExponent(vec![1, 0, 1]),
+                        Attribute::Wrap(true),
+                        Attribute::Encrypt(true),
+                        Attribute::Label(label.clone()),
+                        Attribute::Id(id.clone()),
+                    ],
+                    &[
+                        Attribute::Token(true),
+                        Attribute::Private(true),
+                        Attribute::Sensitive(true),
+                        Attribute::Extractable(false),
+                        Attribute::Unwrap(true),
+                        Attribute::Decrypt(false),
+                        Attribute::Sign(false),
+                        Attribute::Label(label),
+                        Attribute::Id(id),
+                    ],
+                )
+                .map_err(unavailable)?;
+            public_der(s, pubh, PairSpec::Rsa(2048))
+        })
+    }
+
+    /// Destroys an import's wrapping key pair (used, or expired).
+    pub fn destroy_wrapping_pair(&self, id: &str) -> Result<(), HsmError> {
+        self.destroy_id(id.as_bytes())
+    }
+
+    /// Unwraps imported AES material inside the token into `version`'s key object (replacing a
+    /// leftover of an earlier attempt) and returns its key check value. Material that does not
+    /// unwrap, or is not `bytes` long, is [`HsmError::Rejected`] and leaves no object behind.
+    pub fn unwrap_aes(
+        &self,
+        wrapping_id: &str,
+        how: Unwrapping,
+        wrapped: &[u8],
+        version: &KeyVersionId,
+        bytes: usize,
+    ) -> Result<Vec<u8>, HsmError> {
+        self.destroy(version)?;
+        self.with_session(|s| {
+            let unwrapping_key = find(s, wrapping_id.as_bytes(), Part::Private)?;
+            let mut template = aes_template(true);
+            template.extend([
+                Attribute::Label(format!("arca:{version}").into_bytes()),
+                Attribute::Id(version.as_str().as_bytes().to_vec()),
+            ]);
+            let h = match s.unwrap_key(&how.mechanism(), unwrapping_key, wrapped, &template) {
+                Ok(h) => h,
+                Err(e) if is_unsupported(&e) => {
+                    return Err(HsmError::Unsupported(
+                        "this HSM token cannot unwrap with this WrappingAlgorithm",
+                    ));
+                }
+                Err(
+                    e @ CkError::Pkcs11(
+                        RvError::GeneralError
+                        | RvError::EncryptedDataInvalid
+                        | RvError::EncryptedDataLenRange
+                        | RvError::WrappedKeyInvalid
+                    | RvError::WrappedKeyLenRange,
+                    _,
+                )) => {
+                    tracing::info!(version = %version, answer = %e, "the token refused to unwrap imported material");
+                    return Err(HsmError::Rejected);
+                }
+                Err(e) => return Err(unavailable(e)),
+            };
+            let len = match value_len(s, h)? {
+                Some(n) => Some(n),
+                None => unwrapped_len(s, unwrapping_key, how, wrapped)?,
+            };
+            if len != Some(bytes) {
+                tracing::info!(version = %version, length = ?len, "imported material has the wrong length");
+                let _ = s.destroy_object(h);
+                return Err(HsmError::Rejected);
+            }
+            let mut iv = [0u8; NONCE_LEN];
+            let params =
+                GcmParams::new(&mut iv, KEY_CHECK_AAD, TAG_BITS.into()).map_err(unavailable)?;
+            let check = s
+                .encrypt(&Mechanism::AesGcm(params), h, &[])
+                .map_err(unavailable);
+            match check {
+                Ok(_) => self.remember((version.clone(), Part::Secret), h),
+                Err(_) => {
+                    let _ = s.destroy_object(h);
+                }
+            }
+            check
         })
     }
 
@@ -729,4 +845,148 @@ fn ec_point(attr: &[u8]) -> &[u8] {
         [0x04, len, rest @ ..] if usize::from(*len) == rest.len() => rest,
         bare => bare,
     }
+}
+
+/// The public key of the pair whose public object is `h`, as DER SubjectPublicKeyInfo.
+fn public_der(s: &Session, h: ObjectHandle, spec: PairSpec) -> Result<Vec<u8>, HsmError> {
+    use aws_lc_rs::encoding::AsDer;
+    let bad = |what: &str| HsmError::Unavailable(format!("the token's public key: {what}"));
+    let attrs = s
+        .get_attributes(
+            h,
+            &[
+                AttributeType::Modulus,
+                AttributeType::PublicExponent,
+                AttributeType::EcPoint,
+            ],
+        )
+        .map_err(unavailable)?;
+    let (mut n, mut e, mut point) = (None, None, None);
+    for a in attrs {
+        match a {
+            Attribute::Modulus(v) => n = Some(v),
+            Attribute::PublicExponent(v) => e = Some(v),
+            Attribute::EcPoint(v) => point = Some(v),
+            _ => {}
+        }
+    }
+    let der = match spec {
+        PairSpec::Rsa(_) => {
+            let (Some(n), Some(e)) = (n, e) else {
+                return Err(bad("no modulus"));
+            };
+            aws_lc_rs::rsa::PublicKeyComponents { n, e }
+                .as_der()
+                .map_err(|_| bad("RSA"))?
+                .as_ref()
+                .to_vec()
+        }
+        PairSpec::P256 | PairSpec::Secp256k1 => {
+            let point = point.ok_or_else(|| bad("no EC point"))?;
+            let alg = if spec == PairSpec::P256 {
+                &aws_lc_rs::signature::ECDSA_P256_SHA256_ASN1
+            } else {
+                &aws_lc_rs::signature::ECDSA_P256K1_SHA256_ASN1
+            };
+            aws_lc_rs::signature::ParsedPublicKey::new(alg, ec_point(&point))
+                .map_err(|_| bad("EC point"))?
+                .as_der()
+                .map_err(|_| bad("EC"))?
+                .as_ref()
+                .to_vec()
+        }
+    };
+    Ok(der)
+}
+
+/// The one object of `part` with `CKA_ID` = `id`.
+fn find(s: &Session, id: &[u8], part: Part) -> Result<ObjectHandle, HsmError> {
+    let found = s
+        .find_objects(&[Attribute::Class(part.class()), Attribute::Id(id.to_vec())])
+        .map_err(unavailable)?;
+    found
+        .first()
+        .copied()
+        .ok_or_else(|| HsmError::Missing(String::from_utf8_lossy(id).into_owned()))
+}
+
+/// The template of an AES key object made in or unwrapped into the token: sensitive, never
+/// extractable, for encryption and decryption only.
+fn aes_template(token: bool) -> Vec<Attribute> {
+    vec![
+        Attribute::Class(ObjectClass::SECRET_KEY),
+        Attribute::KeyType(KeyType::AES),
+        Attribute::Token(token),
+        Attribute::Private(true),
+        Attribute::Sensitive(true),
+        Attribute::Extractable(false),
+        Attribute::Encrypt(true),
+        Attribute::Decrypt(true),
+        Attribute::Wrap(false),
+        Attribute::Unwrap(false),
+    ]
+}
+
+/// CKA_VALUE_LEN of a secret key, when the token records it (SoftHSM2 leaves it 0 for
+/// unwrapped keys).
+fn value_len(s: &Session, h: ObjectHandle) -> Result<Option<usize>, HsmError> {
+    Ok(s.get_attributes(h, &[AttributeType::ValueLen])
+        .map_err(unavailable)?
+        .into_iter()
+        .find_map(|a| match a {
+            Attribute::ValueLen(n) => usize::try_from(u64::from(n)).ok(),
+            _ => None,
+        })
+        .filter(|n| *n > 0))
+}
+
+/// The length of imported material, for tokens that do not record it: a second, session-only
+/// copy is unwrapped and wrapped out under a throw-away session AES key (RFC 3394 output is
+/// the input plus 8 bytes). The material itself never leaves the token in the clear; both
+/// session objects are destroyed before returning. `None`: not a whole number of 64-bit blocks.
+fn unwrapped_len(
+    s: &Session,
+    unwrapping_key: ObjectHandle,
+    how: Unwrapping,
+    wrapped: &[u8],
+) -> Result<Option<usize>, HsmError> {
+    let wrapper = s
+        .generate_key(
+            &Mechanism::AesKeyGen,
+            &[
+                Attribute::Class(ObjectClass::SECRET_KEY),
+                Attribute::KeyType(KeyType::AES),
+                Attribute::ValueLen(32_u64.into()),
+                Attribute::Token(false),
+                Attribute::Sensitive(true),
+                Attribute::Extractable(false),
+                Attribute::Wrap(true),
+            ],
+        )
+        .map_err(unavailable)?;
+    let copy = s.unwrap_key(
+        &how.mechanism(),
+        unwrapping_key,
+        wrapped,
+        &[
+            Attribute::Class(ObjectClass::SECRET_KEY),
+            Attribute::KeyType(KeyType::AES),
+            Attribute::Token(false),
+            Attribute::Sensitive(true),
+            Attribute::Extractable(true),
+        ],
+    );
+    let len = match copy {
+        Ok(copy) => {
+            let out = s.wrap_key(&Mechanism::AesKeyWrap, wrapper, copy);
+            let _ = s.destroy_object(copy);
+            out.ok().and_then(|w| w.len().checked_sub(8))
+        }
+        Err(e) => {
+            let _ = s.destroy_object(wrapper);
+            return Err(unavailable(e));
+        }
+    };
+    let _ = s.destroy_object(wrapper);
+    Ok(len)
 }

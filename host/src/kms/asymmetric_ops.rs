@@ -267,6 +267,14 @@ impl HsmPair {
         plaintext: &SecretBytes,
     ) -> Result<Vec<u8>, Error> {
         let hash = self.oaep(alg)?;
+        // RFC 8017 §7.1.1: at most k - 2·hLen - 2 bytes. Checked here, because tokens report
+        // an overlong input in different ways.
+        if let PairSpec::Rsa(bits) = self.spec {
+            let h_len = if hash == OaepHash::Sha1 { 20 } else { 32 };
+            if plaintext.len() + 2 * h_len + 2 > (bits / 8) as usize {
+                return Err(map(AsymmetricError::TooLong));
+            }
+        }
         let (v, p) = (
             self.version.clone(),
             SecretBytes::new(plaintext.expose().to_vec()),

@@ -124,6 +124,9 @@ impl Kms {
         let key_path = super::keys::key_path(&record.account_id, &record.key_id);
         let (key, _) = self.key_at(&key_path)?.ok_or(Error::KeyNotFound)?;
         if record.hsm {
+            if key.state == KeyState::PendingImport {
+                return Err(Error::KeyState(key.state));
+            }
             // The material is in the token; only its handle is ever loaded.
             let hsm = self.hsm().ok_or_else(|| {
                 Error::HsmUnavailable(format!(

@@ -75,6 +75,9 @@ pub enum Error {
     /// `ProtectionLevel=HSM` without an HSM configured.
     #[error("no HSM is configured")]
     UnsupportedProtectionLevel,
+    /// The HSM cannot do what was asked; the text says what it can do.
+    #[error("{0}")]
+    HsmCannot(String),
     /// `ProtectionLevel=HSM` for a spec the token cannot hold.
     #[error("the HSM cannot hold {0} keys")]
     NotInHsm(super::model::KeySpec),

@@ -7,13 +7,16 @@
 //! import (after `DeleteKeyMaterial` or expiry) must bring the same material, so old
 //! ciphertexts keep opening.
 
+use std::sync::Arc;
+
 use base64::Engine;
 
-use super::model::{ImportTokenRecord, KeySpec, KeyState, Origin, VersionRecord};
+use super::model::{ImportTokenRecord, KeySpec, KeyState, Origin, ProtectionLevel, VersionRecord};
 use super::{CAS_RETRIES, Caller, Error, Kms, encode};
 use crate::crypto::asymmetric::{self, EncryptAlgorithm, KeyKind};
 use crate::crypto::{constant_time_eq, sha256_hex};
 use crate::ids::KeyRef;
+use crate::keystore::hsm::{Hsm, HsmError, Unwrapping};
 use crate::keystore::software;
 use crate::secret::SecretBytes;
 use crate::store::{Batch, StoreError, Table};
@@ -52,8 +55,32 @@ pub struct ImportParameters {
     pub expires: i64,
 }
 
+/// Imported material as the store keeps it.
+struct Imported {
+    /// The keyed fingerprint that ties re-imports to the first material.
+    fingerprint: String,
+    /// The material sealed under the root key, base64; empty when it is in the HSM.
+    sealed_material: String,
+    /// The material is in the HSM.
+    hsm: bool,
+}
+
 fn token_identity(hash: &str) -> String {
     format!("import-token/{hash}")
+}
+
+/// `CKA_ID` of an import's wrapping key pair in the HSM.
+pub(super) fn wrapping_id(hash: &str) -> String {
+    format!("arca-import/{hash}")
+}
+
+/// The wire name of a way to unwrap.
+fn unwrapping_name(u: Unwrapping) -> &'static str {
+    match u {
+        Unwrapping::RsaOaepSha1 => "RSAES_OAEP_SHA_1",
+        Unwrapping::RsaOaepSha256 => "RSAES_OAEP_SHA_256",
+        Unwrapping::RsaPkcs1 => "RSAES_PKCS1_V1_5",
+    }
 }
 
 impl Kms {
@@ -86,28 +113,42 @@ impl Kms {
         if record.state == KeyState::PendingDeletion {
             return Err(Error::KeyState(record.state));
         }
-        let kind = wrapping_spec
-            .asymmetric()
-            .ok_or(Error::Internal("wrapping spec".into()))?;
-        let private = asymmetric::generate(kind)
-            .map_err(|_| Error::Internal("wrapping key generation".into()))?;
-        let public_key_der = asymmetric::load(kind, &private)
-            .map_err(|_| Error::Internal("wrapping key".into()))?
-            .public_key_der()
-            .to_vec();
         let token = SecretBytes::random(32);
         let hash = sha256_hex(token.expose());
-        let sealed = self
-            .sealer
-            .seal(&token_identity(&hash), private.expose())
-            .map_err(|e| Error::Internal(e.to_string()))?;
+        let in_hsm = record.protection == ProtectionLevel::Hsm;
+        let (sealed_private_key, public_key_der) = if in_hsm {
+            let hsm = Arc::clone(self.hsm().ok_or(Error::UnsupportedProtectionLevel)?);
+            self.hsm_unwrapping(&hsm, algorithm).await?;
+            let id = wrapping_id(&hash);
+            let der = hsm
+                .run(move |h| h.generate_wrapping_pair(&id))
+                .await
+                .map_err(super::hsm_error)?;
+            (String::new(), der)
+        } else {
+            let kind = wrapping_spec
+                .asymmetric()
+                .ok_or(Error::Internal("wrapping spec".into()))?;
+            let private = asymmetric::generate(kind)
+                .map_err(|_| Error::Internal("wrapping key generation".into()))?;
+            let public_key_der = asymmetric::load(kind, &private)
+                .map_err(|_| Error::Internal("wrapping key".into()))?
+                .public_key_der()
+                .to_vec();
+            let sealed = self
+                .sealer
+                .seal(&token_identity(&hash), private.expose())
+                .map_err(|e| Error::Internal(e.to_string()))?;
+            (B64.encode(sealed), public_key_der)
+        };
         let expires = self.now() + TOKEN_LIFETIME;
         let entry = ImportTokenRecord {
             key_path: super::keys::key_path(&record.account_id, &record.key_id),
             wrapping_key_spec: wrapping_spec,
             wrapping_algorithm: algorithm.to_owned(),
-            sealed_private_key: B64.encode(sealed),
+            sealed_private_key,
             expires,
+            hsm: in_hsm,
         };
         self.commit(
             Batch::new()
@@ -154,6 +195,11 @@ impl Kms {
                 "must be 0 or in the future",
             ));
         }
+        if entry.hsm {
+            return self
+                .import_into_hsm(&record, &hash, &entry, entry_raw, encrypted, expire_unix)
+                .await;
+        }
         let private = self
             .sealer
             .open(
@@ -175,8 +221,128 @@ impl Kms {
             self.sealer
                 .fingerprint(&format!("key/{path}"), material.expose()),
         );
+        let version_id = record.primary_version.clone();
+        let sealed = software::seal_material(&self.sealer, &version_id, &material)
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        self.commit_import(
+            &path,
+            &hash,
+            entry_raw,
+            Imported {
+                fingerprint,
+                sealed_material: B64.encode(sealed),
+                hsm: false,
+            },
+            expire_unix,
+        )
+        .await
+    }
+
+    /// The HSM half of `ImportKeyMaterial`: the material is unwrapped inside the token, never
+    /// seen by Arca; a key check value computed in the token stands in for it in the
+    /// fingerprint that ties re-imports to the first material.
+    async fn import_into_hsm(
+        &self,
+        record: &super::model::KeyRecord,
+        hash: &str,
+        entry: &ImportTokenRecord,
+        entry_raw: Vec<u8>,
+        encrypted: &[u8],
+        expire_unix: i64,
+    ) -> Result<(), Error> {
+        let hsm = Arc::clone(self.hsm().ok_or_else(|| {
+            Error::HsmUnavailable("this import token's wrapping key is in an HSM".into())
+        })?);
+        let how = self.hsm_unwrapping(&hsm, &entry.wrapping_algorithm).await?;
+        let bytes = record
+            .spec
+            .symmetric()
+            .map(|a| a.key_len())
+            .ok_or(Error::InvalidKeyMaterial)?;
+        let path = super::keys::key_path(&record.account_id, &record.key_id);
+        let version = record.primary_version.clone();
+        let (id, v, wrapped) = (wrapping_id(hash), version.clone(), encrypted.to_vec());
+        let check = hsm
+            .run(move |h| h.unwrap_aes(&id, how, &wrapped, &v, bytes))
+            .await
+            .map_err(|e| match e {
+                HsmError::Rejected => Error::InvalidKeyMaterial,
+                other => super::hsm_error(other),
+            })?;
+        let fingerprint = hex::encode(self.sealer.fingerprint(&format!("key/{path}"), &check));
+        let done = self
+            .commit_import(
+                &path,
+                hash,
+                entry_raw,
+                Imported {
+                    fingerprint,
+                    sealed_material: String::new(),
+                    hsm: true,
+                },
+                expire_unix,
+            )
+            .await;
+        if done.is_err() {
+            // The key still waits for its material: the object unwrapped for it must not stay.
+            let v = version.clone();
+            if let Err(e) = hsm.run(move |h| h.destroy(&v)).await {
+                tracing::error!(version = %version, error = %e, "removing a refused import from the HSM failed");
+            }
+        } else {
+            let id = wrapping_id(hash);
+            if let Err(e) = hsm.run(move |h| h.destroy_wrapping_pair(&id)).await {
+                tracing::warn!(error = %e, "destroying a used wrapping key in the HSM failed");
+            }
+        }
+        done
+    }
+
+    /// How the HSM unwraps material wrapped with `algorithm`, or a refusal naming the
+    /// algorithms this token can unwrap.
+    pub(super) async fn hsm_unwrapping(
+        &self,
+        hsm: &Arc<Hsm>,
+        algorithm: &str,
+    ) -> Result<Unwrapping, Error> {
+        let offered = hsm
+            .run(|h| h.unwrappings())
+            .await
+            .map_err(super::hsm_error)?;
+        let wanted = Unwrapping::ALL
+            .into_iter()
+            .find(|u| unwrapping_name(*u) == algorithm);
+        match wanted {
+            Some(u) if offered.contains(&u) => Ok(u),
+            _ => {
+                let names: Vec<&str> = offered.iter().map(|u| unwrapping_name(*u)).collect();
+                Err(Error::HsmCannot(format!(
+                    "this HSM token cannot unwrap key material wrapped with {algorithm}; it \
+                     unwraps {} (WrappingKeySpec RSA_2048)",
+                    names.join(", ")
+                )))
+            }
+        }
+    }
+
+    /// Binds a key to imported material: the version record, the key back to `Enabled`, and
+    /// the import token used up, in one commit.
+    async fn commit_import(
+        &self,
+        path: &str,
+        hash: &str,
+        entry_raw: Vec<u8>,
+        material: Imported,
+        expire_unix: i64,
+    ) -> Result<(), Error> {
+        let Imported {
+            fingerprint,
+            sealed_material,
+            hsm,
+        } = material;
+        let now = self.now();
         for _ in 0..CAS_RETRIES {
-            let Some((mut key, raw)) = self.key_at(&path)? else {
+            let Some((mut key, raw)) = self.key_at(path)? else {
                 return Err(Error::KeyNotFound);
             };
             if key.state != KeyState::PendingImport {
@@ -188,34 +354,32 @@ impl Kms {
                 return Err(Error::InvalidKeyMaterial);
             }
             let version_id = key.primary_version.clone();
-            let sealed = software::seal_material(&self.sealer, &version_id, &material)
-                .map_err(|e| Error::Internal(e.to_string()))?;
             let version = VersionRecord {
                 version_id: version_id.clone(),
                 key_id: key.key_id.clone(),
                 account_id: key.account_id.clone(),
                 created: now,
-                sealed_material: B64.encode(sealed),
+                sealed_material: sealed_material.clone(),
                 destroyed: false,
-                hsm: false,
+                hsm,
             };
             key.state = KeyState::Enabled;
             key.material_fingerprint = Some(fingerprint.clone());
             key.material_expire = (expire_unix != 0).then_some(expire_unix);
             let new_raw = encode(&key)?;
             let batch = Batch::new()
-                .expect(Table::Keys, path.clone(), Some(raw))
-                .expect(Table::ImportTokens, hash.clone(), Some(entry_raw.clone()))
-                .put(Table::Keys, path.clone(), new_raw.clone())
+                .expect(Table::Keys, path, Some(raw))
+                .expect(Table::ImportTokens, hash, Some(entry_raw.clone()))
+                .put(Table::Keys, path, new_raw.clone())
                 .put(Table::KeyVersions, version_id.as_str(), encode(&version)?)
-                .delete(Table::ImportTokens, hash.clone());
+                .delete(Table::ImportTokens, hash);
             match self.commit(batch).await {
                 Ok(()) => {
-                    self.remember_key(&path, key, new_raw);
+                    self.remember_key(path, key, new_raw);
                     self.forget_version(&version_id);
                     return Ok(());
                 }
-                Err(StoreError::Conflict) => self.forget_key(&path),
+                Err(StoreError::Conflict) => self.forget_key(path),
                 Err(e) => return Err(e.into()),
             }
         }
@@ -274,6 +438,16 @@ impl Kms {
                 Ok(()) => {
                     for v in &key.versions {
                         self.forget_version(v);
+                    }
+                    if key.protection == ProtectionLevel::Hsm
+                        && let Some(hsm) = self.hsm()
+                    {
+                        // The material goes from the token too; a re-import unwraps it again.
+                        for v in key.versions.clone() {
+                            if let Err(e) = hsm.run(move |h| h.destroy(&v)).await {
+                                tracing::error!(error = %e, "removing imported material from the HSM failed");
+                            }
+                        }
                     }
                     self.remember_key(path, key, new_raw);
                     return Ok(true);

@@ -383,9 +383,13 @@ impl Kms {
     async fn purge_import_tokens(&self, now: i64) -> Result<usize, Error> {
         let mut batch = Batch::new();
         let mut purged = 0;
+        let mut in_hsm = Vec::new();
         for (hash, raw) in self.store.scan(Table::ImportTokens, "")? {
             let token: super::model::ImportTokenRecord = serde_json::from_slice(&raw)?;
             if token.expires <= now {
+                if token.hsm {
+                    in_hsm.push(super::import::wrapping_id(&hash));
+                }
                 batch = batch
                     .expect(Table::ImportTokens, hash.clone(), Some(raw))
                     .delete(Table::ImportTokens, hash);
@@ -397,6 +401,13 @@ impl Kms {
                 // An import used a token meanwhile; the next sweep takes the rest.
                 Err(StoreError::Conflict) => return Ok(0),
                 other => other?,
+            }
+            if let Some(hsm) = self.hsm() {
+                for id in in_hsm {
+                    if let Err(e) = hsm.run(move |h| h.destroy_wrapping_pair(&id)).await {
+                        tracing::warn!(error = %e, "destroying an expired wrapping key in the HSM failed");
+                    }
+                }
             }
         }
         Ok(purged)

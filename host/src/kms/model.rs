@@ -279,10 +279,15 @@ pub struct ImportTokenRecord {
     pub wrapping_key_spec: KeySpec,
     /// The wrapping algorithm's wire name.
     pub wrapping_algorithm: String,
-    /// The wrapping private key, sealed (identity `import-token/<hash>`), base64.
+    /// The wrapping private key, sealed (identity `import-token/<hash>`), base64. Empty when
+    /// the wrapping key is in the HSM.
     pub sealed_private_key: String,
     /// Unix seconds after which the token is refused.
     pub expires: i64,
+    /// The wrapping key pair is in the HSM (`CKA_ID` = `arca-import/<hash>`): an HSM key's
+    /// material is unwrapped inside the token.
+    #[serde(default)]
+    pub hsm: bool,
 }
 
 /// An alias pointing at a key.
