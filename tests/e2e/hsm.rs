@@ -445,3 +445,59 @@ async fn hsm_key_pairs_sign_verify_and_decrypt_in_the_token() {
     assert_ne!(v2, version);
     assert_eq!(inspect(&hsm, &v2)["GeneratedInToken"], true);
 }
+
+#[tokio::test]
+async fn a_lost_token_answers_503_and_comes_back_by_itself() {
+    let hsm = SoftHsm::start("arca-outage").unwrap();
+    let s = server(&hsm);
+    let c = s.client().unwrap();
+    let (hsm_key, _) = primary(&hsm_key(&c, "Aliyun_AES_256").await);
+    let soft_key = c.call("CreateKey", &[]).await.unwrap()["KeyMetadata"]["KeyId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let encrypt = |key: String| {
+        let c = c.clone();
+        async move {
+            c.call("Encrypt", &[("KeyId", &key), ("Plaintext", "p")])
+                .await
+                .map(|v| v["CiphertextBlob"].as_str().unwrap_or_default().to_owned())
+        }
+    };
+    let hsm_blob = encrypt(hsm_key.clone()).await.unwrap();
+
+    hsm.unplug().unwrap();
+    let e = encrypt(hsm_key.clone()).await.unwrap_err();
+    assert_eq!(code(&e), (503, "ServiceUnavailableTemporary".into()));
+    let e = c
+        .call("Decrypt", &[("CiphertextBlob", &hsm_blob)])
+        .await
+        .unwrap_err();
+    assert_eq!(
+        code(&e),
+        (503, "ServiceUnavailableTemporary".into()),
+        "an unreachable token is not a bad ciphertext"
+    );
+    // Software keys keep working throughout.
+    let soft_blob = encrypt(soft_key.clone()).await.unwrap();
+    c.call("Decrypt", &[("CiphertextBlob", &soft_blob)])
+        .await
+        .unwrap();
+
+    // The token returns: the host reconnects without a restart.
+    hsm.plug().unwrap();
+    let mut back = None;
+    for _ in 0..50 {
+        if let Ok(b) = encrypt(hsm_key.clone()).await {
+            back = Some(b);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(back.is_some(), "HSM keys work again once the token is back");
+    let opened = c
+        .call("Decrypt", &[("CiphertextBlob", &hsm_blob)])
+        .await
+        .unwrap();
+    assert_eq!(opened["Plaintext"], "p");
+}

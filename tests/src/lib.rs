@@ -288,6 +288,23 @@ impl SoftHsm {
         })
     }
 
+    /// Takes the token away, as a pulled device or a failed module would: SoftHSM2 keeps
+    /// each object in a file under the token directory, which is moved aside.
+    pub fn unplug(&self) -> Result<()> {
+        std::fs::rename(self.tokens(), self.tokens().with_extension("away"))?;
+        Ok(())
+    }
+
+    /// Puts the token back after [`SoftHsm::unplug`].
+    pub fn plug(&self) -> Result<()> {
+        std::fs::rename(self.tokens().with_extension("away"), self.tokens())?;
+        Ok(())
+    }
+
+    fn tokens(&self) -> PathBuf {
+        self._dir.path().join("tokens")
+    }
+
     /// The environment a process needs to reach the token: `SOFTHSM2_CONF` and `ARCA_HSM_PIN`.
     pub fn env(&self) -> Vec<(String, String)> {
         vec![

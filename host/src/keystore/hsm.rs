@@ -11,9 +11,11 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
-use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+use cryptoki::context::{CInitializeArgs, CInitializeFlags, Function, Pkcs11};
 use cryptoki::error::{Error as CkError, RvError};
 use cryptoki::mechanism::aead::GcmParams;
 use cryptoki::mechanism::rsa::{PkcsMgfType, PkcsOaepParams, PkcsOaepSource, PkcsPssParams};
@@ -194,6 +196,19 @@ impl Unwrapping {
 /// 96-bit nonces never meet in practice. It identifies material without revealing it.
 const KEY_CHECK_AAD: &[u8] = b"arca/key-check-value/v1";
 
+/// Whether a decryption failed on its input (a tag or padding that does not verify) rather
+/// than on the token: only C_Decrypt itself, after a successful C_DecryptInit, says that.
+/// SoftHSM2 reports a bad GCM tag as CKR_GENERAL_ERROR.
+fn refused_input(e: &CkError) -> bool {
+    matches!(
+        e,
+        CkError::Pkcs11(
+            RvError::GeneralError | RvError::EncryptedDataInvalid | RvError::EncryptedDataLenRange,
+            Function::Decrypt
+        )
+    )
+}
+
 /// Whether a token error means "this mechanism or parameter is not available here".
 fn is_unsupported(e: &CkError) -> bool {
     matches!(
@@ -205,6 +220,13 @@ fn is_unsupported(e: &CkError) -> bool {
     )
 }
 
+/// How often a failed HSM is re-initialised, at most.
+const RECONNECT_EVERY: Duration = Duration::from_secs(1);
+
+fn poisoned() -> HsmError {
+    HsmError::Unavailable("HSM state lock poisoned".into())
+}
+
 /// GCM tag length, bits.
 const TAG_BITS: u64 = 128;
 /// Sessions kept open for reuse.
@@ -213,7 +235,15 @@ const POOL: usize = 4;
 /// An open token.
 pub struct Hsm {
     ctx: Pkcs11,
-    slot: Slot,
+    /// The token's slot; it can change when the token comes back.
+    slot: Mutex<Slot>,
+    /// Held shared by every call and exclusively by [`Hsm::reconnect`], which must not
+    /// finalise the library under a call in flight.
+    gate: RwLock<()>,
+    /// A call failed in a way that may mean the module or token went away.
+    broken: AtomicBool,
+    /// When the last reconnection was tried (at most one a second).
+    last_reconnect: Mutex<Option<Instant>>,
     pin: SecretString,
     label: String,
     sessions: Mutex<Vec<Session>>,
@@ -246,7 +276,10 @@ impl Hsm {
         ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
             .map_err(unavailable)?;
         let hsm = Self {
-            slot: find_slot(&ctx, &config.token_label)?,
+            slot: Mutex::new(find_slot(&ctx, &config.token_label)?),
+            gate: RwLock::new(()),
+            broken: AtomicBool::new(false),
+            last_reconnect: Mutex::new(None),
             ctx,
             pin: config.pin,
             label: config.token_label,
@@ -277,11 +310,15 @@ impl Hsm {
 
     fn new_session(&self) -> Result<Session, HsmError> {
         // The token may have been re-inserted under another slot id: look it up again.
-        let slot = match self.ctx.open_rw_session(self.slot) {
+        let known = *self.slot.lock().map_err(|_| poisoned())?;
+        let slot = match self.ctx.open_rw_session(known) {
             Ok(s) => return self.logged_in(s),
             Err(_) => find_slot(&self.ctx, &self.label)?,
         };
         let session = self.ctx.open_rw_session(slot).map_err(unavailable)?;
+        if let Ok(mut known) = self.slot.lock() {
+            *known = slot;
+        }
         self.logged_in(session)
     }
 
@@ -302,9 +339,64 @@ impl Hsm {
     }
 
     /// Runs `f` with a pooled session. A session whose call failed for any reason but the
-    /// input is dropped, not pooled, and cached handles are forgotten (the token may have been
-    /// reset).
+    /// input is dropped, not pooled, cached handles are forgotten, and the next call first
+    /// reconnects: a module that failed or a token that went away and came back is reached
+    /// again without a restart.
     fn with_session<T>(
+        &self,
+        f: impl FnOnce(&Session) -> Result<T, HsmError>,
+    ) -> Result<T, HsmError> {
+        if self.broken.load(Ordering::Acquire) {
+            self.reconnect()?;
+        }
+        let _shared = self.gate.read().map_err(|_| poisoned())?;
+        let result = self.pooled_call(f);
+        if let Err(HsmError::Unavailable(_) | HsmError::Missing(_)) = &result {
+            self.broken.store(true, Ordering::Release);
+        }
+        result
+    }
+
+    /// Finalises and re-initialises the module, finds the token again by label and logs in.
+    /// Tried at most once a second, so that calls during an outage fail fast.
+    fn reconnect(&self) -> Result<(), HsmError> {
+        {
+            let mut last = self.last_reconnect.lock().map_err(|_| poisoned())?;
+            if last.is_some_and(|t| t.elapsed() < RECONNECT_EVERY) {
+                return Err(HsmError::Unavailable("the HSM failed; reconnecting".into()));
+            }
+            *last = Some(Instant::now());
+        }
+        let _exclusive = self.gate.write().map_err(|_| poisoned())?;
+        if !self.broken.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        if let Ok(mut pool) = self.sessions.lock() {
+            pool.clear();
+        }
+        if let Ok(mut h) = self.handles.lock() {
+            h.clear();
+        }
+        let _ = self.ctx.clone().finalize();
+        match self
+            .ctx
+            .initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
+        {
+            Ok(()) | Err(CkError::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => {}
+            Err(e) => return Err(unavailable(e)),
+        }
+        let slot = find_slot(&self.ctx, &self.label)?;
+        if let Ok(mut known) = self.slot.lock() {
+            *known = slot;
+        }
+        let session = self.new_session()?;
+        self.give_back(session);
+        self.broken.store(false, Ordering::Release);
+        tracing::info!(token = %self.label, "reconnected to the HSM");
+        Ok(())
+    }
+
+    fn pooled_call<T>(
         &self,
         f: impl FnOnce(&Session) -> Result<T, HsmError>,
     ) -> Result<T, HsmError> {
@@ -523,12 +615,7 @@ impl Hsm {
             match s.decrypt(&hash.mechanism(), key, ciphertext) {
                 Ok(p) => Ok(SecretBytes::new(p)),
                 Err(e) if is_unsupported(&e) => Err(hash.unsupported()),
-                Err(CkError::Pkcs11(
-                    RvError::GeneralError
-                    | RvError::EncryptedDataInvalid
-                    | RvError::EncryptedDataLenRange,
-                    _,
-                )) => Err(HsmError::Rejected),
+                Err(e) if refused_input(&e) => Err(HsmError::Rejected),
                 Err(e) => Err(unavailable(e)),
             }
         })
@@ -553,8 +640,7 @@ impl Hsm {
     }
 
     /// Opens ciphertext ‖ tag in the token. A tag that does not verify is [`HsmError::Rejected`]
-    /// (SoftHSM reports it as CKR_GENERAL_ERROR, so any failure of the decrypt call itself
-    /// counts as a rejection; the session stays usable).
+    /// (see [`refused_input`]); the session stays usable.
     pub fn gcm_open(
         &self,
         version: &KeyVersionId,
@@ -568,12 +654,7 @@ impl Hsm {
             let params = GcmParams::new(&mut iv, aad, TAG_BITS.into()).map_err(unavailable)?;
             match s.decrypt(&Mechanism::AesGcm(params), key, sealed) {
                 Ok(p) => Ok(SecretBytes::new(p)),
-                Err(CkError::Pkcs11(
-                    RvError::GeneralError
-                    | RvError::EncryptedDataInvalid
-                    | RvError::EncryptedDataLenRange,
-                    _,
-                )) => Err(HsmError::Rejected),
+                Err(e) if refused_input(&e) => Err(HsmError::Rejected),
                 Err(e) => Err(unavailable(e)),
             }
         })
