@@ -37,8 +37,13 @@ enum Command {
         #[arg(long, default_value = "cn-hangzhou")]
         region: String,
         /// Read the root key from this file instead of DATA_DIR/root.key (or ARCA_ROOT_KEY).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "root_key_hsm")]
         root_key_file: Option<PathBuf>,
+        /// Keep the root key wrapped by a non-extractable key in the HSM (DATA_DIR/root.key.hsm),
+        /// so the data directory alone cannot be decrypted. An existing DATA_DIR/root.key is
+        /// wrapped and then removed.
+        #[arg(long, requires = "hsm_module")]
+        root_key_hsm: bool,
         /// Where plugins live (`<dir>/<name>/plugin.toml`); default `./plugins` when it exists.
         #[arg(long, env = "ARCA_PLUGINS_DIR")]
         plugins_dir: Option<PathBuf>,
@@ -173,6 +178,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             listen,
             region,
             root_key_file,
+            root_key_hsm,
             plugins_dir,
             access_policy,
             hsm,
@@ -186,6 +192,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                     plugins_dir,
                     access_policy,
                     hsm,
+                    root_key_hsm,
                 },
             )
             .await
@@ -266,6 +273,8 @@ struct Extras {
     plugins_dir: Option<PathBuf>,
     access_policy: Option<String>,
     hsm: HsmArgs,
+    /// `--root-key-hsm`.
+    root_key_hsm: bool,
 }
 
 /// Opens the token, when one is configured, on a blocking thread (module loading and login
@@ -304,9 +313,13 @@ async fn serve(
         plugins_dir,
         access_policy,
         hsm,
+        root_key_hsm,
     } = extras;
-    let hsm = open_hsm(hsm).await?;
-    let root_key = root_key_source(root_key_file);
+    let hsm = open_hsm(hsm).await?.map(std::sync::Arc::new);
+    let root_key = match &hsm {
+        Some(hsm) if root_key_hsm => RootKeySource::Hsm(std::sync::Arc::clone(hsm)),
+        _ => root_key_source(root_key_file),
+    };
     let cache_dir = data_dir.join("plugin-cache");
     let dir = arca_host::open(arca_host::ServeConfig {
         data_dir,
@@ -320,7 +333,7 @@ async fn serve(
             token = hsm.label(),
             "HSM token ready for ProtectionLevel=HSM keys"
         );
-        dir.kms.attach_hsm(std::sync::Arc::new(hsm));
+        dir.kms.attach_hsm(hsm);
     }
     let plugins = load_plugins(&dir, plugins_dir, cache_dir, access_policy).await?;
     let listener = tokio::net::TcpListener::bind(listen)

@@ -29,6 +29,8 @@ pub enum RootKeySource {
     Env(SecretString),
     /// `DATA_DIR/root.key`, created on first start.
     DataDir,
+    /// `DATA_DIR/root.key.hsm`, wrapped by a key in this HSM (`--root-key-hsm`).
+    Hsm(Arc<crate::keystore::hsm::Hsm>),
 }
 
 impl RootKeySource {
@@ -45,6 +47,12 @@ impl RootKeySource {
                     Err(StartupError::RootKeyMissing(data_dir.display().to_string()))
                 }
             }
+            RootKeySource::Hsm(hsm) => Ok(RootKey::in_hsm(
+                hsm,
+                &data_dir.join("root.key.hsm"),
+                &data_dir.join("root.key"),
+                false,
+            )?),
         }
     }
 }
@@ -153,6 +161,12 @@ pub async fn open_with_clock(
             } else {
                 return Err(StartupError::RootKeyMissing(dir.display().to_string()));
             }
+        }
+        RootKeySource::Hsm(hsm) => {
+            let (wrapped, plain) = (dir.join("root.key.hsm"), dir.join("root.key"));
+            tokio::task::spawn_blocking(move || RootKey::in_hsm(&hsm, &wrapped, &plain, fresh))
+                .await
+                .map_err(|e| StartupError::Bootstrap(format!("root key task: {e}")))??
         }
     };
     let store = RedbStore::open(&store_path).map_err(|source| StartupError::Store {

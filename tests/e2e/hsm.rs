@@ -501,3 +501,101 @@ async fn a_lost_token_answers_503_and_comes_back_by_itself() {
         .unwrap();
     assert_eq!(opened["Plaintext"], "p");
 }
+
+/// `arca serve` on `data_dir` that is expected to refuse to start; returns its stderr.
+fn refused_start(
+    data_dir: &std::path::Path,
+    args: &[String],
+    env: Vec<(String, String)>,
+) -> String {
+    let out = std::process::Command::new(arca_bin())
+        .args(["serve", "--data-dir"])
+        .arg(data_dir)
+        .args(["--listen", "127.0.0.1:0"])
+        .args(args)
+        .envs(env)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "the server started");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[tokio::test]
+async fn the_root_key_can_live_wrapped_in_the_hsm() {
+    let hsm = SoftHsm::start("arca-root").unwrap();
+    let mut args = hsm.args();
+    args.push("--root-key-hsm".into());
+    let tmp = tempfile::tempdir().unwrap();
+
+    // A new data directory: the root key is born wrapped; no plaintext copy exists.
+    let data = tmp.path().join("fresh");
+    let mut s = TestServer::with(data.clone(), hsm.env(), args.clone()).unwrap();
+    let c = s.client().unwrap();
+    let key = c.call("CreateKey", &[]).await.unwrap()["KeyMetadata"]["KeyId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let blob = c
+        .call(
+            "Encrypt",
+            &[("KeyId", &key), ("Plaintext", "under the root")],
+        )
+        .await
+        .unwrap()["CiphertextBlob"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(!data.join("root.key").exists());
+    let wrapped = std::fs::read(data.join("root.key.hsm")).unwrap();
+    assert_eq!(wrapped.len(), 12 + 32 + 16, "nonce, sealed key, tag");
+    s.kill9().unwrap();
+    // The data directory alone does not start: nothing in it opens the store.
+    let stderr = refused_start(&data, &[], Vec::new());
+    assert!(stderr.contains("no root key"), "{stderr}");
+    // Another token cannot unwrap it.
+    let other = SoftHsm::start("arca-root").unwrap();
+    let mut other_args = other.args();
+    other_args.push("--root-key-hsm".into());
+    let stderr = refused_start(&data, &other_args, other.env());
+    assert!(stderr.contains("does not open"), "{stderr}");
+    // With the token it starts and opens what it sealed before.
+    s.restart().unwrap();
+    let c = s.client().unwrap();
+    let opened = c
+        .call("Decrypt", &[("CiphertextBlob", &blob)])
+        .await
+        .unwrap();
+    assert_eq!(opened["Plaintext"], "under the root");
+    s.kill9().unwrap();
+
+    // An existing data directory moves its plaintext root key into the HSM.
+    let data = tmp.path().join("existing");
+    let mut plain = TestServer::on(data.clone(), Vec::new()).unwrap();
+    let c = plain.client().unwrap();
+    let key = c.call("CreateKey", &[]).await.unwrap()["KeyMetadata"]["KeyId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let blob = c
+        .call("Encrypt", &[("KeyId", &key), ("Plaintext", "before")])
+        .await
+        .unwrap()["CiphertextBlob"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    plain.kill9().unwrap();
+    assert!(data.join("root.key").exists());
+    let s = TestServer::with(data.clone(), hsm.env(), args).unwrap();
+    assert!(
+        !data.join("root.key").exists(),
+        "the plaintext copy is gone"
+    );
+    assert!(data.join("root.key.hsm").exists());
+    let opened = s
+        .client()
+        .unwrap()
+        .call("Decrypt", &[("CiphertextBlob", &blob)])
+        .await
+        .unwrap();
+    assert_eq!(opened["Plaintext"], "before");
+}

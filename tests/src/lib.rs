@@ -98,7 +98,8 @@ impl TestServer {
         Ok(s)
     }
 
-    fn with(
+    /// Starts a server on `data_dir` with extra environment variables and `serve` arguments.
+    pub fn with(
         data_dir: PathBuf,
         extra_env: Vec<(String, String)>,
         extra_args: Vec<String>,

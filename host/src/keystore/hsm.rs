@@ -220,6 +220,11 @@ fn is_unsupported(e: &CkError) -> bool {
     )
 }
 
+/// `CKA_ID` of the token key that wraps the root key (`--root-key-hsm`).
+const ROOT_WRAP_ID: &[u8] = b"arca-root-wrap";
+/// AAD of the wrapped root key.
+const ROOT_WRAP_AAD: &[u8] = b"arca/root-key/v1";
+
 /// How often a failed HSM is re-initialised, at most.
 const RECONNECT_EVERY: Duration = Duration::from_secs(1);
 
@@ -652,6 +657,55 @@ impl Hsm {
             let key = self.handle(s, version, Part::Secret)?;
             let mut iv = *nonce;
             let params = GcmParams::new(&mut iv, aad, TAG_BITS.into()).map_err(unavailable)?;
+            match s.decrypt(&Mechanism::AesGcm(params), key, sealed) {
+                Ok(p) => Ok(SecretBytes::new(p)),
+                Err(e) if refused_input(&e) => Err(HsmError::Rejected),
+                Err(e) => Err(unavailable(e)),
+            }
+        })
+    }
+
+    /// Seals the root key under the token's root-wrapping key (`CKA_ID` = `arca-root-wrap`,
+    /// made on first use: AES-256, sensitive, never extractable): `nonce ‖ ciphertext ‖ tag`.
+    pub fn seal_root_key(&self, root: &[u8]) -> Result<Vec<u8>, HsmError> {
+        self.with_session(|s| {
+            let key = match find(s, ROOT_WRAP_ID, Part::Secret) {
+                Ok(h) => h,
+                Err(HsmError::Missing(_)) => {
+                    let mut template = aes_template(true);
+                    template.extend([
+                        Attribute::ValueLen(32_u64.into()),
+                        Attribute::Label(b"arca:root-key-wrap".to_vec()),
+                        Attribute::Id(ROOT_WRAP_ID.to_vec()),
+                    ]);
+                    s.generate_key(&Mechanism::AesKeyGen, &template)
+                        .map_err(unavailable)?
+                }
+                Err(e) => return Err(e),
+            };
+            let mut nonce = [0u8; NONCE_LEN];
+            s.generate_random_slice(&mut nonce).map_err(unavailable)?;
+            let mut iv = nonce;
+            let params =
+                GcmParams::new(&mut iv, ROOT_WRAP_AAD, TAG_BITS.into()).map_err(unavailable)?;
+            let sealed = s
+                .encrypt(&Mechanism::AesGcm(params), key, root)
+                .map_err(unavailable)?;
+            Ok([&nonce[..], &sealed].concat())
+        })
+    }
+
+    /// Opens what [`Hsm::seal_root_key`] made. A blob that does not open is
+    /// [`HsmError::Rejected`] (another token, or a tampered file).
+    pub fn open_root_key(&self, blob: &[u8]) -> Result<SecretBytes, HsmError> {
+        let (nonce, sealed) = blob
+            .split_first_chunk::<NONCE_LEN>()
+            .ok_or(HsmError::Rejected)?;
+        self.with_session(|s| {
+            let key = find(s, ROOT_WRAP_ID, Part::Secret)?;
+            let mut iv = *nonce;
+            let params =
+                GcmParams::new(&mut iv, ROOT_WRAP_AAD, TAG_BITS.into()).map_err(unavailable)?;
             match s.decrypt(&Mechanism::AesGcm(params), key, sealed) {
                 Ok(p) => Ok(SecretBytes::new(p)),
                 Err(e) if refused_input(&e) => Err(HsmError::Rejected),

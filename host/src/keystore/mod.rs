@@ -8,7 +8,8 @@
 //!             └─ AccessKey secrets      (AAD "access-key/<AccessKey id>")
 //! ```
 //! Binding the record identity as AAD means a sealed blob copied onto another record does not
-//! open. SOFTWARE protection is this module; the HSM keystore (PKCS#11) comes with issue 7 and
+//! open. With `--root-key-hsm` the root key itself is kept wrapped by a non-extractable AES key
+//! in the PKCS#11 token (`root.key.hsm`), so the data directory alone opens nothing. SOFTWARE protection is this module; the HSM keystore (PKCS#11) comes with issue 7 and
 //! slots in beside [`software`].
 
 pub mod hsm;
@@ -41,6 +42,9 @@ pub enum RootKeyError {
         /// The failure.
         source: std::io::Error,
     },
+    /// The HSM that wraps the root key could not unwrap or wrap it.
+    #[error("root key in the HSM: {0}")]
+    Hsm(String),
     /// The store was sealed under a different root key.
     #[error(
         "the root key does not match this data directory (it was created with a different key); \
@@ -98,6 +102,71 @@ impl RootKey {
         f.write_all(text.expose().as_bytes()).map_err(io)?;
         f.sync_all().map_err(io)?;
         Ok(Self(key))
+    }
+
+    /// The root key wrapped by the HSM (`--root-key-hsm`), kept at `path` (`root.key.hsm`): the
+    /// data directory then holds nothing that opens the store without the token.
+    ///
+    /// An existing wrapped key is unwrapped in the token. Otherwise the key in `plain` (a
+    /// `root.key` from before the HSM) is wrapped, written and then removed; or, for a new
+    /// data directory (`fresh`), a new key is generated and wrapped.
+    pub fn in_hsm(
+        hsm: &hsm::Hsm,
+        path: &Path,
+        plain: &Path,
+        fresh: bool,
+    ) -> Result<Self, RootKeyError> {
+        let io = |source| RootKeyError::Io {
+            path: path.display().to_string(),
+            source,
+        };
+        let token = |e: hsm::HsmError| RootKeyError::Hsm(e.to_string());
+        if path.exists() {
+            let blob = fs::read(path).map_err(io)?;
+            let key = hsm.open_root_key(&blob).map_err(|e| match e {
+                hsm::HsmError::Rejected | hsm::HsmError::Missing(_) => RootKeyError::Hsm(format!(
+                    "{} does not open with this token (its root-wrapping key is not the one, or \
+                     it has none)",
+                    path.display()
+                )),
+                other => token(other),
+            })?;
+            if key.len() != ROOT_KEY_LEN {
+                return Err(RootKeyError::Malformed(path.display().to_string()));
+            }
+            return Ok(Self(key));
+        }
+        let (key, migrated) = if plain.exists() {
+            (Self::load(plain)?, true)
+        } else if fresh {
+            (Self(SecretBytes::random(ROOT_KEY_LEN)), false)
+        } else {
+            return Err(RootKeyError::Hsm(format!(
+                "{} is missing and the data directory is not new",
+                path.display()
+            )));
+        };
+        let blob = hsm.seal_root_key(key.0.expose()).map_err(token)?;
+        // The wrapped copy must be durable before the plaintext copy goes.
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(io)?;
+        f.write_all(&blob).map_err(io)?;
+        f.sync_all().map_err(io)?;
+        if migrated {
+            fs::remove_file(plain).map_err(|source| RootKeyError::Io {
+                path: plain.display().to_string(),
+                source,
+            })?;
+            tracing::info!(
+                file = %plain.display(),
+                "the root key is now wrapped by the HSM; the plaintext root key file was removed"
+            );
+        }
+        Ok(key)
     }
 
     /// The sealer for stored secrets, derived from this root key.
