@@ -302,7 +302,9 @@ impl Hsm {
         &self.label
     }
 
-    /// Runs `f` on the blocking pool: PKCS#11 calls block.
+    /// Runs `f` on the blocking pool: PKCS#11 calls block, and a token that hangs must not
+    /// stall the request workers. (Running fast calls in place with `block_in_place` was
+    /// measured: no faster at one connection, and much worse p99 under load.)
     pub async fn run<T: Send + 'static>(
         self: &Arc<Self>,
         f: impl FnOnce(&Hsm) -> Result<T, HsmError> + Send + 'static,

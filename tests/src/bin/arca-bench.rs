@@ -54,7 +54,7 @@ struct Args {
     /// Only the plugin measurements.
     #[arg(long)]
     plugins_only: bool,
-    /// Also measure Encrypt on an HSM key (SoftHSM2) against direct PKCS#11 calls.
+    /// Also measure Encrypt and Sign on HSM keys (SoftHSM2) against direct PKCS#11 calls.
     #[arg(long)]
     hsm: bool,
     /// Only the HSM measurement.
@@ -63,7 +63,7 @@ struct Args {
     /// Internal: run as the bare hyper server on this port.
     #[arg(long, hide = true)]
     bare_server: Option<u16>,
-    /// Internal: `seconds,threads,token-label`: direct AES-GCM calls into the token.
+    /// Internal: `seconds,threads,op,token-label`: direct calls into the token.
     #[arg(long, hide = true)]
     hsm_direct: Option<String>,
 }
@@ -530,25 +530,69 @@ async fn tables(args: &Args) -> Result<()> {
     Ok(())
 }
 
+/// What the HSM comparison measures: the token operation behind one Arca action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum HsmOp {
+    /// Encrypt 1 KiB under an `Aliyun_AES_256` key: AES-256-GCM in the token.
+    Aes,
+    /// AsymmetricSign with `RSA_2048`, RSA_PSS_SHA_256.
+    Rsa,
+    /// AsymmetricSign with `EC_P256`, ECDSA_SHA_256.
+    Ec,
+}
+
+impl HsmOp {
+    const ALL: [HsmOp; 3] = [HsmOp::Aes, HsmOp::Rsa, HsmOp::Ec];
+
+    fn name(self) -> &'static str {
+        match self {
+            HsmOp::Aes => "aes",
+            HsmOp::Rsa => "rsa",
+            HsmOp::Ec => "ec",
+        }
+    }
+
+    fn title(self) -> &'static str {
+        match self {
+            HsmOp::Aes => "Encrypt 1 KiB, Aliyun_AES_256 (AES-256-GCM in the token)",
+            HsmOp::Rsa => "AsymmetricSign, RSA_2048 RSA_PSS_SHA_256",
+            HsmOp::Ec => "AsymmetricSign, EC_P256 ECDSA_SHA_256",
+        }
+    }
+
+    fn parse(name: &str) -> Result<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|op| op.name() == name)
+            .ok_or_else(|| anyhow::anyhow!("unknown HSM operation {name}"))
+    }
+}
+
 /// The direct side of the HSM comparison, in a child process (SoftHSM reads `SOFTHSM2_CONF`
 /// when the library initialises, so the token's environment is the child's): `threads`
-/// threads sealing 1 KiB with AES-256-GCM in the token for `seconds`, one session each from
-/// the same pool Arca uses. Prints the calls per second.
+/// threads calling the token for `seconds` through the same session pool Arca uses
+/// (`keystore::hsm`), on a key of their own. Prints the calls per second.
 fn hsm_direct(spec: &str) -> Result<()> {
-    use arca_host::keystore::hsm::{Hsm, HsmConfig};
-    let mut parts = spec.splitn(3, ',');
-    let (Some(seconds), Some(threads), Some(label)) = (parts.next(), parts.next(), parts.next())
+    use arca_host::keystore::hsm::{Hsm, HsmConfig, PairSpec, RsaPadding, SignMechanism};
+    let mut parts = spec.splitn(4, ',');
+    let (Some(seconds), Some(threads), Some(op), Some(label)) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
     else {
-        bail!("--hsm-direct seconds,threads,label");
+        bail!("--hsm-direct seconds,threads,op,label");
     };
-    let (seconds, threads): (u64, usize) = (seconds.parse()?, threads.parse()?);
+    let (seconds, threads, op): (u64, usize, HsmOp) =
+        (seconds.parse()?, threads.parse()?, HsmOp::parse(op)?);
     let hsm = Arc::new(Hsm::open(HsmConfig {
         module: arca_tests::SoftHsm::MODULE.into(),
         token_label: label.to_owned(),
         pin: arca_host::secret::SecretString::new(std::env::var("ARCA_HSM_PIN")?),
     })?);
     let version = arca_host::ids::KeyVersionId::generate();
-    hsm.generate_aes(&version, 32)?;
+    match op {
+        HsmOp::Aes => hsm.generate_aes(&version, 32)?,
+        HsmOp::Rsa => hsm.generate_pair(&version, PairSpec::Rsa(2048), true)?,
+        HsmOp::Ec => hsm.generate_pair(&version, PairSpec::P256, true)?,
+    }
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let started = Instant::now();
     let workers: Vec<_> = (0..threads)
@@ -557,12 +601,23 @@ fn hsm_direct(spec: &str) -> Result<()> {
             std::thread::spawn(move || -> Result<u64> {
                 let plaintext = vec![b'a'; 1024];
                 let aad = [0u8; 52];
+                let digest = [7u8; 32];
                 let mut n: u64 = 0;
                 while Instant::now() < deadline {
-                    let mut nonce = [0u8; 12];
-                    nonce[..8].copy_from_slice(&n.to_be_bytes());
-                    nonce[8] = t as u8;
-                    hsm.gcm_seal(&version, &nonce, &aad, &plaintext)?;
+                    match op {
+                        HsmOp::Aes => {
+                            let mut nonce = [0u8; 12];
+                            nonce[..8].copy_from_slice(&n.to_be_bytes());
+                            nonce[8] = t as u8;
+                            hsm.gcm_seal(&version, &nonce, &aad, &plaintext)?;
+                        }
+                        HsmOp::Rsa => {
+                            hsm.sign(&version, SignMechanism::Rsa(RsaPadding::Pss), &digest)?;
+                        }
+                        HsmOp::Ec => {
+                            hsm.sign(&version, SignMechanism::Ecdsa, &digest)?;
+                        }
+                    }
                     n += 1;
                 }
                 Ok(n)
@@ -581,73 +636,140 @@ fn hsm_direct(spec: &str) -> Result<()> {
     Ok(())
 }
 
-/// Encrypt (1 KiB) on an HSM key through Arca against direct token calls at the same
-/// concurrency, in one run, on one SoftHSM2 token.
-async fn hsm_table(args: &Args) -> Result<()> {
-    let hsm = arca_tests::SoftHsm::start("arca-bench")?;
-    let flags = hsm.args();
-    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-    let arca = TestServer::start_with(&flags, hsm.env())?;
-    let client = arca.client()?;
+/// The Arca request for `op` on a new HSM key.
+async fn hsm_workload(
+    client: &arca_client::Client,
+    op: HsmOp,
+    protection: &str,
+) -> Result<Workload> {
+    use base64::Engine;
+    let spec = match op {
+        HsmOp::Aes => "Aliyun_AES_256",
+        HsmOp::Rsa => "RSA_2048",
+        HsmOp::Ec => "EC_P256",
+    };
+    let usage = if op == HsmOp::Aes {
+        "ENCRYPT/DECRYPT"
+    } else {
+        "SIGN/VERIFY"
+    };
     let key = client
         .call(
             "CreateKey",
-            &[("KeySpec", "Aliyun_AES_256"), ("ProtectionLevel", "HSM")],
+            &[
+                ("KeySpec", spec),
+                ("KeyUsage", usage),
+                ("ProtectionLevel", protection),
+            ],
         )
         .await?;
     let id = key["KeyMetadata"]["KeyId"]
         .as_str()
         .unwrap_or_default()
         .to_owned();
-    let work = Arc::new(Workload {
-        name: "Encrypt 1 KiB (HSM key)",
-        action: "Encrypt",
-        params: vec![("KeyId".into(), id), ("Plaintext".into(), "a".repeat(1024))],
-    });
+    let version = key["KeyMetadata"]["PrimaryKeyVersion"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let digest = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
+    Ok(match op {
+        HsmOp::Aes => Workload {
+            name: "Encrypt 1 KiB (HSM key)",
+            action: "Encrypt",
+            params: vec![("KeyId".into(), id), ("Plaintext".into(), "a".repeat(1024))],
+        },
+        HsmOp::Rsa | HsmOp::Ec => Workload {
+            name: "AsymmetricSign (HSM key)",
+            action: "AsymmetricSign",
+            params: vec![
+                ("KeyId".into(), id),
+                ("KeyVersionId".into(), version),
+                (
+                    "Algorithm".into(),
+                    if op == HsmOp::Rsa {
+                        "RSA_PSS_SHA_256"
+                    } else {
+                        "ECDSA_SHA_256"
+                    }
+                    .into(),
+                ),
+                ("Digest".into(), digest),
+            ],
+        },
+    })
+}
+
+/// Each HSM operation through Arca against direct token calls at the same concurrency, in one
+/// run, on one SoftHSM2 token.
+async fn hsm_table(args: &Args) -> Result<()> {
+    let hsm = arca_tests::SoftHsm::start("arca-bench")?;
+    let flags = hsm.args();
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let arca = TestServer::start_with(&flags, hsm.env())?;
+    let client = arca.client()?;
     let mut out = std::io::stdout().lock();
-    writeln!(
-        out,
-        "\nHSM (SoftHSM2): AES-256-GCM on 1 KiB, {} s per cell",
-        args.seconds
-    )?;
-    writeln!(
-        out,
-        "| conns / threads | direct cryptoki calls/s | Arca Encrypt req/s | Arca p50/p99 µs | Arca/direct |"
-    )?;
-    writeln!(out, "|---:|---:|---:|---:|---:|")?;
-    for &c in &args.concurrency {
-        let threads = c.min(8);
-        let direct = std::process::Command::new(std::env::current_exe()?)
-            .arg("--hsm-direct")
-            .arg(format!("{},{threads},{}", args.seconds, hsm.label))
-            .envs(hsm.env())
-            .output()?;
-        if !direct.status.success() {
-            bail!(
-                "direct HSM run: {}",
-                String::from_utf8_lossy(&direct.stderr)
-            );
-        }
-        let direct: f64 = String::from_utf8_lossy(&direct.stdout).trim().parse()?;
-        let cell = load(
-            arca.endpoint.parse()?,
-            Arc::new(arca.credentials()?),
-            Arc::clone(&work),
-            c,
-            args.seconds,
-        )
-        .await?;
-        if cell.errors > 0 {
-            bail!("{} errors", cell.errors);
-        }
+    for op in HsmOp::ALL {
+        let work = Arc::new(hsm_workload(&client, op, "HSM").await?);
+        let software = Arc::new(hsm_workload(&client, op, "SOFTWARE").await?);
         writeln!(
             out,
-            "| {c} / {threads} | {direct:.0} | {:.0} | {}/{} | {:.2} |",
-            cell.rps,
-            cell.p50_us,
-            cell.p99_us,
-            cell.rps / direct
+            "\nHSM (SoftHSM2): {}, {} s per cell",
+            op.title(),
+            args.seconds
         )?;
+        writeln!(
+            out,
+            "| conns / threads | direct cryptoki calls/s | Arca req/s | Arca p50/p99 µs | Arca/direct | same action, SOFTWARE key, req/s |"
+        )?;
+        writeln!(out, "|---:|---:|---:|---:|---:|---:|")?;
+        for &c in &args.concurrency {
+            let threads = c.min(8);
+            let direct = std::process::Command::new(std::env::current_exe()?)
+                .arg("--hsm-direct")
+                .arg(format!(
+                    "{},{threads},{},{}",
+                    args.seconds,
+                    op.name(),
+                    hsm.label
+                ))
+                .envs(hsm.env())
+                .output()?;
+            if !direct.status.success() {
+                bail!(
+                    "direct HSM run: {}",
+                    String::from_utf8_lossy(&direct.stderr)
+                );
+            }
+            let direct: f64 = String::from_utf8_lossy(&direct.stdout).trim().parse()?;
+            let cell = load(
+                arca.endpoint.parse()?,
+                Arc::new(arca.credentials()?),
+                Arc::clone(&work),
+                c,
+                args.seconds,
+            )
+            .await?;
+            let soft = load(
+                arca.endpoint.parse()?,
+                Arc::new(arca.credentials()?),
+                Arc::clone(&software),
+                c,
+                args.seconds,
+            )
+            .await?;
+            if cell.errors + soft.errors > 0 {
+                bail!("{} errors", cell.errors + soft.errors);
+            }
+            writeln!(
+                out,
+                "| {c} / {threads} | {direct:.0} | {:.0} | {}/{} | {:.2} | {:.0} |",
+                cell.rps,
+                cell.p50_us,
+                cell.p99_us,
+                cell.rps / direct,
+                soft.rps
+            )?;
+        }
     }
     Ok(())
 }
