@@ -599,3 +599,113 @@ async fn the_root_key_can_live_wrapped_in_the_hsm() {
         .unwrap();
     assert_eq!(opened["Plaintext"], "before");
 }
+
+/// Deleting an HSM key destroys its token objects once the window ends. The sweep runs on a
+/// manual clock, so this runs in a child test process that has the token's environment
+/// (SoftHSM2 reads `SOFTHSM2_CONF` when the library initialises).
+#[test]
+fn deletion_destroys_the_token_objects_after_the_window() {
+    let hsm = SoftHsm::start("arca-delete").unwrap();
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "hsm::deletion_child",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .envs(hsm.env())
+        .env("ARCA_TEST_HSM_LABEL", &hsm.label)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test]
+#[ignore = "run by deletion_destroys_the_token_objects_after_the_window, with the token's env"]
+async fn deletion_child() {
+    use arca_host::clock::{Clock, ManualClock};
+    use arca_host::keystore::hsm::{Hsm, HsmConfig, HsmError};
+    use arca_host::kms::keys::NewKey;
+    use arca_host::kms::model::{KeySpec, KeyUsage, Origin, ProtectionLevel};
+    use std::sync::Arc;
+    let label = std::env::var("ARCA_TEST_HSM_LABEL").expect("run through the parent test");
+    let hsm = Arc::new(
+        Hsm::open(HsmConfig {
+            module: SoftHsm::MODULE.into(),
+            token_label: label,
+            pin: arca_host::secret::SecretString::new(std::env::var("ARCA_HSM_PIN").unwrap()),
+        })
+        .unwrap(),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::at(1_800_000_000);
+    let opened = arca_host::startup::open_with_clock(
+        arca_host::ServeConfig {
+            data_dir: dir.path().join("data"),
+            region: "cn-hangzhou".into(),
+            root_key: arca_host::startup::RootKeySource::DataDir,
+        },
+        Arc::clone(&clock) as Arc<dyn Clock>,
+    )
+    .await
+    .unwrap();
+    let kms = opened.kms;
+    kms.attach_hsm(Arc::clone(&hsm));
+    let caller = arca_host::kms::Caller {
+        account: kms.bootstrap_account().unwrap().unwrap(),
+        admin: false,
+        action: "CreateKey".into(),
+    };
+    let mut versions = Vec::new();
+    let mut keys = Vec::new();
+    for (spec, usage) in [
+        (KeySpec::Aes256, KeyUsage::EncryptDecrypt),
+        (KeySpec::EcP256, KeyUsage::SignVerify),
+    ] {
+        let key = kms
+            .create_key(
+                &caller,
+                NewKey {
+                    spec,
+                    usage: Some(usage),
+                    origin: Origin::Kms,
+                    protection: ProtectionLevel::Hsm,
+                    description: String::new(),
+                    rotation: None,
+                    tags: Vec::new(),
+                    policy: None,
+                },
+            )
+            .await
+            .unwrap();
+        let r: arca_host::ids::KeyRef = key.key_id.as_str().parse().unwrap();
+        let v2 = kms.create_key_version(&caller, &r).await.unwrap();
+        versions.push(key.primary_version.clone());
+        versions.push(v2.version_id);
+        kms.schedule_deletion(&caller, &r, 7).await.unwrap();
+        keys.push(r);
+    }
+    for v in &versions {
+        hsm.inspect(v).expect("the objects are in the token");
+    }
+    // Within the window nothing goes; after it, every version's objects are destroyed.
+    clock.advance(6 * 86_400);
+    kms.sweep().await.unwrap();
+    for v in &versions {
+        hsm.inspect(v).expect("still in the window");
+    }
+    clock.advance(2 * 86_400);
+    kms.sweep().await.unwrap();
+    for v in &versions {
+        assert!(
+            matches!(hsm.inspect(v), Err(HsmError::Missing(_))),
+            "{v} left the token"
+        );
+    }
+}

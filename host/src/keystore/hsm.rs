@@ -358,7 +358,7 @@ impl Hsm {
         }
         let _shared = self.gate.read().map_err(|_| poisoned())?;
         let result = self.pooled_call(f);
-        if let Err(HsmError::Unavailable(_) | HsmError::Missing(_)) = &result {
+        if let Err(HsmError::Unavailable(_)) = &result {
             self.broken.store(true, Ordering::Release);
         }
         result
@@ -440,7 +440,15 @@ impl Hsm {
         if let Some(h) = self.handles.lock().ok().and_then(|m| m.get(&slot).copied()) {
             return Ok(h);
         }
-        let h = find(session, version.as_str().as_bytes(), part)?;
+        // A version the store says is in the token and the token does not have: the token
+        // was reset or swapped, or the module lost its state. That is an outage (reconnect),
+        // not a missing key.
+        let h = find(session, version.as_str().as_bytes(), part).map_err(|e| match e {
+            HsmError::Missing(what) => {
+                HsmError::Unavailable(format!("key version {what} has no object in the token"))
+            }
+            other => other,
+        })?;
         self.remember(slot, h);
         Ok(h)
     }
@@ -883,8 +891,9 @@ impl Hsm {
     /// wrapped out (it must not).
     pub fn inspect(&self, version: &KeyVersionId) -> Result<KeyObjectReport, HsmError> {
         self.with_session(|s| {
-            let h = match self.handle(s, version, Part::Secret) {
-                Err(HsmError::Missing(_)) => self.handle(s, version, Part::Private)?,
+            let id = version.as_str().as_bytes();
+            let h = match find(s, id, Part::Secret) {
+                Err(HsmError::Missing(_)) => find(s, id, Part::Private)?,
                 other => other?,
             };
             let attrs = s
