@@ -66,8 +66,13 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:8080")]
         endpoint: String,
         /// The root key, when it is not DATA_DIR/root.key (or ARCA_ROOT_KEY).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "root_key_hsm")]
         root_key_file: Option<PathBuf>,
+        /// The root key is DATA_DIR/root.key.hsm, wrapped by the HSM (`serve --root-key-hsm`).
+        #[arg(long, requires = "hsm_module")]
+        root_key_hsm: bool,
+        #[command(flatten)]
+        hsm: HsmArgs,
     },
     /// Restore a backup into an empty data directory (needs the backup's root key).
     Restore {
@@ -79,8 +84,14 @@ enum Command {
         input: PathBuf,
         /// The root key the backup was made under (copied to DATA_DIR/root.key), unless
         /// ARCA_ROOT_KEY or DATA_DIR/root.key provides it.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "root_key_hsm")]
         root_key_file: Option<PathBuf>,
+        /// The backup's root key is wrapped by the HSM: copy the old DATA_DIR/root.key.hsm into
+        /// the empty data directory first.
+        #[arg(long, requires = "hsm_module")]
+        root_key_hsm: bool,
+        #[command(flatten)]
+        hsm: HsmArgs,
     },
     /// Manage accounts through a running server (needs admin credentials).
     Account {
@@ -202,12 +213,23 @@ async fn run(command: Command) -> anyhow::Result<()> {
             out,
             endpoint,
             root_key_file,
-        } => backup(&data_dir, &out, &endpoint, root_key_source(root_key_file)).await,
+            root_key_hsm,
+            hsm,
+        } => {
+            let root = tool_root_key(root_key_file, root_key_hsm, hsm).await?;
+            backup(&data_dir, &out, &endpoint, root).await
+        }
         Command::Restore {
             data_dir,
             input,
             root_key_file,
-        } => restore(&data_dir, &input, root_key_file),
+            root_key_hsm,
+            hsm,
+        } => {
+            let copy_from = root_key_file.clone();
+            let root = tool_root_key(root_key_file, root_key_hsm, hsm).await?;
+            tokio::task::spawn_blocking(move || restore(&data_dir, &input, root, copy_from)).await?
+        }
         Command::Account { command, admin } => {
             let client = admin_client(&admin)?;
             let reply = match command {
@@ -452,9 +474,29 @@ async fn backup(
     Ok(())
 }
 
-fn restore(data_dir: &Path, input: &Path, root_key_file: Option<PathBuf>) -> anyhow::Result<()> {
-    let copy_from = root_key_file.clone();
-    let key = root_key_source(root_key_file).load_existing(data_dir)?;
+/// The root key of a data directory for `backup` and `restore`: from a file, the environment,
+/// the data directory, or unwrapped by the HSM.
+async fn tool_root_key(
+    file: Option<PathBuf>,
+    in_hsm: bool,
+    hsm: HsmArgs,
+) -> anyhow::Result<RootKeySource> {
+    if !in_hsm {
+        return Ok(root_key_source(file));
+    }
+    let hsm = open_hsm(hsm)
+        .await?
+        .context("--root-key-hsm needs --hsm-module and --hsm-token")?;
+    Ok(RootKeySource::Hsm(std::sync::Arc::new(hsm)))
+}
+
+fn restore(
+    data_dir: &Path,
+    input: &Path,
+    root: RootKeySource,
+    copy_from: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    let key = root.load_existing(data_dir)?;
     let bytes = std::fs::read(input)?;
     let bar = indicatif::ProgressBar::new(0).with_style(indicatif::ProgressStyle::with_template(
         "restoring {pos}/{len} records {wide_bar}",

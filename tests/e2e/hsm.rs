@@ -568,6 +568,40 @@ async fn the_root_key_can_live_wrapped_in_the_hsm() {
     assert_eq!(opened["Plaintext"], "under the root");
     s.kill9().unwrap();
 
+    // Backup and restore unwrap the root key through the token too.
+    let backup = tmp.path().join("arca.backup");
+    let tool = |args: &[&str]| {
+        let out = std::process::Command::new(arca_bin())
+            .args(args)
+            .args(hsm.args())
+            .arg("--root-key-hsm")
+            .envs(hsm.env())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let (data_s, backup_s) = (data.display().to_string(), backup.display().to_string());
+    tool(&["backup", "--data-dir", &data_s, "--out", &backup_s]);
+    let restored = tmp.path().join("restored");
+    std::fs::create_dir_all(&restored).unwrap();
+    std::fs::copy(data.join("root.key.hsm"), restored.join("root.key.hsm")).unwrap();
+    let restored_s = restored.display().to_string();
+    tool(&["restore", "--data-dir", &restored_s, "--in", &backup_s]);
+    let r = TestServer::with(restored.clone(), hsm.env(), args.clone()).unwrap();
+    let opened = r
+        .client()
+        .unwrap()
+        .call("Decrypt", &[("CiphertextBlob", &blob)])
+        .await
+        .unwrap();
+    assert_eq!(opened["Plaintext"], "under the root");
+    assert!(!restored.join("root.key").exists());
+    drop(r);
+
     // An existing data directory moves its plaintext root key into the HSM.
     let data = tmp.path().join("existing");
     let mut plain = TestServer::on(data.clone(), Vec::new()).unwrap();
