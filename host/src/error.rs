@@ -319,6 +319,10 @@ impl From<kms::Error> for ApiError {
             kms::Error::InvalidCiphertext => Self::InvalidCiphertext,
             kms::Error::InvalidParameter { name, reason } => Self::invalid(name, reason),
             kms::Error::NoPermission => Self::NoPermission,
+            kms::Error::ServiceKey(service) => Self::Denied(format!(
+                "the key is the service key of {service}: it can be described and listed, and \
+                 only {service} uses and manages it"
+            )),
             kms::Error::AccountNotFound
             | kms::Error::SecretNotFound
             | kms::Error::SecretVersionNotFound => Self::ResourceNotFound,

@@ -23,6 +23,7 @@ pub mod kms;
 pub mod plugin;
 pub mod rotation;
 pub mod secret;
+pub mod sse;
 pub mod startup;
 pub mod store;
 

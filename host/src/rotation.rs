@@ -178,6 +178,7 @@ impl Rotations {
                         account: record.account_id.clone(),
                         admin: false,
                         action: "RotateSecret".into(),
+                        service: None,
                     };
                     let token = SecretVersionId::generate();
                     match self

@@ -695,6 +695,7 @@ async fn deletion_child() {
         account: kms.bootstrap_account().unwrap().unwrap(),
         admin: false,
         action: "CreateKey".into(),
+        service: None,
     };
     let mut versions = Vec::new();
     let mut keys = Vec::new();

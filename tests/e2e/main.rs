@@ -15,6 +15,7 @@ mod durability;
 mod hsm;
 mod plugins;
 mod rotation;
+mod sse;
 mod startup;
 mod tenancy;
 

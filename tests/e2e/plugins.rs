@@ -43,6 +43,7 @@ async fn fixture() -> Fixture {
         account: creds["account_id"].as_str().unwrap().parse().unwrap(),
         admin: true,
         action: "CreateKey".into(),
+        service: None,
     };
     Fixture {
         dir: tmp.path().to_path_buf(),

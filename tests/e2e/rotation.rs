@@ -303,6 +303,7 @@ async fn in_process(
         account: kms.bootstrap_account().unwrap().unwrap(),
         admin: false,
         action: "CreateSecret".into(),
+        service: None,
     };
     InProcess {
         kms,

@@ -216,6 +216,7 @@ where
         account: authed.credential.account.clone(),
         admin: authed.credential.admin,
         action: action.to_owned(),
+        service: None,
     };
     let gate = app.access_policy.as_deref().map(|policy| Gate {
         policy,

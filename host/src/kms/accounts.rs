@@ -226,6 +226,7 @@ impl Kms {
                 account: account.clone(),
                 admin: false,
                 action: "CreateKey".into(),
+                service: None,
             };
             let key = self
                 .create_key(
@@ -237,7 +238,8 @@ impl Kms {
                         protection: super::model::ProtectionLevel::Software,
                         description: "Default key of the account (made by Arca on first use)"
                             .into(),
-                        rotation: None,
+                        // The service's default-key policy: yearly rotation.
+                        rotation: Some(365 * 86_400),
                         tags: Vec::new(),
                         policy: None,
                     },

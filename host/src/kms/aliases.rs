@@ -25,9 +25,20 @@ impl Kms {
             // Aliases name keys of their own account only.
             return Err(Error::NoPermission);
         }
+        self.put_alias(caller, alias, &target.key_id).await
+    }
+
+    /// Writes a new alias of `key` in the caller's account (also the reserved `acs/` ones that
+    /// service keys get).
+    pub(super) async fn put_alias(
+        &self,
+        caller: &Caller,
+        alias: &AliasName,
+        key: &KeyId,
+    ) -> Result<AliasRecord, Error> {
         let record = AliasRecord {
             alias: alias.clone(),
-            key_id: target.key_id,
+            key_id: key.clone(),
             account_id: caller.account.clone(),
             created: self.now(),
         };
@@ -51,6 +62,9 @@ impl Kms {
         alias: &AliasName,
         key: &KeyRef,
     ) -> Result<AliasRecord, Error> {
+        if alias.is_reserved() {
+            return Err(Error::AliasReserved);
+        }
         let target = self.resolve(caller, key)?;
         if target.account_id != caller.account {
             return Err(Error::NoPermission);
@@ -73,6 +87,9 @@ impl Kms {
 
     /// `DeleteAlias`.
     pub async fn delete_alias(&self, caller: &Caller, alias: &AliasName) -> Result<(), Error> {
+        if alias.is_reserved() {
+            return Err(Error::AliasReserved);
+        }
         let path = alias_path(&caller.account, alias);
         let (_, raw) = self
             .get_raw::<AliasRecord>(Table::Aliases, &path)?

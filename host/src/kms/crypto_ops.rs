@@ -291,6 +291,7 @@ impl Kms {
         if super::policy::check(caller, &key).is_err() {
             return Err(Error::InvalidCiphertext);
         }
+        super::service_keys::guard(caller, &key)?;
         let loaded = self.load_version(&owner, &blob.version)?;
         match key.state {
             KeyState::Enabled => {}

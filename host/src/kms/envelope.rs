@@ -44,6 +44,20 @@ impl EncryptionContext {
         )
     }
 
+    /// The pairs whose values are strings (what plugins see).
+    pub fn string_pairs(&self) -> Vec<(String, String)> {
+        self.0
+            .iter()
+            .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_owned())))
+            .collect()
+    }
+
+    /// Adds (or replaces) string pairs.
+    pub fn extend(&mut self, pairs: impl IntoIterator<Item = (String, String)>) {
+        self.0
+            .extend(pairs.into_iter().map(|(k, v)| (k, Value::String(v))));
+    }
+
     /// The canonical byte form used as AAD.
     ///
     /// Pairs in key order, every key and value length-prefixed (u32, big endian), and each value

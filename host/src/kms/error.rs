@@ -72,6 +72,9 @@ pub enum Error {
     /// The secret is scheduled for deletion; restore it first.
     #[error("secret is in its deletion window")]
     SecretInDeleteWindow,
+    /// A service key, which only its service may use or manage (the creator's service code).
+    #[error("service key of {0}")]
+    ServiceKey(String),
     /// `ProtectionLevel=HSM` without an HSM configured.
     #[error("no HSM is configured")]
     UnsupportedProtectionLevel,

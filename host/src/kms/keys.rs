@@ -182,7 +182,10 @@ impl Kms {
         let key = KeyRecord {
             key_id: key_id.clone(),
             account_id: caller.account.clone(),
-            creator: caller.account.to_string(),
+            creator: caller
+                .service
+                .clone()
+                .unwrap_or_else(|| caller.account.to_string()),
             spec: req.spec,
             usage,
             origin: req.origin,
@@ -273,6 +276,12 @@ impl Kms {
     }
 
     fn resolve_raw(&self, caller: &Caller, key: &KeyRef) -> Result<(KeyRecord, Vec<u8>), Error> {
+        let found = self.find_key(caller, key)?;
+        super::service_keys::guard(caller, &found.0)?;
+        Ok(found)
+    }
+
+    fn find_key(&self, caller: &Caller, key: &KeyRef) -> Result<(KeyRecord, Vec<u8>), Error> {
         let key_id = match key {
             KeyRef::Id(id) => id.clone(),
             KeyRef::Alias(alias) => self.alias_target(caller, alias)?,

@@ -449,6 +449,7 @@ mod tests {
                 account,
                 admin: true,
                 action: String::new(),
+                service: None,
             },
         )
     }

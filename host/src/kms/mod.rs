@@ -17,6 +17,7 @@ pub mod model;
 pub mod policy;
 pub mod random;
 pub mod secrets;
+pub mod service_keys;
 pub mod tags;
 
 use std::collections::HashMap;
@@ -42,6 +43,9 @@ pub struct Caller {
     pub admin: bool,
     /// The API action being performed, for key-policy checks on other accounts' keys.
     pub action: String,
+    /// The server-side-encryption integration acting for the account (its service code):
+    /// only it may use its service key (`acs/<service>`).
+    pub service: Option<String>,
 }
 
 /// A key version's prepared material, cached because material never changes for a version id.

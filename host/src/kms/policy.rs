@@ -3,7 +3,8 @@
 //! The accepted form is Alibaba's (spec §6.7):
 //! `{"Version":"1","Statement":[{"Effect":"Allow"|"Deny","Principal":{"RAM":[…]},
 //! "Action":["kms:…"],"Resource":["*"]}]}`. A principal names an account as
-//! `acs:ram::<uid>:*`, `acs:ram::<uid>:root` or the bare uid; `*` is everyone. A Deny wins
+//! `acs:ram::<uid>:*`, `acs:ram::<uid>:root` or the bare uid; `*` is everyone;
+//! `{"Service":[…]}` names a cloud service (service keys), which is no account. A Deny wins
 //! over an Allow. Without a stored policy, only the owner may use the key. Another account
 //! reaches a key only by its ARN.
 
@@ -70,6 +71,15 @@ impl KeyPolicy {
                     .ok_or_else(|| Error::invalid("Policy", "a Statement needs a Principal"))?;
                 let principals = match principal {
                     Value::String(s) if s == "*" => vec!["*".to_owned()],
+                    // A cloud service (`{"Service":["oss.aliyuncs.com"]}`, as service keys carry)
+                    // names no account: it is kept as `service:<name>` and matches none.
+                    p if p.get("RAM").is_none() && p.get("Service").is_some() => strings(
+                        p.get("Service").unwrap_or(&Value::Null),
+                        "Principal.Service",
+                    )?
+                    .into_iter()
+                    .map(|s| format!("service:{s}"))
+                    .collect(),
                     p => strings(p.get("RAM").unwrap_or(&Value::Null), "Principal.RAM")?,
                 };
                 let actions = strings(st.get("Action").unwrap_or(&Value::Null), "Action")?;

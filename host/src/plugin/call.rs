@@ -467,6 +467,18 @@ impl PluginHost {
     }
 
     /// What SSE integration `name` declared when it loaded.
+    /// The loaded integration for `service_code`: its plugin name and what it declared.
+    pub fn sse_integration(&self, service_code: &str) -> Option<(String, ServiceInfo)> {
+        self.snapshot()
+            .iter()
+            .find_map(|(name, loaded)| match &loaded.pre {
+                Pre::Sse(_, info) if info.service_code == service_code => {
+                    Some((name.clone(), info.clone()))
+                }
+                _ => None,
+            })
+    }
+
     pub fn service_info(&self, name: &str) -> Result<ServiceInfo, PluginError> {
         let loaded = self.world(name, World::SseIntegration)?;
         match &loaded.pre {

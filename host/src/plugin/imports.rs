@@ -188,6 +188,7 @@ impl PluginState {
                 account: account.clone(),
                 admin: false,
                 action: action.to_string(),
+                service: None,
             }),
             None => Err(error(
                 types::ErrorKind::Denied,

@@ -13,7 +13,7 @@ use crate::kms::crypto_ops::{DataKeyLen, ExportTarget, Sealed};
 use crate::kms::envelope::EncryptionContext;
 use crate::secret::SecretString;
 
-fn context(p: &Params, name: &'static str) -> Result<EncryptionContext, ApiError> {
+pub(super) fn context(p: &Params, name: &'static str) -> Result<EncryptionContext, ApiError> {
     EncryptionContext::parse(p.get(name).unwrap_or_default())
         .map_err(|e| ApiError::invalid(name, e.to_string()))
 }
@@ -192,7 +192,7 @@ impl Action for ReEncrypt {
     }
 }
 
-fn data_key_len(p: &Params) -> Result<DataKeyLen, ApiError> {
+pub(super) fn data_key_len(p: &Params) -> Result<DataKeyLen, ApiError> {
     // NumberOfBytes wins over KeySpec (spec §6.2).
     if let Some(n) = p.int("NumberOfBytes", 1..=1024)? {
         return usize::try_from(n)

@@ -13,6 +13,7 @@ mod import;
 mod keys;
 mod lifecycle;
 mod secrets;
+mod sse;
 mod tags;
 
 use std::future::Future;
@@ -70,13 +71,14 @@ impl<'a> Ctx<'a> {
     }
 
     /// Asks the access policy, if one is configured, whether this call may proceed.
-    /// Admin actions (`Arca*`) are exempt so an operator can always repair a bad policy.
+    /// Admin actions (`Arca*`, but not the services' `ArcaSse*`) are exempt so an operator can
+    /// always repair a bad policy.
     /// A policy that fails (traps, times out) denies: access control fails closed.
     async fn check_access(&self, action: &str, resource: Option<&str>) -> Result<(), ApiError> {
         let Some(gate) = &self.gate else {
             return Ok(());
         };
-        if action.starts_with("Arca") {
+        if action.starts_with("Arca") && !action.starts_with("ArcaSse") {
             return Ok(());
         }
         let req = AccessRequest {
@@ -267,6 +269,9 @@ actions! {
     secrets::RotateSecret,
     secrets::GetSecretPolicy,
     secrets::SetSecretPolicy,
+    // Server-side encryption for integrated services (Arca)
+    sse::ArcaSseGenerateDataKey,
+    sse::ArcaSseDecrypt,
     // Account and region
     account::DescribeRegions,
     account::DescribeAccountKmsStatus,

@@ -44,6 +44,7 @@ fn owner(record: &SecretRecord) -> (Caller, SecretRef) {
             account: record.account_id.clone(),
             admin: false,
             action: "RotateSecret".into(),
+            service: None,
         },
         SecretRef::Name(record.name.clone()),
     )

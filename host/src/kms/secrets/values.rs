@@ -108,6 +108,7 @@ fn owner(record: &SecretRecord, action: &str) -> Caller {
         account: record.account_id.clone(),
         admin: false,
         action: action.to_owned(),
+        service: None,
     }
 }
 
