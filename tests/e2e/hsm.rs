@@ -242,6 +242,24 @@ async fn hsm_refusals_are_clear() {
     );
 }
 
+/// `action` on one version of an asymmetric key, with `Algorithm` and further parameters.
+async fn on_version(
+    c: &Client,
+    action: &str,
+    key: &str,
+    version: &str,
+    alg: &str,
+    more: &[(&str, &str)],
+) -> Result<Value, arca_client::Error> {
+    let mut params = vec![
+        ("KeyId", key),
+        ("KeyVersionId", version),
+        ("Algorithm", alg),
+    ];
+    params.extend_from_slice(more);
+    c.call(action, &params).await
+}
+
 /// The first version of a key.
 fn primary(meta: &Value) -> (String, String) {
     (
@@ -294,35 +312,30 @@ async fn hsm_key_pairs_sign_verify_and_decrypt_in_the_token() {
             "{public}"
         );
         for alg in algs {
-            let sig = c
-                .call(
-                    "AsymmetricSign",
-                    &[
-                        ("KeyId", &key),
-                        ("KeyVersionId", &version),
-                        ("Algorithm", alg),
-                        ("Digest", &digest),
-                    ],
-                )
-                .await
-                .unwrap()["Value"]
+            let sig = on_version(
+                &c,
+                "AsymmetricSign",
+                &key,
+                &version,
+                alg,
+                &[("Digest", &digest)],
+            )
+            .await
+            .unwrap()["Value"]
                 .as_str()
                 .unwrap()
                 .to_owned();
             for (d, want) in [(&digest, true), (&other_digest, false)] {
-                let v = c
-                    .call(
-                        "AsymmetricVerify",
-                        &[
-                            ("KeyId", &key),
-                            ("KeyVersionId", &version),
-                            ("Algorithm", alg),
-                            ("Digest", d),
-                            ("Value", &sig),
-                        ],
-                    )
-                    .await
-                    .unwrap();
+                let v = on_version(
+                    &c,
+                    "AsymmetricVerify",
+                    &key,
+                    &version,
+                    alg,
+                    &[("Digest", d), ("Value", &sig)],
+                )
+                .await
+                .unwrap();
                 assert_eq!(v["Value"], want, "{spec} {alg}");
             }
         }
@@ -349,65 +362,47 @@ async fn hsm_key_pairs_sign_verify_and_decrypt_in_the_token() {
         .clone();
     let (key, version) = primary(&meta);
     let secret = b64.encode(b"for the token only");
-    let ct = c
-        .call(
-            "AsymmetricEncrypt",
-            &[
-                ("KeyId", &key),
-                ("KeyVersionId", &version),
-                ("Algorithm", "RSAES_OAEP_SHA_1"),
-                ("Plaintext", &secret),
-            ],
-        )
-        .await
-        .unwrap()["CiphertextBlob"]
+    let sha1 = "RSAES_OAEP_SHA_1";
+    let ct = on_version(
+        &c,
+        "AsymmetricEncrypt",
+        &key,
+        &version,
+        sha1,
+        &[("Plaintext", &secret)],
+    )
+    .await
+    .unwrap()["CiphertextBlob"]
         .as_str()
         .unwrap()
         .to_owned();
-    let pt = c
-        .call(
-            "AsymmetricDecrypt",
-            &[
-                ("KeyId", &key),
-                ("KeyVersionId", &version),
-                ("Algorithm", "RSAES_OAEP_SHA_1"),
-                ("CiphertextBlob", &ct),
-            ],
-        )
-        .await
-        .unwrap();
+    let decrypt = |c: Client, blob: String, alg: &'static str| {
+        let (key, version) = (key.clone(), version.clone());
+        async move {
+            on_version(
+                &c,
+                "AsymmetricDecrypt",
+                &key,
+                &version,
+                alg,
+                &[("CiphertextBlob", &blob)],
+            )
+            .await
+        }
+    };
+    let pt = decrypt(c.clone(), ct.clone(), sha1).await.unwrap();
     assert_eq!(pt["Plaintext"], secret.as_str());
     let mut garbled = b64.decode(&ct).unwrap();
     garbled[10] ^= 1;
-    let e = c
-        .call(
-            "AsymmetricDecrypt",
-            &[
-                ("KeyId", &key),
-                ("KeyVersionId", &version),
-                ("Algorithm", "RSAES_OAEP_SHA_1"),
-                ("CiphertextBlob", &b64.encode(garbled)),
-            ],
-        )
+    let e = decrypt(c.clone(), b64.encode(garbled), sha1)
         .await
         .unwrap_err();
     assert_eq!(code(&e), (400, "InvalidCiphertext".into()));
-    for action in ["AsymmetricEncrypt", "AsymmetricDecrypt"] {
-        let param = if action == "AsymmetricEncrypt" {
-            ("Plaintext", secret.as_str())
-        } else {
-            ("CiphertextBlob", ct.as_str())
-        };
-        let e = c
-            .call(
-                action,
-                &[
-                    ("KeyId", &key),
-                    ("KeyVersionId", &version),
-                    ("Algorithm", "RSAES_OAEP_SHA_256"),
-                    param,
-                ],
-            )
+    for (action, arg) in [
+        ("AsymmetricEncrypt", ("Plaintext", secret.as_str())),
+        ("AsymmetricDecrypt", ("CiphertextBlob", ct.as_str())),
+    ] {
+        let e = on_version(&c, action, &key, &version, "RSAES_OAEP_SHA_256", &[arg])
             .await
             .unwrap_err();
         assert_eq!(
@@ -418,22 +413,10 @@ async fn hsm_key_pairs_sign_verify_and_decrypt_in_the_token() {
         assert!(e.to_string().contains("RSAES_OAEP_SHA_1"), "{e}");
     }
 
-    // A restart finds the pair again; a new version is a new pair in the token; deletion
-    // destroys the objects after the window.
+    // A restart finds the pair again; a new version is a new pair in the token.
     s.restart().unwrap();
     let c = s.client().unwrap();
-    let pt = c
-        .call(
-            "AsymmetricDecrypt",
-            &[
-                ("KeyId", &key),
-                ("KeyVersionId", &version),
-                ("Algorithm", "RSAES_OAEP_SHA_1"),
-                ("CiphertextBlob", &ct),
-            ],
-        )
-        .await
-        .unwrap();
+    let pt = decrypt(c.clone(), ct.clone(), sha1).await.unwrap();
     assert_eq!(pt["Plaintext"], secret.as_str());
     let v2 = c
         .call("CreateKeyVersion", &[("KeyId", &key)])
@@ -663,7 +646,6 @@ fn deletion_destroys_the_token_objects_after_the_window() {
 #[tokio::test]
 #[ignore = "run by deletion_destroys_the_token_objects_after_the_window, with the token's env"]
 async fn deletion_child() {
-    use arca_host::clock::{Clock, ManualClock};
     use arca_host::keystore::hsm::{Hsm, HsmConfig, HsmError};
     use arca_host::kms::keys::NewKey;
     use arca_host::kms::model::{KeySpec, KeyUsage, Origin, ProtectionLevel};
@@ -678,25 +660,10 @@ async fn deletion_child() {
         .unwrap(),
     );
     let dir = tempfile::tempdir().unwrap();
-    let clock = ManualClock::at(1_800_000_000);
-    let opened = arca_host::startup::open_with_clock(
-        arca_host::ServeConfig {
-            data_dir: dir.path().join("data"),
-            region: "cn-hangzhou".into(),
-            root_key: arca_host::startup::RootKeySource::DataDir,
-        },
-        Arc::clone(&clock) as Arc<dyn Clock>,
-    )
-    .await
-    .unwrap();
-    let kms = opened.kms;
+    let (kms, clock, caller) = arca_tests::in_process_kms(dir.path(), "CreateKey")
+        .await
+        .unwrap();
     kms.attach_hsm(Arc::clone(&hsm));
-    let caller = arca_host::kms::Caller {
-        account: kms.bootstrap_account().unwrap().unwrap(),
-        admin: false,
-        action: "CreateKey".into(),
-        service: None,
-    };
     let mut versions = Vec::new();
     let mut keys = Vec::new();
     for (spec, usage) in [

@@ -275,20 +275,10 @@ async fn in_process(
     plugins: PathBuf,
     sql: arca_host::plugin::SqlConnections,
 ) -> InProcess {
-    use arca_host::clock::{Clock, ManualClock};
     use arca_host::plugin::{PluginHost, Services};
-    let clock = ManualClock::at(1_800_000_000);
-    let opened = arca_host::startup::open_with_clock(
-        arca_host::ServeConfig {
-            data_dir: dir.join("data"),
-            region: "cn-hangzhou".into(),
-            root_key: arca_host::startup::RootKeySource::DataDir,
-        },
-        Arc::clone(&clock) as Arc<dyn Clock>,
-    )
-    .await
-    .unwrap();
-    let kms = opened.kms;
+    let (kms, clock, caller) = arca_tests::in_process_kms(dir, "CreateSecret")
+        .await
+        .unwrap();
     let host = Arc::new(
         PluginHost::new(
             Some(plugins),
@@ -299,12 +289,6 @@ async fn in_process(
     );
     let report = host.load().await;
     assert!(report.failed.is_empty(), "{:?}", report.failed);
-    let caller = arca_host::kms::Caller {
-        account: kms.bootstrap_account().unwrap().unwrap(),
-        admin: false,
-        action: "CreateSecret".into(),
-        service: None,
-    };
     InProcess {
         kms,
         clock,

@@ -486,3 +486,37 @@ impl Drop for Postgres {
         let _ = self.run("pg_ctl", &["-D", &data, "-m", "immediate", "stop"]);
     }
 }
+
+/// A fresh data directory under `dir`, opened in this process on a manual clock at a fixed
+/// start, for tests that move time (schedules, deletion windows): the domain service and its
+/// first account, acting as `action`.
+pub async fn in_process_kms(
+    dir: &Path,
+    action: &str,
+) -> Result<(
+    std::sync::Arc<arca_host::kms::Kms>,
+    std::sync::Arc<arca_host::clock::ManualClock>,
+    arca_host::kms::Caller,
+)> {
+    use arca_host::clock::{Clock, ManualClock};
+    let clock = ManualClock::at(1_800_000_000);
+    let opened = arca_host::startup::open_with_clock(
+        arca_host::ServeConfig {
+            data_dir: dir.join("data"),
+            region: "cn-hangzhou".into(),
+            root_key: arca_host::startup::RootKeySource::DataDir,
+        },
+        std::sync::Arc::clone(&clock) as std::sync::Arc<dyn Clock>,
+    )
+    .await?;
+    let kms = opened.kms;
+    let caller = arca_host::kms::Caller {
+        account: kms
+            .bootstrap_account()?
+            .context("the new data directory has its first account")?,
+        admin: false,
+        action: action.into(),
+        service: None,
+    };
+    Ok((kms, clock, caller))
+}

@@ -930,18 +930,7 @@ impl Hsm {
                     })
                 });
             // Try to wrap it out under a throw-away session key.
-            let wrapper = s
-                .generate_key(
-                    &Mechanism::AesKeyGen,
-                    &[
-                        Attribute::Class(ObjectClass::SECRET_KEY),
-                        Attribute::KeyType(KeyType::AES),
-                        Attribute::ValueLen(32_u64.into()),
-                        Attribute::Token(false),
-                        Attribute::Wrap(true),
-                    ],
-                )
-                .map_err(unavailable)?;
+            let wrapper = session_wrapping_key(s)?;
             let wrapped = s.wrap_key(&Mechanism::AesKeyWrapPad, wrapper, h);
             report.wrap_refused = match &wrapped {
                 Ok(_) => None,
@@ -1096,20 +1085,7 @@ fn unwrapped_len(
     how: Unwrapping,
     wrapped: &[u8],
 ) -> Result<Option<usize>, HsmError> {
-    let wrapper = s
-        .generate_key(
-            &Mechanism::AesKeyGen,
-            &[
-                Attribute::Class(ObjectClass::SECRET_KEY),
-                Attribute::KeyType(KeyType::AES),
-                Attribute::ValueLen(32_u64.into()),
-                Attribute::Token(false),
-                Attribute::Sensitive(true),
-                Attribute::Extractable(false),
-                Attribute::Wrap(true),
-            ],
-        )
-        .map_err(unavailable)?;
+    let wrapper = session_wrapping_key(s)?;
     let copy = s.unwrap_key(
         &how.mechanism(),
         unwrapping_key,
@@ -1135,4 +1111,21 @@ fn unwrapped_len(
     };
     let _ = s.destroy_object(wrapper);
     Ok(len)
+}
+
+/// A throw-away AES-256 session key that can only wrap (and never leaves the token).
+fn session_wrapping_key(s: &Session) -> Result<ObjectHandle, HsmError> {
+    s.generate_key(
+        &Mechanism::AesKeyGen,
+        &[
+            Attribute::Class(ObjectClass::SECRET_KEY),
+            Attribute::KeyType(KeyType::AES),
+            Attribute::ValueLen(32_u64.into()),
+            Attribute::Token(false),
+            Attribute::Sensitive(true),
+            Attribute::Extractable(false),
+            Attribute::Wrap(true),
+        ],
+    )
+    .map_err(unavailable)
 }

@@ -92,15 +92,8 @@ impl RootKey {
             path: path.display().to_string(),
             source,
         };
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(path)
-            .map_err(io)?;
         let text = SecretString::new(format!("{}\n", hex::encode(key.expose())));
-        f.write_all(text.expose().as_bytes()).map_err(io)?;
-        f.sync_all().map_err(io)?;
+        write_new_durably(path, text.expose().as_bytes()).map_err(io)?;
         Ok(Self(key))
     }
 
@@ -148,14 +141,7 @@ impl RootKey {
         };
         let blob = hsm.seal_root_key(key.0.expose()).map_err(token)?;
         // The wrapped copy must be durable before the plaintext copy goes.
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(path)
-            .map_err(io)?;
-        f.write_all(&blob).map_err(io)?;
-        f.sync_all().map_err(io)?;
+        write_new_durably(path, &blob).map_err(io)?;
         if migrated {
             fs::remove_file(plain).map_err(|source| RootKeyError::Io {
                 path: plain.display().to_string(),
@@ -178,6 +164,17 @@ impl RootKey {
             mac_key: crypto::derive_key(self.0.expose(), b"arca/fingerprint/v1"),
         }
     }
+}
+
+/// Writes a new file (mode 0600, never over an existing one) and syncs it to disk.
+fn write_new_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
 }
 
 /// Seals and opens stored secrets under the storage KEK.
