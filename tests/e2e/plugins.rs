@@ -485,27 +485,12 @@ async fn policy_world_contract_with_the_default_policy() {
 
 /// A loopback HTTP server answering `hello` to everything; returns its `host:port`.
 async fn hello_server() -> String {
-    use hyper::service::service_fn;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                return;
-            };
-            tokio::spawn(async move {
-                let svc = service_fn(|_req| async {
-                    Ok::<_, std::convert::Infallible>(hyper::Response::new(
-                        http_body_util::Full::new(bytes::Bytes::from("hello")),
-                    ))
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
-                    .await;
-            });
-        }
-    });
-    addr.to_string()
+    arca_tests::serve_http(|_req| async {
+        hyper::Response::new(http_body_util::Full::new(bytes::Bytes::from("hello")))
+    })
+    .await
+    .unwrap()
+    .to_string()
 }
 
 #[tokio::test]

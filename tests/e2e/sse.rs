@@ -6,7 +6,6 @@
 //! disks. Both are loaded from files at start, as any third-party integration is.
 
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
@@ -136,26 +135,12 @@ impl Objects {
 
 /// Serves `objects` on a loopback port.
 async fn serve(objects: Arc<Objects>) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                return;
-            };
-            let objects = Arc::clone(&objects);
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |req| {
-                    let objects = Arc::clone(&objects);
-                    async move { Ok::<_, Infallible>(objects.handle(req).await) }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
-    addr
+    arca_tests::serve_http(move |req| {
+        let objects = Arc::clone(&objects);
+        async move { objects.handle(req).await }
+    })
+    .await
+    .unwrap()
 }
 
 /// `METHOD http://addr/path` with an optional CMK header: (status, body).

@@ -520,3 +520,31 @@ pub async fn in_process_kms(
     };
     Ok((kms, clock, caller))
 }
+
+/// Serves `handle` over HTTP/1 on a loopback port for the rest of the test: a stand-in for a
+/// service Arca talks to, or one that talks to Arca. Returns the address.
+pub async fn serve_http<F, Fut>(handle: F) -> Result<std::net::SocketAddr>
+where
+    F: Fn(hyper::Request<hyper::body::Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = hyper::Response<http_body_util::Full<bytes::Bytes>>>
+        + Send
+        + 'static,
+{
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let handle = handle.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |req| {
+                    let reply = handle(req);
+                    async move { Ok::<_, std::convert::Infallible>(reply.await) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    Ok(addr)
+}
