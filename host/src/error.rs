@@ -124,6 +124,16 @@ pub enum ApiError {
     /// and will resume, a rotation another request is driving).
     #[error("unavailable: {0}")]
     Unavailable(String),
+    /// 429 `Rejected.Throttling`: a KMS instance is over its requests-per-second quota. The
+    /// SDKs retry this code.
+    #[error("throttled")]
+    Throttled,
+    /// 409 `Rejected.LimitExceeded`: a KMS instance holds as many keys or secrets as allowed.
+    #[error("limit exceeded")]
+    LimitExceeded(Cow<'static, str>),
+    /// 409 `Rejected.ResourceInUse`: a KMS instance still holds keys or secrets.
+    #[error("resource in use")]
+    ResourceInUse(String),
     /// 500 `InternalFailure`. The detail is logged with the request id, never sent.
     #[error("internal failure: {0}")]
     Internal(String),
@@ -173,9 +183,12 @@ impl ApiError {
             | Self::KeyVersionNotFound
             | Self::AliasNotFound
             | Self::ResourceNotFound => StatusCode::NOT_FOUND,
-            Self::KeyState(_) | Self::ResourceExists | Self::ResourceInDeleteWindow => {
-                StatusCode::CONFLICT
-            }
+            Self::KeyState(_)
+            | Self::ResourceExists
+            | Self::ResourceInDeleteWindow
+            | Self::LimitExceeded(_)
+            | Self::ResourceInUse(_) => StatusCode::CONFLICT,
+            Self::Throttled => StatusCode::TOO_MANY_REQUESTS,
             Self::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -219,6 +232,9 @@ impl ApiError {
             Self::ResourceExists => "Rejected.ResourceExist",
             Self::ResourceInDeleteWindow => "Rejected.ResourceInDeleteWindow",
             Self::InvalidCiphertext => "InvalidCiphertext",
+            Self::Throttled => "Rejected.Throttling",
+            Self::LimitExceeded(_) => "Rejected.LimitExceeded",
+            Self::ResourceInUse(_) => "Rejected.ResourceInUse",
             Self::Internal(_) => "InternalFailure",
         }
     }
@@ -295,6 +311,9 @@ impl ApiError {
                 "The ciphertext is invalid, or does not match the key or the EncryptionContext."
                     .into()
             }
+            Self::Throttled => "Request was denied due to request throttling.".into(),
+            Self::LimitExceeded(what) => what.clone(),
+            Self::ResourceInUse(what) => what.clone().into(),
             Self::Internal(_) => "Internal Failure.".into(),
         }
     }
@@ -329,6 +348,14 @@ impl From<kms::Error> for ApiError {
             kms::Error::SecretExists => Self::ResourceExists,
             kms::Error::SecretInDeleteWindow => Self::ResourceInDeleteWindow,
             kms::Error::MissingParameter(name) => Self::MissingParameter(name),
+            kms::Error::InstanceNotFound => Self::ResourceNotFound,
+            kms::Error::LimitExceeded(what) => Self::LimitExceeded(what.into()),
+            kms::Error::InstanceInUse { keys, secrets } => Self::ResourceInUse(format!(
+                "The KMS instance still holds {keys} keys and {secrets} secrets: delete them, \
+                 or release it with ForceDeleteWithoutBackup=true once it is backed up \
+                 (its keys and secrets then wait out a 7-day recovery window)."
+            )),
+            kms::Error::Throttled => Self::Throttled,
             kms::Error::UnsupportedProtectionLevel => {
                 Self::UnsupportedProtectionLevel("no HSM is configured".into())
             }

@@ -61,6 +61,11 @@ string_id!(
 );
 
 string_id!(
+    /// A KMS instance id: `kst-<region code><random>`.
+    InstanceId
+);
+
+string_id!(
     /// A secret's name: 1–192 of `[A-Za-z0-9_/+=.@-]`, unique in its account (spec §6.9).
     SecretName
 );
@@ -77,15 +82,11 @@ fn is_id_char(c: char) -> bool {
 impl KeyId {
     /// A fresh key id for `region`, e.g. `key-han1x9…` for `cn-hangzhou`.
     pub fn generate(region: &str) -> Self {
-        let code: String = region
-            .rsplit('-')
-            .next()
-            .unwrap_or("arc")
-            .chars()
-            .filter(char::is_ascii_alphabetic)
-            .take(3)
-            .collect();
-        Self(format!("key-{code}{}", crate::crypto::random_alnum(17)))
+        Self(format!(
+            "key-{}{}",
+            region_code(region),
+            crate::crypto::random_alnum(17)
+        ))
     }
 }
 
@@ -96,6 +97,41 @@ impl FromStr for KeyId {
             Ok(Self(s.to_owned()))
         } else {
             Err(IdError("KeyId"))
+        }
+    }
+}
+
+/// The short code of a region that ids carry, e.g. `han` for `cn-hangzhou`.
+fn region_code(region: &str) -> String {
+    region
+        .rsplit('-')
+        .next()
+        .unwrap_or("arc")
+        .chars()
+        .filter(char::is_ascii_alphabetic)
+        .take(3)
+        .collect()
+}
+
+impl InstanceId {
+    /// A fresh instance id for `region`, e.g. `kst-hanq3…` for `cn-hangzhou`.
+    pub fn generate(region: &str) -> Self {
+        Self(format!(
+            "kst-{}{}",
+            region_code(region),
+            crate::crypto::random_alnum(17)
+        ))
+    }
+}
+
+impl FromStr for InstanceId {
+    type Err = IdError;
+    fn from_str(s: &str) -> Result<Self, IdError> {
+        match s.strip_prefix("kst-") {
+            Some(rest) if !rest.is_empty() && rest.len() <= 60 && rest.chars().all(is_id_char) => {
+                Ok(Self(s.to_owned()))
+            }
+            _ => Err(IdError("KmsInstanceId")),
         }
     }
 }

@@ -107,6 +107,13 @@ enum Command {
         #[command(flatten)]
         admin: AdminArgs,
     },
+    /// Provision KMS instances through a running server (needs admin credentials).
+    Instance {
+        #[command(subcommand)]
+        command: InstanceCommand,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
     /// Look into the HSM directly (the operator's check that key material stays in it).
     Hsm {
         /// A key version id: show what the token says about its object, and try (and fail)
@@ -136,6 +143,31 @@ enum PluginCommand {
     },
     /// Reload the plugins directory (a plugin that fails keeps its previous version).
     Reload,
+}
+
+#[derive(Debug, Subcommand)]
+enum InstanceCommand {
+    /// Create a KMS instance for an account; prints it as JSON.
+    Create {
+        /// The account that gets the instance.
+        #[arg(long)]
+        account_id: String,
+        /// A name for people.
+        #[arg(long)]
+        name: Option<String>,
+        /// The performance quota: cryptographic requests per second.
+        #[arg(long, default_value_t = 1000)]
+        spec: u32,
+        /// How many keys the instance may hold.
+        #[arg(long, default_value_t = 1000)]
+        keys: u32,
+        /// How many secrets the instance may hold.
+        #[arg(long, default_value_t = 100)]
+        secrets: u32,
+        /// Keep the instance's keys in the server's HSM (`--hsm-module` on `serve`).
+        #[arg(long)]
+        hsm: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -260,6 +292,32 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 PluginCommand::Reload => client.call("ArcaReloadPlugins", &[]).await?,
             };
             print_json(&reply)
+        }
+        Command::Instance {
+            command:
+                InstanceCommand::Create {
+                    account_id,
+                    name,
+                    spec,
+                    keys,
+                    secrets,
+                    hsm,
+                },
+            admin,
+        } => {
+            let client = admin_client(&admin)?;
+            let (spec, keys, secrets) = (spec.to_string(), keys.to_string(), secrets.to_string());
+            let mut params = vec![
+                ("AccountId", account_id.as_str()),
+                ("Spec", spec.as_str()),
+                ("KeyNum", keys.as_str()),
+                ("SecretNum", secrets.as_str()),
+                ("ProtectionLevel", if hsm { "HSM" } else { "SOFTWARE" }),
+            ];
+            if let Some(name) = &name {
+                params.push(("InstanceName", name));
+            }
+            print_json(&client.call("ArcaCreateKmsInstance", &params).await?)
         }
         Command::AccessKey {
             command: AccessKeyCommand::Create { account_id },

@@ -682,6 +682,7 @@ async fn deletion_child() {
                     rotation: None,
                     tags: Vec::new(),
                     policy: None,
+                    instance: None,
                 },
             )
             .await

@@ -89,6 +89,7 @@ impl Fixture {
                     rotation: None,
                     tags: vec![],
                     policy: None,
+                    instance: None,
                 },
             )
             .await

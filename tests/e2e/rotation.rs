@@ -330,6 +330,7 @@ async fn scheduled_rotations_run_when_due_and_retry_after_failures() {
         rotation: Some(6 * 3600),
         tags: Vec::new(),
         policy: None,
+        instance: None,
     };
     kms.create_secret(
         &caller,
@@ -732,6 +733,7 @@ async fn a_scheduled_rds_rotation_against_postgres() {
             rotation: Some(24 * 3600),
             tags: Vec::new(),
             policy: None,
+            instance: None,
         },
     )
     .await

@@ -93,7 +93,13 @@ class ApiError(Exception):
         self.code, self.status, self.message, self.request_id = code, status, message, request_id
 
 
+# Field names whose acronyms the SDK's generator did not split.
+SNAKE_EXCEPTIONS = {"DKMSInstanceId": "dkmsinstance_id"}
+
+
 def snake(name):
+    if name in SNAKE_EXCEPTIONS:
+        return SNAKE_EXCEPTIONS[name]
     return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
 
 

@@ -13,7 +13,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, utils
 
-from conftest import MODES, Server, sdk
+from conftest import MODES, Server, arca_bin, sdk
 from test_sdk import fails
 from test_asymmetric import b64, unb64
 from test_byok import wrap
@@ -194,3 +194,22 @@ def test_hsm_byok_refuses_what_the_token_cannot_unwrap(hsm_server):
         assert "RSAES_OAEP_SHA_1" in e.message and "RSAES_PKCS1_V1_5" in e.message, e.message
     fails("Rejected.UnsupportedOperation", 400, kms, "CreateKey", KeySpec="RSA_2048", Origin="EXTERNAL",
           ProtectionLevel="HSM")
+
+
+def test_hsm_instance_keeps_its_keys_in_the_token(hsm_server):
+    admin = hsm_server.credentials
+    out = subprocess.run(
+        [arca_bin(), "instance", "create", "--hsm", "--endpoint", hsm_server.endpoint,
+         "--credentials", str(hsm_server.data_dir / "credentials.json"),
+         "--account-id", admin["account_id"]], check=True, capture_output=True, text=True).stdout
+    inst = json.loads(out)["KmsInstance"]
+    assert inst["ProtectionLevel"] == "HSM"
+    for mode in MODES:
+        kms = sdk(mode, hsm_server)
+        meta = kms("CreateKey", DKMSInstanceId=inst["InstanceId"])["KeyMetadata"]
+        assert (meta["ProtectionLevel"], meta["DKMSInstanceId"]) == ("HSM", inst["InstanceId"])
+        blob = kms("Encrypt", KeyId=meta["KeyId"], Plaintext="in the token")["CiphertextBlob"]
+        assert kms("Decrypt", CiphertextBlob=blob)["Plaintext"] == "in the token"
+        e = fails("InvalidParameter", 400, kms, "CreateKey", DKMSInstanceId=inst["InstanceId"],
+                  ProtectionLevel="SOFTWARE")
+        assert "HSM" in e.message

@@ -242,6 +242,7 @@ impl Kms {
                         rotation: Some(365 * 86_400),
                         tags: Vec::new(),
                         policy: None,
+                        instance: None,
                     },
                 )
                 .await?;

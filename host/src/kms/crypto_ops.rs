@@ -110,6 +110,9 @@ impl Kms {
             if v.account_id != *owner {
                 return Err(Error::InvalidCiphertext);
             }
+            if let Some(i) = &v.instance {
+                self.admit(i)?;
+            }
             return Ok(v);
         }
         let Some(record) = self.get::<VersionRecord>(Table::KeyVersions, version.as_str())? else {
@@ -123,6 +126,9 @@ impl Kms {
         }
         let key_path = super::keys::key_path(&record.account_id, &record.key_id);
         let (key, _) = self.key_at(&key_path)?.ok_or(Error::KeyNotFound)?;
+        if let Some(i) = &key.instance {
+            self.admit(i)?;
+        }
         if record.hsm {
             if key.state == KeyState::PendingImport {
                 return Err(Error::KeyState(key.state));
@@ -142,6 +148,7 @@ impl Kms {
             let loaded = Arc::new(LoadedVersion {
                 key_id: record.key_id,
                 account_id: record.account_id,
+                instance: key.instance.clone(),
                 cipher,
             });
             if let Ok(mut m) = self.versions.write() {
@@ -176,6 +183,7 @@ impl Kms {
         let loaded = Arc::new(LoadedVersion {
             key_id: record.key_id,
             account_id: record.account_id,
+            instance: key.instance,
             cipher,
         });
         if let Ok(mut m) = self.versions.write() {

@@ -87,6 +87,23 @@ pub enum Error {
     /// The HSM could not be reached or failed; the detail is for the operator's log.
     #[error("HSM: {0}")]
     HsmUnavailable(String),
+    /// No such KMS instance in the caller's account.
+    #[error("KMS instance not found")]
+    InstanceNotFound,
+    /// The KMS instance is at its key or secret limit.
+    #[error("{0}")]
+    LimitExceeded(&'static str),
+    /// The KMS instance still holds resources.
+    #[error("KMS instance holds {keys} keys and {secrets} secrets")]
+    InstanceInUse {
+        /// Keys not yet pending deletion.
+        keys: usize,
+        /// Secrets not yet in their recovery window.
+        secrets: usize,
+    },
+    /// The KMS instance is over its requests-per-second quota.
+    #[error("throttled")]
+    Throttled,
     /// A parameter that this combination of others requires is absent.
     #[error("missing parameter {0}")]
     MissingParameter(&'static str),

@@ -33,6 +33,8 @@ pub struct NewKey {
     pub tags: Vec<(String, String)>,
     /// A key policy to start with (validated).
     pub policy: Option<String>,
+    /// The KMS instance to place the key in (`DKMSInstanceId`).
+    pub instance: Option<crate::ids::InstanceId>,
 }
 
 /// Longest description CreateKey and UpdateKeyDescription accept.
@@ -57,6 +59,8 @@ pub enum KeyFilter {
     TagKey(Vec<String>),
     /// `TagValue`: carries a tag with any of these values.
     TagValue(Vec<String>),
+    /// `DKMSInstanceId`: placed in any of these KMS instances.
+    Instance(Vec<String>),
 }
 
 impl KeyFilter {
@@ -77,6 +81,10 @@ impl KeyFilter {
             }
             Self::TagKey(v) => v.iter().any(|t| k.tags.contains_key(t)),
             Self::TagValue(v) => k.tags.values().any(|t| v.contains(t)),
+            Self::Instance(v) => k
+                .instance
+                .as_ref()
+                .is_some_and(|i| v.iter().any(|x| x == i.as_str())),
         }
     }
 }
@@ -165,6 +173,20 @@ impl Kms {
                 "keys with imported material cannot rotate automatically",
             ));
         }
+        // Held until the key is stored, so that the instance's key limit holds exactly.
+        let placement = match &req.instance {
+            Some(id) => {
+                let (instance, guard) = self.place_in_instance(caller, id, false).await?;
+                if instance.protection != req.protection {
+                    return Err(Error::invalid(
+                        "ProtectionLevel",
+                        format!("the KMS instance keeps its keys in {}", instance.protection),
+                    ));
+                }
+                Some(guard)
+            }
+            None => None,
+        };
         let key_id = KeyId::generate(&self.region);
         let now = self.now();
         // An EXTERNAL key reserves its version id; the version record arrives with the material.
@@ -209,6 +231,7 @@ impl Kms {
             material_fingerprint: None,
             material_expire: None,
             policy: req.policy,
+            instance: req.instance,
         };
         let path = key_path(&caller.account, &key_id);
         let raw = encode(&key)?;
@@ -220,6 +243,7 @@ impl Kms {
             batch = batch.put(Table::KeyVersions, version_id.as_str(), encode(version)?);
         }
         self.commit(batch).await?;
+        drop(placement);
         self.remember_key(&path, key.clone(), raw);
         Ok(key)
     }

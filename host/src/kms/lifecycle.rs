@@ -464,6 +464,7 @@ mod tests {
             rotation,
             tags: Vec::new(),
             policy: None,
+            instance: None,
         }
     }
 

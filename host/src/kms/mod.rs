@@ -11,6 +11,7 @@ pub mod crypto_ops;
 pub mod envelope;
 pub mod error;
 pub mod import;
+pub mod instances;
 pub mod keys;
 pub mod lifecycle;
 pub mod model;
@@ -53,6 +54,8 @@ pub struct Caller {
 pub(crate) struct LoadedVersion {
     pub(crate) key_id: KeyId,
     pub(crate) account_id: AccountId,
+    /// The KMS instance whose quota each use counts against.
+    pub(crate) instance: Option<crate::ids::InstanceId>,
     pub(crate) cipher: Prepared,
 }
 
@@ -96,6 +99,10 @@ pub struct Kms {
     default_key_lock: tokio::sync::Mutex<()>,
     /// The PKCS#11 token for HSM keys, when one is configured.
     hsm: std::sync::OnceLock<Arc<crate::keystore::hsm::Hsm>>,
+    /// Serialises creations in KMS instances, so that their limits hold exactly.
+    instance_lock: tokio::sync::Mutex<()>,
+    /// Each KMS instance's requests-per-second quota.
+    throttle: instances::Throttle,
 }
 
 /// How many times a read-modify-write is retried when a concurrent write got there first.
@@ -119,6 +126,8 @@ impl Kms {
             credentials: RwLock::default(),
             default_key_lock: tokio::sync::Mutex::new(()),
             hsm: std::sync::OnceLock::new(),
+            instance_lock: tokio::sync::Mutex::new(()),
+            throttle: instances::Throttle::default(),
         }
     }
 

@@ -245,6 +245,9 @@ pub struct KeyRecord {
     /// The key policy (JSON) once one is set; `None` means the owner-only default.
     #[serde(default)]
     pub policy: Option<String>,
+    /// The KMS instance the key was placed in (`DKMSInstanceId`), if any.
+    #[serde(default)]
+    pub instance: Option<crate::ids::InstanceId>,
 }
 
 /// One version of a key's material.

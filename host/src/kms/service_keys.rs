@@ -80,6 +80,7 @@ impl Kms {
                     rotation: Some(365 * 86_400),
                     tags: Vec::new(),
                     policy: Some(policy.to_owned()),
+                    instance: None,
                 },
             )
             .await?;

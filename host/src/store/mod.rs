@@ -32,11 +32,21 @@ pub enum Table {
     Secrets,
     /// `secret id/version id` → one secret version (value envelope-encrypted).
     SecretVersions,
+    /// `instance id` → KMS instance (tenancy unit with its own quota and endpoint).
+    Instances,
+    /// `account/name` → AAP network rule.
+    NetworkRules,
+    /// `account/name` → AAP permission policy.
+    AccessPolicies,
+    /// `account/name` → application access point.
+    AccessPoints,
+    /// `client key id` → client key (certificate; the private key is never kept).
+    ClientKeys,
 }
 
 impl Table {
     /// Every table, for creating them up front and for snapshots.
-    pub const ALL: [Table; 9] = [
+    pub const ALL: [Table; 14] = [
         Table::Meta,
         Table::Accounts,
         Table::AccessKeys,
@@ -46,6 +56,11 @@ impl Table {
         Table::ImportTokens,
         Table::Secrets,
         Table::SecretVersions,
+        Table::Instances,
+        Table::NetworkRules,
+        Table::AccessPolicies,
+        Table::AccessPoints,
+        Table::ClientKeys,
     ];
 
     /// The table's stable name on disk.
@@ -60,6 +75,11 @@ impl Table {
             Table::ImportTokens => "import_tokens",
             Table::Secrets => "secrets",
             Table::SecretVersions => "secret_versions",
+            Table::Instances => "instances",
+            Table::NetworkRules => "network_rules",
+            Table::AccessPolicies => "access_policies",
+            Table::AccessPoints => "access_points",
+            Table::ClientKeys => "client_keys",
         }
     }
 }

@@ -19,6 +19,8 @@ pub(super) struct KeyMetadata {
     automatic_rotation: &'static str,
     creation_date: String,
     creator: String,
+    #[serde(rename = "DKMSInstanceId", skip_serializing_if = "Option::is_none")]
+    dkms_instance_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     delete_date: Option<String>,
     deletion_protection: &'static str,
@@ -61,6 +63,7 @@ impl KeyMetadata {
             automatic_rotation,
             creation_date: date(k.created),
             creator: k.creator.clone(),
+            dkms_instance_id: k.instance.as_ref().map(ToString::to_string),
             delete_date: k.delete_date.map(date),
             deletion_protection: if k.deletion_protection.is_some() {
                 "Enabled"
@@ -100,9 +103,13 @@ fn enum_param<T: std::str::FromStr>(p: &Params, name: &'static str) -> Result<Op
     p.optional_as::<T>(name)
 }
 
-/// `CreateKey`.
+/// `CreateKey`. Without `ProtectionLevel`, a key placed in a KMS instance takes the
+/// instance's level.
 #[derive(Debug)]
-pub(crate) struct CreateKey(NewKey);
+pub(crate) struct CreateKey {
+    key: NewKey,
+    protection_given: bool,
+}
 
 impl Action for CreateKey {
     const NAME: &'static str = "CreateKey";
@@ -112,8 +119,8 @@ impl Action for CreateKey {
         let spec = enum_param::<KeySpec>(p, "KeySpec")?.unwrap_or(KeySpec::Aes256);
         let usage = enum_param::<KeyUsage>(p, "KeyUsage")?;
         let origin = enum_param::<Origin>(p, "Origin")?.unwrap_or(Origin::Kms);
-        let protection = enum_param::<ProtectionLevel>(p, "ProtectionLevel")?
-            .unwrap_or(ProtectionLevel::Software);
+        let given = enum_param::<ProtectionLevel>(p, "ProtectionLevel")?;
+        let protection = given.unwrap_or(ProtectionLevel::Software);
         let rotation = match p.bool("EnableAutomaticRotation")? {
             Some(true) => Some(match p.optional("RotationInterval") {
                 Some(text) => parse_interval(text)?,
@@ -121,28 +128,31 @@ impl Action for CreateKey {
             }),
             _ => None,
         };
-        if p.optional("DKMSInstanceId").is_some() {
-            return Err(ApiError::UnsupportedOperation(
-                "KMS instances are not available on this server yet".into(),
-            ));
-        }
-        Ok(Self(NewKey {
-            spec,
-            usage,
-            origin,
-            protection,
-            description: p.optional("Description").unwrap_or_default().to_owned(),
-            rotation,
-            policy: p.optional("Policy").map(str::to_owned),
-            tags: match p.optional("Tags") {
-                Some(raw) => super::tags::parse_tags_json(raw)?,
-                None => Vec::new(),
+        Ok(Self {
+            protection_given: given.is_some(),
+            key: NewKey {
+                spec,
+                usage,
+                origin,
+                protection,
+                description: p.optional("Description").unwrap_or_default().to_owned(),
+                rotation,
+                policy: p.optional("Policy").map(str::to_owned),
+                tags: match p.optional("Tags") {
+                    Some(raw) => super::tags::parse_tags_json(raw)?,
+                    None => Vec::new(),
+                },
+                instance: p.optional_as("DKMSInstanceId")?,
             },
-        }))
+        })
     }
 
     async fn handle(self, ctx: &Ctx<'_>) -> Result<KeyMetadataReply, ApiError> {
-        let key = ctx.kms.create_key(&ctx.caller, self.0).await?;
+        let mut key = self.key;
+        if let (Some(id), false) = (&key.instance, self.protection_given) {
+            key.protection = ctx.kms.instance(&ctx.caller, id)?.protection;
+        }
+        let key = ctx.kms.create_key(&ctx.caller, key).await?;
         Ok(KeyMetadataReply {
             key_metadata: KeyMetadata::new(ctx, &key),
         })
@@ -224,6 +234,7 @@ fn parse_filters(raw: &str) -> Result<Vec<KeyFilter>, ApiError> {
                 "CreatorType" => KeyFilter::CreatorType(f.values.clone()),
                 "TagKey" => KeyFilter::TagKey(f.values.clone()),
                 "TagValue" => KeyFilter::TagValue(f.values.clone()),
+                "DKMSInstanceId" => KeyFilter::Instance(f.values.clone()),
                 other => {
                     return Err(ApiError::invalid(
                         "Filters",

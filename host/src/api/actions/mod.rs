@@ -10,6 +10,7 @@ mod aliases;
 mod asymmetric;
 mod crypto;
 mod import;
+mod instances;
 mod keys;
 mod lifecycle;
 mod secrets;
@@ -134,12 +135,12 @@ pub(crate) trait Action: Sized + Send {
     -> impl Future<Output = Result<Self::Response, ApiError>> + Send;
 }
 
-/// A request's resource as an ARN: ARNs as they are, aliases and key ids in the caller's
-/// account.
+/// A request's resource as an ARN: ARNs as they are, typed resources (`alias/…`, `secret/…`,
+/// `keystore/…`, …) and key ids in the caller's account.
 fn resource_arn(region: &str, account: &AccountId, resource: &str) -> String {
     if resource.starts_with("acs:") {
         resource.to_string()
-    } else if resource.starts_with("alias/") || resource.starts_with("secret/") {
+    } else if resource.contains('/') {
         format!("acs:kms:{region}:{account}:{resource}")
     } else {
         format!("acs:kms:{region}:{account}:key/{resource}")
@@ -272,6 +273,12 @@ actions! {
     // Server-side encryption for integrated services (Arca)
     sse::ArcaSseGenerateDataKey,
     sse::ArcaSseDecrypt,
+    // KMS instances
+    instances::ListKmsInstances,
+    instances::GetKmsInstance,
+    instances::GetDefaultKmsInstance,
+    instances::GetKmsInstanceQuotaInfos,
+    instances::ReleaseKmsInstance,
     // Account and region
     account::DescribeRegions,
     account::DescribeAccountKmsStatus,
@@ -280,6 +287,7 @@ actions! {
     admin::ArcaCreateAccount,
     admin::ArcaCreateAccessKey,
     admin::ArcaListAccounts,
+    instances::ArcaCreateKmsInstance,
     admin::ArcaBackup,
     admin::ArcaListPlugins,
     admin::ArcaInspectPlugin,

@@ -34,15 +34,6 @@ fn resource(secret: &SecretRef) -> Option<String> {
     })
 }
 
-fn no_instances(p: &Params) -> Result<(), ApiError> {
-    if p.optional("DKMSInstanceId").is_some() {
-        return Err(ApiError::UnsupportedOperation(
-            "KMS instances are not available on this server yet".into(),
-        ));
-    }
-    Ok(())
-}
-
 /// `VersionStages.VersionStage[]`.
 #[derive(Serialize)]
 struct StageList {
@@ -128,7 +119,6 @@ impl Action for CreateSecret {
     type Response = CreateSecretReply;
 
     fn parse(p: &Params) -> Result<Self, ApiError> {
-        no_instances(p)?;
         let secret_type = match p.optional("SecretType") {
             Some(t) => SecretType::parse(t)?,
             None => SecretType::Generic,
@@ -193,6 +183,7 @@ impl Action for CreateSecret {
                 None => Vec::new(),
             },
             policy: p.optional("Policy").map(str::to_owned),
+            instance: p.optional_as("DKMSInstanceId")?,
         }))
     }
 
@@ -607,11 +598,7 @@ fn parse_filters(raw: &str) -> Result<Vec<SecretFilter>, ApiError> {
                         .map(|v| SecretType::parse(v).map_err(ApiError::from))
                         .collect::<Result<_, _>>()?,
                 ),
-                "DKMSInstanceId" => {
-                    return Err(ApiError::UnsupportedOperation(
-                        "KMS instances are not available on this server yet".into(),
-                    ));
-                }
+                "DKMSInstanceId" => SecretFilter::Instance(f.values),
                 other => {
                     return Err(ApiError::invalid(
                         "Filters",
@@ -771,6 +758,8 @@ pub(crate) struct DescribeSecretReply {
     secret_type: &'static str,
     description: String,
     encryption_key_id: String,
+    #[serde(rename = "DKMSInstanceId", skip_serializing_if = "Option::is_none")]
+    dkms_instance_id: Option<String>,
     create_time: String,
     update_time: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -806,6 +795,7 @@ impl Action for DescribeSecret {
             secret_type: s.secret_type.as_str(),
             description: s.description.clone(),
             encryption_key_id: s.encryption_key.to_string(),
+            dkms_instance_id: s.instance.as_ref().map(ToString::to_string),
             create_time: date(s.created),
             update_time: date(s.updated),
             planned_delete_time: s.planned_delete.map(date),

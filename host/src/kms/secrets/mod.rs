@@ -184,6 +184,9 @@ pub struct SecretRecord {
     /// A rotation in progress.
     #[serde(default)]
     pub rotation: Option<RotationState>,
+    /// The KMS instance the secret was placed in (`DKMSInstanceId`), if any.
+    #[serde(default)]
+    pub instance: Option<crate::ids::InstanceId>,
 }
 
 impl SecretRecord {
@@ -233,6 +236,9 @@ pub struct NewSecret {
     pub tags: Vec<(String, String)>,
     /// A secret policy.
     pub policy: Option<String>,
+    /// The KMS instance to place the secret in (`DKMSInstanceId`); its CMK must be a key of
+    /// the same instance.
+    pub instance: Option<crate::ids::InstanceId>,
 }
 
 /// A ListSecrets filter (values OR, filters AND).
@@ -250,6 +256,8 @@ pub enum SecretFilter {
     Type(Vec<SecretType>),
     /// `Creator`: the owner's uid.
     Creator(Vec<String>),
+    /// `DKMSInstanceId`: placed in any of these KMS instances.
+    Instance(Vec<String>),
 }
 
 impl SecretFilter {
@@ -261,6 +269,10 @@ impl SecretFilter {
             Self::TagValue(v) => s.tags.values().any(|t| v.contains(t)),
             Self::Type(v) => v.contains(&s.secret_type),
             Self::Creator(v) => v.iter().any(|c| c == s.account_id.as_str()),
+            Self::Instance(v) => s
+                .instance
+                .as_ref()
+                .is_some_and(|i| v.iter().any(|x| x == i.as_str())),
         }
     }
 }
@@ -367,11 +379,26 @@ impl Kms {
 
     /// The CMK a secret will be sealed under: the named one (own, symmetric, enabled), or the
     /// account's default key.
-    async fn secret_key(&self, caller: &Caller, key: Option<&KeyRef>) -> Result<KeyId, Error> {
+    async fn secret_key(
+        &self,
+        caller: &Caller,
+        key: Option<&KeyRef>,
+        instance: Option<&crate::ids::InstanceId>,
+    ) -> Result<KeyId, Error> {
         let Some(key) = key else {
+            if instance.is_some() {
+                return Err(Error::MissingParameter("EncryptionKeyId"));
+            }
             return self.default_key(&caller.account).await;
         };
         let k = self.resolve(caller, key)?;
+        if k.instance.as_ref() != instance {
+            return Err(Error::invalid(
+                "EncryptionKeyId",
+                "must be a key of the same KMS instance as the secret (or, outside instances, a \
+                 key outside them)",
+            ));
+        }
         if k.account_id != caller.account {
             return Err(Error::invalid(
                 "EncryptionKeyId",
@@ -423,7 +450,13 @@ impl Kms {
         {
             return Err(Error::SecretExists);
         }
-        let encryption_key = self.secret_key(caller, req.encryption_key.as_ref()).await?;
+        let placement = match &req.instance {
+            Some(id) => Some(self.place_in_instance(caller, id, true).await?.1),
+            None => None,
+        };
+        let encryption_key = self
+            .secret_key(caller, req.encryption_key.as_ref(), req.instance.as_ref())
+            .await?;
         let now = self.now();
         let mut record = SecretRecord {
             secret_id: crate::ids::KeyVersionId::generate().to_string(),
@@ -444,6 +477,7 @@ impl Kms {
             policy: req.policy,
             stages: stages::Stages::new(),
             rotation: None,
+            instance: req.instance,
         };
         stages::attach(&mut record.stages, stages::CURRENT, &req.version);
         let version = self.seal_version(&record, &req.version, &req.value).await?;
@@ -455,7 +489,9 @@ impl Kms {
                 version_path(&record.secret_id, &req.version),
                 encode(&version)?,
             );
-        match self.commit(batch).await {
+        let committed = self.commit(batch).await;
+        drop(placement);
+        match committed {
             Ok(()) => Ok(record),
             Err(StoreError::Conflict) => Err(Error::SecretExists),
             Err(e) => Err(e.into()),
