@@ -348,7 +348,9 @@ impl From<kms::Error> for ApiError {
             kms::Error::SecretExists => Self::ResourceExists,
             kms::Error::SecretInDeleteWindow => Self::ResourceInDeleteWindow,
             kms::Error::MissingParameter(name) => Self::MissingParameter(name),
-            kms::Error::InstanceNotFound => Self::ResourceNotFound,
+            kms::Error::InstanceNotFound | kms::Error::ResourceNotFound => Self::ResourceNotFound,
+            kms::Error::ResourceExists => Self::ResourceExists,
+            kms::Error::InUse(what) => Self::ResourceInUse(what),
             kms::Error::LimitExceeded(what) => Self::LimitExceeded(what.into()),
             kms::Error::InstanceInUse { keys, secrets } => Self::ResourceInUse(format!(
                 "The KMS instance still holds {keys} keys and {secrets} secrets: delete them, \

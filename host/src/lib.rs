@@ -16,10 +16,12 @@ pub mod api;
 pub mod audit;
 pub mod clock;
 pub mod crypto;
+pub mod dataplane;
 pub mod error;
 pub mod ids;
 pub mod keystore;
 pub mod kms;
+pub mod pki;
 pub mod plugin;
 pub mod rotation;
 pub mod secret;
@@ -44,6 +46,10 @@ pub struct PluginSetup {
     pub host: Arc<plugin::PluginHost>,
     /// The access policy plugin asked before every non-admin action, if any.
     pub access_policy: Option<String>,
+    /// The access policy plugin that decides KMS-instance data-plane requests (client keys).
+    pub aap_policy: String,
+    /// Where new KMS instances' data planes listen.
+    pub instance_host: std::net::IpAddr,
 }
 
 /// Serves the API for an opened data dir on `listener` until `shutdown` completes, running
@@ -74,6 +80,16 @@ pub async fn serve(
             }
         }
     });
+    let dataplane = Arc::new(dataplane::DataPlane::new(
+        Arc::clone(&dir.kms),
+        Arc::clone(&plugins.host),
+        dir.audit.clone(),
+        plugins.aap_policy,
+        plugins.instance_host,
+    ));
+    if let Err(e) = dataplane.start_all().await {
+        tracing::error!(error = %e, "cannot start the KMS instances' data planes");
+    }
     let app = Arc::new(api::App {
         kms: dir.kms,
         nonces: api::auth::NonceCache::default(),
@@ -82,7 +98,9 @@ pub async fn serve(
         plugins: plugins.host,
         rotations,
         access_policy: plugins.access_policy,
+        dataplane: Arc::clone(&dataplane),
     });
     api::server::run(listener, app, shutdown).await;
+    dataplane.stop_all();
     sweeper.abort();
 }

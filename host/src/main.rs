@@ -51,6 +51,8 @@ enum Command {
         #[arg(long)]
         access_policy: Option<String>,
         #[command(flatten)]
+        instances: InstanceArgs,
+        #[command(flatten)]
         hsm: HsmArgs,
     },
     /// Write a consistent, sealed backup of a data directory (through the running server if
@@ -224,6 +226,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             root_key_hsm,
             plugins_dir,
             access_policy,
+            instances,
             hsm,
         } => {
             serve(
@@ -234,6 +237,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 Extras {
                     plugins_dir,
                     access_policy,
+                    instances,
                     hsm,
                     root_key_hsm,
                 },
@@ -347,11 +351,24 @@ struct HsmArgs {
     hsm_pin_file: Option<PathBuf>,
 }
 
+/// The KMS instances' data planes.
+#[derive(Debug, clap::Args)]
+struct InstanceArgs {
+    /// The access-policy plugin that decides client-key requests on instance data planes.
+    #[arg(long, default_value = arca_host::dataplane::DEFAULT_POLICY)]
+    aap_policy: String,
+    /// Where new instances' data planes listen (each on a port of its own, kept across
+    /// restarts; `ArcaCreateKmsInstance` may name one with `Endpoint`).
+    #[arg(long, default_value = "127.0.0.1")]
+    instance_host: std::net::IpAddr,
+}
+
 /// What `serve` takes besides the data dir and the listener.
 #[derive(Debug)]
 struct Extras {
     plugins_dir: Option<PathBuf>,
     access_policy: Option<String>,
+    instances: InstanceArgs,
     hsm: HsmArgs,
     /// `--root-key-hsm`.
     root_key_hsm: bool,
@@ -392,6 +409,7 @@ async fn serve(
     let Extras {
         plugins_dir,
         access_policy,
+        instances,
         hsm,
         root_key_hsm,
     } = extras;
@@ -415,7 +433,7 @@ async fn serve(
         );
         dir.kms.attach_hsm(hsm);
     }
-    let plugins = load_plugins(&dir, plugins_dir, cache_dir, access_policy).await?;
+    let plugins = load_plugins(&dir, plugins_dir, cache_dir, access_policy, instances).await?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
@@ -439,6 +457,7 @@ async fn load_plugins(
     plugins_dir: Option<PathBuf>,
     cache_dir: PathBuf,
     access_policy: Option<String>,
+    instances: InstanceArgs,
 ) -> anyhow::Result<arca_host::PluginSetup> {
     use arca_host::plugin::{PluginHost, Services, SqlConnections, World};
     let plugins_dir = plugins_dir.or_else(|| {
@@ -468,9 +487,18 @@ async fn load_plugins(
             report.failed.join("; ")
         );
     }
+    if !host.has(&instances.aap_policy, World::AccessPolicy) {
+        // Instance data planes fail closed (503) until the policy is loaded.
+        tracing::warn!(
+            policy = %instances.aap_policy,
+            "no access-policy plugin of that name: KMS instance data planes will refuse client keys"
+        );
+    }
     Ok(arca_host::PluginSetup {
         host,
         access_policy,
+        aap_policy: instances.aap_policy,
+        instance_host: instances.instance_host,
     })
 }
 

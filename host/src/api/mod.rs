@@ -49,6 +49,8 @@ pub struct App {
     pub rotations: Arc<crate::rotation::Rotations>,
     /// The server-wide access policy plugin asked before every non-admin action, if any.
     pub access_policy: Option<String>,
+    /// The KMS instances' data planes.
+    pub dataplane: Arc<crate::dataplane::DataPlane>,
 }
 
 /// Request ids in the SDKs' UUID shape: a random per-process prefix and a counter. Unique and
@@ -223,6 +225,13 @@ where
         access_key_id: authed.access_key_id.to_string(),
         source_ip: peer.ip().to_string(),
     });
-    let ctx = Ctx::new(&app.kms, &app.plugins, &app.rotations, caller, gate);
+    let ctx = Ctx::new(
+        &app.kms,
+        &app.plugins,
+        &app.rotations,
+        &app.dataplane,
+        caller,
+        gate,
+    );
     actions::dispatch(action, &params, &ctx, request_id, outcome).await
 }

@@ -215,38 +215,11 @@ impl Kms {
     ) -> Result<Sealed, Error> {
         usable_for_encryption(key)?;
         let version = &key.primary_version;
-        let loaded = self.load_version(&key.account_id, version)?;
         let mut nonce = [0u8; NONCE_LEN];
         fill_random(&mut nonce);
-        let buf = match &loaded.cipher {
-            Prepared::Symmetric(cipher) => {
-                let mut buf = plaintext.to_vec();
-                if cipher
-                    .seal(&nonce, &aad(version, context), &mut buf)
-                    .is_err()
-                {
-                    // The buffer still holds plaintext: wipe it before reporting.
-                    drop(SecretBytes::new(buf));
-                    return Err(Error::Internal("seal failed".into()));
-                }
-                buf
-            }
-            Prepared::Hsm(hsm) => {
-                let (v, aad, input) = (
-                    version.clone(),
-                    aad(version, context),
-                    SecretBytes::new(plaintext.to_vec()),
-                );
-                hsm.run(move |h| h.gcm_seal(&v, &nonce, &aad, input.expose()))
-                    .await
-                    .map_err(super::hsm_error)?
-            }
-            Prepared::Asymmetric(_) | Prepared::HsmPair(_) => {
-                return Err(Error::Unsupported(
-                    "the key is not a symmetric ENCRYPT/DECRYPT key",
-                ));
-            }
-        };
+        let buf = self
+            .gcm_seal(key, version, nonce, aad(version, context), plaintext)
+            .await?;
         let blob = Blob {
             version: version.clone(),
             nonce,
@@ -257,6 +230,89 @@ impl Kms {
             version: version.clone(),
             blob: blob.to_base64(),
         })
+    }
+
+    /// The key of `version`, when it is `caller`'s (the instance data plane's Advance blobs
+    /// name only the version).
+    pub(crate) fn key_of_version(
+        &self,
+        caller: &Caller,
+        version: &KeyVersionId,
+    ) -> Result<Option<KeyRecord>, Error> {
+        match self.version_owner(version)? {
+            Some((owner, key_id)) if owner == caller.account => Ok(self
+                .key_at(&super::keys::key_path(&owner, &key_id))?
+                .map(|(k, _)| k)),
+            _ => Ok(None),
+        }
+    }
+
+    /// AES/SM4-GCM under `version` of `key` with caller-chosen AAD: where every symmetric
+    /// sealing happens, for blobs and for the instance data plane's raw ciphertexts. Returns
+    /// ciphertext ‖ tag.
+    pub(crate) async fn gcm_seal(
+        &self,
+        key: &KeyRecord,
+        version: &KeyVersionId,
+        nonce: [u8; NONCE_LEN],
+        aad: Vec<u8>,
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, Error> {
+        let loaded = self.load_version(&key.account_id, version)?;
+        match &loaded.cipher {
+            Prepared::Symmetric(cipher) => {
+                let mut buf = plaintext.to_vec();
+                if cipher.seal(&nonce, &aad, &mut buf).is_err() {
+                    // The buffer still holds plaintext: wipe it before reporting.
+                    drop(SecretBytes::new(buf));
+                    return Err(Error::Internal("seal failed".into()));
+                }
+                Ok(buf)
+            }
+            Prepared::Hsm(hsm) => {
+                let (v, input) = (version.clone(), SecretBytes::new(plaintext.to_vec()));
+                hsm.run(move |h| h.gcm_seal(&v, &nonce, &aad, input.expose()))
+                    .await
+                    .map_err(super::hsm_error)
+            }
+            Prepared::Asymmetric(_) | Prepared::HsmPair(_) => Err(Error::Unsupported(
+                "the key is not a symmetric ENCRYPT/DECRYPT key",
+            )),
+        }
+    }
+
+    /// Opens what [`Kms::gcm_seal`] sealed, after checking that `key` is usable.
+    pub(crate) async fn gcm_open(
+        &self,
+        key: &KeyRecord,
+        version: &KeyVersionId,
+        nonce: [u8; NONCE_LEN],
+        aad: Vec<u8>,
+        sealed: Vec<u8>,
+    ) -> Result<(Arc<LoadedVersion>, SecretBytes), Error> {
+        let loaded = self.load_version(&key.account_id, version)?;
+        match key.state {
+            KeyState::Enabled => {}
+            other => return Err(Error::KeyState(other)),
+        }
+        let out = match &loaded.cipher {
+            Prepared::Symmetric(cipher) => {
+                let mut out = SecretBytes::new(sealed);
+                cipher
+                    .open(&nonce, &aad, out.expose_mut())
+                    .map_err(|_| Error::InvalidCiphertext)?;
+                out
+            }
+            Prepared::Hsm(hsm) => {
+                let v = version.clone();
+                hsm.run(move |h| h.gcm_open(&v, &nonce, &aad, &sealed))
+                    .await
+                    .map_err(super::hsm_error)?
+            }
+            // A symmetric blob header naming an asymmetric key's version: not ours to open.
+            Prepared::Asymmetric(_) | Prepared::HsmPair(_) => return Err(Error::InvalidCiphertext),
+        };
+        Ok((loaded, out))
     }
 
     /// `Encrypt`: seals `plaintext` (at most 6 KiB) under the key's primary version.
@@ -300,33 +356,10 @@ impl Kms {
             return Err(Error::InvalidCiphertext);
         }
         super::service_keys::guard(caller, &key)?;
-        let loaded = self.load_version(&owner, &blob.version)?;
-        match key.state {
-            KeyState::Enabled => {}
-            other => return Err(Error::KeyState(other)),
-        }
-        let out = match &loaded.cipher {
-            Prepared::Symmetric(cipher) => {
-                let mut out = SecretBytes::new(blob.sealed);
-                cipher
-                    .open(&blob.nonce, &aad(&blob.version, context), out.expose_mut())
-                    .map_err(|_| Error::InvalidCiphertext)?;
-                out
-            }
-            Prepared::Hsm(hsm) => {
-                let (v, nonce, aad, sealed) = (
-                    blob.version.clone(),
-                    blob.nonce,
-                    aad(&blob.version, context),
-                    blob.sealed,
-                );
-                hsm.run(move |h| h.gcm_open(&v, &nonce, &aad, &sealed))
-                    .await
-                    .map_err(super::hsm_error)?
-            }
-            // A symmetric blob header naming an asymmetric key's version: not ours to open.
-            Prepared::Asymmetric(_) | Prepared::HsmPair(_) => return Err(Error::InvalidCiphertext),
-        };
+        let aad = aad(&blob.version, context);
+        let (loaded, out) = self
+            .gcm_open(&key, &blob.version, blob.nonce, aad, blob.sealed)
+            .await?;
         let text = std::str::from_utf8(out.expose()).map_err(|_| Error::InvalidCiphertext)?;
         Ok(Opened {
             key_id: loaded.key_id.clone(),

@@ -96,6 +96,15 @@ pub fn aad(version: &KeyVersionId, context: &EncryptionContext) -> Vec<u8> {
     aad
 }
 
+/// The GCM AAD for an instance data-plane Advance blob under `version` with the caller's raw
+/// `Aad` bytes. Domain-separated from [`aad`], so a blob of one kind never opens as the other.
+pub fn raw_aad(version: &KeyVersionId, aad: &[u8]) -> Vec<u8> {
+    let mut out = version.as_str().as_bytes().to_vec();
+    out.extend_from_slice(b"arca-raw/1");
+    out.extend_from_slice(aad);
+    out
+}
+
 /// A parsed ciphertext blob.
 #[derive(Debug)]
 pub struct Blob {
@@ -118,6 +127,11 @@ impl Blob {
         let raw = base64::engine::general_purpose::STANDARD
             .decode(b64.trim())
             .map_err(|_| BlobError)?;
+        Self::from_bytes(&raw)
+    }
+
+    /// Parses the raw layout.
+    pub fn from_bytes(raw: &[u8]) -> Result<Self, BlobError> {
         let (header, rest) = raw.split_at_checked(KeyVersionId::LEN).ok_or(BlobError)?;
         let version = std::str::from_utf8(header)
             .ok()
@@ -136,11 +150,16 @@ impl Blob {
 
     /// The base64 wire form.
     pub fn to_base64(&self) -> String {
+        base64::engine::general_purpose::STANDARD.encode(self.to_bytes())
+    }
+
+    /// The raw layout.
+    pub fn to_bytes(&self) -> Vec<u8> {
         let mut raw = Vec::with_capacity(KeyVersionId::LEN + NONCE_LEN + self.sealed.len());
         raw.extend_from_slice(self.version.as_str().as_bytes());
         raw.extend_from_slice(&self.nonce);
         raw.extend_from_slice(&self.sealed);
-        base64::engine::general_purpose::STANDARD.encode(raw)
+        raw
     }
 }
 

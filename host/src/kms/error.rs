@@ -87,6 +87,15 @@ pub enum Error {
     /// The HSM could not be reached or failed; the detail is for the operator's log.
     #[error("HSM: {0}")]
     HsmUnavailable(String),
+    /// No such network rule, policy, access point or client key in the caller's account.
+    #[error("resource not found")]
+    ResourceNotFound,
+    /// A network rule, policy or access point of that name exists.
+    #[error("resource exists")]
+    ResourceExists,
+    /// The resource is referred to and cannot go; the text says by what.
+    #[error("{0}")]
+    InUse(String),
     /// No such KMS instance in the caller's account.
     #[error("KMS instance not found")]
     InstanceNotFound,

@@ -11,6 +11,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use base64::Engine;
+
 use serde::{Deserialize, Serialize};
 
 use super::model::{KeyRecord, KeyState, ProtectionLevel};
@@ -18,6 +20,10 @@ use super::secrets::SecretRecord;
 use super::{Caller, Error, Kms, encode};
 use crate::ids::{AccountId, InstanceId, KeyRef, SecretRef};
 use crate::store::{Batch, Table};
+
+fn tls_identity(id: &InstanceId) -> String {
+    format!("instance-tls/{id}")
+}
 
 /// A KMS instance.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -38,6 +44,23 @@ pub struct InstanceRecord {
     pub secret_quota: u32,
     /// Unix seconds.
     pub created: i64,
+    /// Where the instance's data plane listens (`host:port`).
+    pub endpoint: String,
+    /// The data plane's TLS identity.
+    pub tls: InstanceTlsRecord,
+}
+
+/// An instance's TLS identity as stored: its CA certificate, and the server certificate with
+/// its key sealed under the root key (identity `instance-tls/<id>`). The CA's own key was
+/// discarded after signing.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct InstanceTlsRecord {
+    /// The CA certificate, PEM (`CaCertificateChainPem`).
+    pub ca_pem: String,
+    /// The server certificate, DER, base64.
+    pub server_cert: String,
+    /// The server key (PKCS#8 DER), sealed, base64.
+    pub sealed_server_key: String,
 }
 
 /// What `ArcaCreateKmsInstance` asks for.
@@ -55,6 +78,8 @@ pub struct NewInstance {
     pub key_quota: u32,
     /// Secret limit.
     pub secret_quota: u32,
+    /// Where its data plane listens (already bound by the caller).
+    pub endpoint: std::net::SocketAddr,
 }
 
 /// How much of an instance's key and secret limits is used.
@@ -155,6 +180,21 @@ impl Kms {
             Some(n) => n,
             None => instance_id.to_string(),
         };
+        let names = vec![
+            req.endpoint.ip().to_string(),
+            "localhost".to_owned(),
+            format!("{instance_id}.cryptoservice.kms.aliyuncs.com"),
+        ];
+        let id = instance_id.to_string();
+        let tls = tokio::task::spawn_blocking(move || crate::pki::instance_tls(&id, names))
+            .await
+            .map_err(|e| Error::Internal(format!("certificate task: {e}")))?
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let sealed_key = self
+            .sealer
+            .seal(&tls_identity(&instance_id), tls.server_key_der.expose())
+            .map_err(|e| Error::Internal(e.to_string()))?;
         let record = InstanceRecord {
             instance_id: instance_id.clone(),
             account_id: req.account,
@@ -164,6 +204,12 @@ impl Kms {
             key_quota: req.key_quota,
             secret_quota: req.secret_quota,
             created: self.now(),
+            endpoint: req.endpoint.to_string(),
+            tls: InstanceTlsRecord {
+                ca_pem: tls.ca_pem,
+                server_cert: b64.encode(&tls.server_cert_der),
+                sealed_server_key: b64.encode(sealed_key),
+            },
         };
         let batch = Batch::new()
             .expect(Table::Instances, instance_id.as_str(), None)
@@ -178,6 +224,32 @@ impl Kms {
             Some(i) if i.account_id == caller.account => Ok(i),
             _ => Err(Error::InstanceNotFound),
         }
+    }
+
+    /// Every instance of every account (for starting their data planes).
+    pub fn all_instances(&self) -> Result<Vec<InstanceRecord>, Error> {
+        self.scan::<InstanceRecord>(Table::Instances, "")
+    }
+
+    /// An instance by id alone (the data plane knows which instance it serves, not for whom).
+    pub fn instance_by_id(&self, id: &InstanceId) -> Result<Option<InstanceRecord>, Error> {
+        self.get::<InstanceRecord>(Table::Instances, id.as_str())
+    }
+
+    /// The server certificate (DER) and its key (PKCS#8 DER) of `i`'s data plane.
+    pub fn instance_tls_identity(
+        &self,
+        i: &InstanceRecord,
+    ) -> Result<(Vec<u8>, crate::secret::SecretBytes), Error> {
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let bad = |_| Error::Internal(format!("instance {}: TLS record", i.instance_id));
+        let cert = b64.decode(&i.tls.server_cert).map_err(bad)?;
+        let sealed = b64.decode(&i.tls.sealed_server_key).map_err(bad)?;
+        let key = self
+            .sealer
+            .open(&tls_identity(&i.instance_id), &sealed)
+            .map_err(|e| Error::Internal(format!("instance {}: {e}", i.instance_id)))?;
+        Ok((cert, key))
     }
 
     /// The caller's instances, oldest first.

@@ -3,6 +3,7 @@
 //! No HTTP, redb or wasmtime types here. Callers pass typed ids; every write goes through
 //! [`Store::commit`] (durable before it returns) before the caller replies.
 
+pub mod access_points;
 pub mod accounts;
 pub mod aliases;
 pub mod asymmetric_ops;

@@ -41,8 +41,12 @@ pub(crate) struct InstanceView {
     zone_ids: Vec<String>,
     vswitch_ids: Vec<String>,
     bind_vpcs: serde_json::Value,
+    /// The CA that signed the data plane's TLS certificate (the instance SDK's `ca`).
+    ca_certificate_chain_pem: String,
     /// Arca's addition: where the instance's keys live.
     protection_level: &'static str,
+    /// Arca's addition: the data plane's `host:port` (the instance SDK's `endpoint`).
+    endpoint: String,
 }
 
 impl InstanceView {
@@ -70,7 +74,9 @@ impl InstanceView {
             zone_ids: Vec::new(),
             vswitch_ids: Vec::new(),
             bind_vpcs: serde_json::json!({ "BindVpc": [] }),
+            ca_certificate_chain_pem: i.tls.ca_pem.clone(),
             protection_level: i.protection.as_str(),
+            endpoint: i.endpoint.clone(),
         }
     }
 }
@@ -81,9 +87,13 @@ pub(crate) struct InstanceReply {
     kms_instance: InstanceView,
 }
 
-/// `ArcaCreateKmsInstance`: provisions an instance for an account (admins only).
+/// `ArcaCreateKmsInstance`: provisions an instance for an account (admins only) and starts
+/// its data plane, on `Endpoint` when given, else on a free port of the data-plane host.
 #[derive(Debug)]
-pub(crate) struct ArcaCreateKmsInstance(NewInstance);
+pub(crate) struct ArcaCreateKmsInstance {
+    instance: NewInstance,
+    endpoint: Option<std::net::SocketAddr>,
+}
 
 impl Action for ArcaCreateKmsInstance {
     const NAME: &'static str = "ArcaCreateKmsInstance";
@@ -94,7 +104,10 @@ impl Action for ArcaCreateKmsInstance {
             let v = p.int(name, 1..=1_000_000)?.unwrap_or(default);
             u32::try_from(v).map_err(|_| ApiError::invalid(name, "out of range"))
         };
-        Ok(Self(NewInstance {
+        Ok(Self {
+            endpoint: p.optional_as("Endpoint")?,
+            instance: NewInstance {
+            endpoint: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
             account: p.required_as::<AccountId>("AccountId")?,
             name: p.optional("InstanceName").map(str::to_owned),
             protection: p
@@ -103,15 +116,27 @@ impl Action for ArcaCreateKmsInstance {
             spec: int("Spec", 1000)?,
             key_quota: int("KeyNum", 1000)?,
             secret_quota: int("SecretNum", 100)?,
-        }))
+            },
+        })
     }
 
     fn resource(&self) -> Option<String> {
-        Some(self.0.account.to_string())
+        Some(self.instance.account.to_string())
     }
 
     async fn handle(self, ctx: &Ctx<'_>) -> Result<InstanceReply, ApiError> {
-        let i = ctx.kms.create_instance(&ctx.caller, self.0).await?;
+        if !ctx.caller.admin {
+            return Err(ApiError::NoPermission);
+        }
+        let listener = ctx.dataplane.bind(self.endpoint).await.map_err(|e| {
+            ApiError::invalid("Endpoint", format!("cannot listen there: {e}"))
+        })?;
+        let mut new = self.instance;
+        new.endpoint = listener
+            .local_addr()
+            .map_err(|e| ApiError::Internal(format!("listener address: {e}")))?;
+        let i = ctx.kms.create_instance(&ctx.caller, new).await?;
+        ctx.dataplane.start(&i, listener)?;
         Ok(InstanceReply {
             kms_instance: InstanceView::new(&i),
         })
@@ -328,6 +353,7 @@ impl Action for ReleaseKmsInstance {
         ctx.kms
             .release_instance(&ctx.caller, &self.instance, self.force)
             .await?;
+        ctx.dataplane.stop(&self.instance);
         Ok(super::keys::Empty {})
     }
 }

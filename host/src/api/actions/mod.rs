@@ -4,6 +4,7 @@
 //! [`actions!`]. Authentication, the account scope, `DryRun`, the audit record, the `RequestId`
 //! and error mapping happen once, in [`crate::api::handle`] and [`run`], never in an action.
 
+mod access_points;
 mod account;
 mod admin;
 mod aliases;
@@ -36,6 +37,8 @@ pub(crate) struct Ctx<'a> {
     pub(crate) kms: &'a Kms,
     pub(crate) plugins: &'a std::sync::Arc<PluginHost>,
     pub(crate) rotations: &'a crate::rotation::Rotations,
+    /// The KMS instances' data planes (started and stopped with their instances).
+    pub(crate) dataplane: &'a std::sync::Arc<crate::dataplane::DataPlane>,
     pub(crate) caller: Caller,
     /// The server-wide access policy to ask before every non-admin action, if configured.
     pub(crate) gate: Option<Gate<'a>>,
@@ -58,6 +61,7 @@ impl<'a> Ctx<'a> {
         kms: &'a Kms,
         plugins: &'a std::sync::Arc<PluginHost>,
         rotations: &'a crate::rotation::Rotations,
+        dataplane: &'a std::sync::Arc<crate::dataplane::DataPlane>,
         caller: Caller,
         gate: Option<Gate<'a>>,
     ) -> Self {
@@ -65,6 +69,7 @@ impl<'a> Ctx<'a> {
             kms,
             plugins,
             rotations,
+            dataplane,
             caller,
             gate,
             key_version: Mutex::new(None),
@@ -279,6 +284,26 @@ actions! {
     instances::GetDefaultKmsInstance,
     instances::GetKmsInstanceQuotaInfos,
     instances::ReleaseKmsInstance,
+    // Application access points
+    access_points::CreateNetworkRule,
+    access_points::DescribeNetworkRule,
+    access_points::ListNetworkRules,
+    access_points::UpdateNetworkRule,
+    access_points::DeleteNetworkRule,
+    access_points::CreatePolicy,
+    access_points::DescribePolicy,
+    access_points::ListPolicies,
+    access_points::UpdatePolicy,
+    access_points::DeletePolicy,
+    access_points::CreateApplicationAccessPoint,
+    access_points::DescribeApplicationAccessPoint,
+    access_points::ListApplicationAccessPoints,
+    access_points::UpdateApplicationAccessPoint,
+    access_points::DeleteApplicationAccessPoint,
+    access_points::CreateClientKey,
+    access_points::GetClientKey,
+    access_points::ListClientKeys,
+    access_points::DeleteClientKey,
     // Account and region
     account::DescribeRegions,
     account::DescribeAccountKmsStatus,
