@@ -114,8 +114,10 @@ pub fn instance_tls(instance: &str, names: Vec<String>) -> Result<InstanceTls, P
     let ca_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(err)?;
     let mut ca = CertificateParams::new(Vec::<String>::new()).map_err(err)?;
     ca.distinguished_name = DistinguishedName::new();
-    ca.distinguished_name
-        .push(DnType::CommonName, format!("Arca KMS instance CA {instance}"));
+    ca.distinguished_name.push(
+        DnType::CommonName,
+        format!("Arca KMS instance CA {instance}"),
+    );
     ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
     ca.not_before = now;
@@ -153,11 +155,17 @@ mod tests {
             "pass-word-1",
         )
         .unwrap_or_else(|e| panic!("{e}"));
-        assert!(issued.certificate_pem.starts_with("-----BEGIN CERTIFICATE-----"));
+        assert!(
+            issued
+                .certificate_pem
+                .starts_with("-----BEGIN CERTIFICATE-----")
+        );
         let policy = p12_keystore::Pkcs12ImportPolicy::Strict;
         let store = KeyStore::from_pkcs12(issued.pkcs12.expose(), "pass-word-1", policy)
             .unwrap_or_else(|e| panic!("{e}"));
-        let (_, chain) = store.private_key_chain().unwrap_or_else(|| panic!("no key"));
+        let (_, chain) = store
+            .private_key_chain()
+            .unwrap_or_else(|| panic!("no key"));
         assert_eq!(chain.certs().len(), 1);
         assert!(KeyStore::from_pkcs12(issued.pkcs12.expose(), "wrong", policy).is_err());
 

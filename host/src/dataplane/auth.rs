@@ -101,8 +101,15 @@ pub(super) fn verify(
         ));
     }
     let signature = header(headers, "authorization")
-        .and_then(|a| a.strip_prefix("Bearer ").or_else(|| a.strip_prefix("TOKEN ")))
-        .and_then(|s| base64::engine::general_purpose::STANDARD.decode(s.trim()).ok())
+        .and_then(|a| {
+            a.strip_prefix("Bearer ")
+                .or_else(|| a.strip_prefix("TOKEN "))
+        })
+        .and_then(|s| {
+            base64::engine::general_purpose::STANDARD
+                .decode(s.trim())
+                .ok()
+        })
         .ok_or_else(|| Failure::bad("InvalidParam", "The Param Authorization is invalid."))?;
     let now_s = now.unix_timestamp();
     if now_s < key.key.not_before || now_s > key.key.not_after {

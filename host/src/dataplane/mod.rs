@@ -94,7 +94,11 @@ impl From<ApiError> for Failure {
     fn from(e: ApiError) -> Self {
         Self {
             status: e.status(),
-            code: e.code(),
+            // The instance gateway's spelling (spec §7.4).
+            code: match e.code() {
+                "Rejected.UnsupportedOperation" => "UnsupportedOperation",
+                code => code,
+            },
             message: e.message(),
             detail: match e {
                 ApiError::Internal(d) => Some(d),
@@ -232,8 +236,16 @@ impl DataPlane {
         let result = match Limited::new(body, MAX_BODY).collect().await {
             Ok(body) => {
                 let body = body.to_bytes();
-                self.serve_one(instance, &parts.headers, &api, &body, peer, &request_id, &mut outcome)
-                    .await
+                self.serve_one(
+                    instance,
+                    &parts.headers,
+                    &api,
+                    &body,
+                    peer,
+                    &request_id,
+                    &mut outcome,
+                )
+                .await
             }
             Err(_) => Err(Failure::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -245,7 +257,12 @@ impl DataPlane {
             Ok(body) => (StatusCode::OK, body, "OK"),
             Err(f) => {
                 if let Some(detail) = &f.detail {
-                    tracing::error!(request_id, api, detail, "internal failure on the data plane");
+                    tracing::error!(
+                        request_id,
+                        api,
+                        detail,
+                        "internal failure on the data plane"
+                    );
                 }
                 let body = proto::Error {
                     status_code: i32::from(f.status.as_u16()),
@@ -285,7 +302,10 @@ impl DataPlane {
         resp
     }
 
-    #[allow(clippy::too_many_arguments, reason = "one request's parts, passed once")]
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "one request's parts, passed once"
+    )]
     async fn serve_one(
         &self,
         instance_id: &InstanceId,
@@ -297,15 +317,20 @@ impl DataPlane {
         outcome: &mut ops::Outcome,
     ) -> Result<Vec<u8>, Failure> {
         let key_id = auth::client_key_id(headers)?;
-        let instance = self
-            .kms
-            .instance_by_id(instance_id)?
-            .ok_or_else(|| Failure::new(StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailableTemporary", "The KMS instance is being released."))?;
+        let instance = self.kms.instance_by_id(instance_id)?.ok_or_else(|| {
+            Failure::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "ServiceUnavailableTemporary",
+                "The KMS instance is being released.",
+            )
+        })?;
         let key = self
             .kms
             .client_key_context(key_id)?
             .filter(|k| k.key.account_id == instance.account_id)
-            .ok_or(Failure::unauthorized("The client key is not known to this instance."))?;
+            .ok_or(Failure::unauthorized(
+                "The client key is not known to this instance.",
+            ))?;
         auth::verify(headers, body, &key, self.kms.clock().now())?;
         outcome.account = Some(key.key.account_id.to_string());
         let call = ops::Call::new(self, &instance, &key, api, peer.ip().to_string());
@@ -348,8 +373,7 @@ async fn accept_loop(
         let _ = stream.set_nodelay(true);
         let (plane, acceptor, instance) = (Arc::clone(&plane), acceptor.clone(), instance.clone());
         tokio::spawn(async move {
-            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
-            {
+            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                 Ok(Ok(tls)) => tls,
                 Ok(Err(e)) => {
                     tracing::debug!(error = %e, %peer, "TLS handshake failed");

@@ -21,7 +21,9 @@ use crate::kms::access_points::ClientKeyContext;
 use crate::kms::envelope::{Blob, raw_aad};
 use crate::kms::instances::InstanceRecord;
 use crate::kms::model::{KeyRecord, KeyState};
-use crate::plugin::{AccessRequest, AttachedPolicy, Decision, NetworkRule, Principal, PrincipalKind};
+use crate::plugin::{
+    AccessRequest, AttachedPolicy, Decision, NetworkRule, Principal, PrincipalKind,
+};
 use crate::secret::SecretBytes;
 
 /// Largest plaintext Encrypt accepts (as the shared gateway).
@@ -48,7 +50,12 @@ pub(super) struct Call<'a> {
 }
 
 fn decode<M: Message + Default>(body: &[u8]) -> Result<M, Failure> {
-    M::decode(body).map_err(|_| Failure::bad("InvalidParameter", "The request body is not a valid protobuf message."))
+    M::decode(body).map_err(|_| {
+        Failure::bad(
+            "InvalidParameter",
+            "The request body is not a valid protobuf message.",
+        )
+    })
 }
 
 fn reply<M: Message>(m: &M) -> Result<Vec<u8>, Failure> {
@@ -69,7 +76,10 @@ fn data_key_length(n: i32) -> Result<usize, Failure> {
     match n {
         0 => Ok(32),
         1..=1024 => Ok(usize::try_from(n).unwrap_or(32)),
-        _ => Err(Failure::bad("InvalidParameter", "NumberOfBytes must be 1-1024.")),
+        _ => Err(Failure::bad(
+            "InvalidParameter",
+            "NumberOfBytes must be 1-1024.",
+        )),
     }
 }
 
@@ -252,7 +262,10 @@ impl<'a> Call<'a> {
         let algorithm = gcm_name(&key, &req.algorithm)?;
         enabled(&key)?;
         if req.plaintext.len() > MAX_PLAINTEXT {
-            return Err(Failure::bad("InvalidParameter", "Plaintext is longer than 6144 bytes."));
+            return Err(Failure::bad(
+                "InvalidParameter",
+                "Plaintext is longer than 6144 bytes.",
+            ));
         }
         let plaintext = SecretBytes::new(req.plaintext);
         let iv = nonce(&req.iv)?;
@@ -282,9 +295,12 @@ impl<'a> Call<'a> {
         sealed: &[u8],
         out: &mut Outcome,
     ) -> Result<SecretBytes, Failure> {
-        let iv: [u8; NONCE_LEN] = iv
-            .try_into()
-            .map_err(|_| Failure::bad("InvalidParameter", "Iv must be the 12 bytes Encrypt returned."))?;
+        let iv: [u8; NONCE_LEN] = iv.try_into().map_err(|_| {
+            Failure::bad(
+                "InvalidParameter",
+                "Iv must be the 12 bytes Encrypt returned.",
+            )
+        })?;
         for version in key.versions.iter().rev() {
             match self
                 .plane
@@ -389,7 +405,10 @@ impl<'a> Call<'a> {
         let key = self.key(&req.key_id, out).await?;
         let algorithm = gcm_name(&key, &req.algorithm)?;
         if req.plaintext.len() > MAX_PLAINTEXT {
-            return Err(Failure::bad("InvalidParameter", "Plaintext is longer than 6144 bytes."));
+            return Err(Failure::bad(
+                "InvalidParameter",
+                "Plaintext is longer than 6144 bytes.",
+            ));
         }
         let plaintext = SecretBytes::new(req.plaintext);
         let (blob, iv, version) = self
@@ -476,7 +495,8 @@ impl<'a> Call<'a> {
     }
 
     /// The digest to sign or verify: the message hashed with SHA-256 (`MessageType=RAW`, the
-    /// default) or the caller's digest (`DIGEST`).
+    /// default) or the caller's digest (`DIGEST`, in `Digest` or, as the SDKs send it, in
+    /// `Message`).
     fn digest(
         alg: SignAlgorithm,
         message_type: &str,
@@ -491,12 +511,19 @@ impl<'a> Call<'a> {
                         "SM2DSA signs a caller-computed SM3(Z||M): use MessageType=DIGEST.",
                     ));
                 }
-                Ok(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, message)
-                    .as_ref()
-                    .to_vec())
+                Ok(
+                    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, message)
+                        .as_ref()
+                        .to_vec(),
+                )
             }
+            // The SDKs send the digest in `Message` (their request models have no `Digest`).
+            "DIGEST" if digest.is_empty() => Ok(message.to_vec()),
             "DIGEST" => Ok(digest.to_vec()),
-            _ => Err(Failure::bad("InvalidParameter", "MessageType must be RAW or DIGEST.")),
+            _ => Err(Failure::bad(
+                "InvalidParameter",
+                "MessageType must be RAW or DIGEST.",
+            )),
         }
     }
 
@@ -522,7 +549,13 @@ impl<'a> Call<'a> {
         let (_, signature) = self
             .plane
             .kms
-            .asymmetric_sign(&self.owner, &KeyRef::Id(key.key_id.clone()), &version, alg, &digest)
+            .asymmetric_sign(
+                &self.owner,
+                &KeyRef::Id(key.key_id.clone()),
+                &version,
+                alg,
+                &digest,
+            )
             .await?;
         out.version = Some(version);
         reply(&proto::SignResponse {

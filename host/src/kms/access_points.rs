@@ -12,8 +12,8 @@
 
 use std::net::IpAddr;
 
-use serde::{Deserialize, Serialize};
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
 use super::{Caller, Error, Kms, encode};
 use crate::ids::{AccountId, InstanceId};
@@ -147,7 +147,10 @@ pub fn parse_sources(text: &str) -> Result<Vec<String>, Error> {
         text.split(',').map(|s| s.trim().to_owned()).collect()
     };
     if items.is_empty() || items.len() > 40 {
-        return Err(Error::invalid("SourcePrivateIp", "1-40 addresses or CIDR blocks"));
+        return Err(Error::invalid(
+            "SourcePrivateIp",
+            "1-40 addresses or CIDR blocks",
+        ));
     }
     for item in &items {
         let (ip, bits) = match item.split_once('/') {
@@ -181,7 +184,11 @@ impl Kms {
             .ok_or(Error::ResourceNotFound)
     }
 
-    fn all_named<T: DeserializeOwned>(&self, table: Table, caller: &Caller) -> Result<Vec<T>, Error> {
+    fn all_named<T: DeserializeOwned>(
+        &self,
+        table: Table,
+        caller: &Caller,
+    ) -> Result<Vec<T>, Error> {
         self.scan(table, &format!("{}/", caller.account))
     }
 
@@ -323,7 +330,10 @@ impl Kms {
             ));
         }
         if spec.network_rules.len() > 40 {
-            return Err(Error::invalid("AccessControlRules", "at most 40 network rules"));
+            return Err(Error::invalid(
+                "AccessControlRules",
+                "at most 40 network rules",
+            ));
         }
         for rule in &spec.network_rules {
             if self.network_rule(caller, rule).is_err() {
@@ -418,7 +428,10 @@ impl Kms {
 
     fn check_policies(&self, caller: &Caller, policies: &[String]) -> Result<(), Error> {
         if policies.is_empty() || policies.len() > 3 {
-            return Err(Error::invalid("Policies", "a JSON array of 1-3 policy names"));
+            return Err(Error::invalid(
+                "Policies",
+                "a JSON array of 1-3 policy names",
+            ));
         }
         for p in policies {
             if self.policy(caller, p).is_err() {
@@ -613,9 +626,15 @@ mod tests {
     #[test]
     fn sources_parse_as_json_or_commas() {
         let json = parse_sources(r#"["10.0.0.1","192.168.0.0/24"]"#);
-        assert_eq!(json.ok(), Some(vec!["10.0.0.1".into(), "192.168.0.0/24".into()]));
+        assert_eq!(
+            json.ok(),
+            Some(vec!["10.0.0.1".into(), "192.168.0.0/24".into()])
+        );
         let commas = parse_sources("127.0.0.2, 127.0.0.0/30");
-        assert_eq!(commas.ok(), Some(vec!["127.0.0.2".into(), "127.0.0.0/30".into()]));
+        assert_eq!(
+            commas.ok(),
+            Some(vec!["127.0.0.2".into(), "127.0.0.0/30".into()])
+        );
         assert!(parse_sources("10.0.0.1/33").is_err());
         assert!(parse_sources("example.com").is_err());
         assert!(parse_sources("[]").is_err());

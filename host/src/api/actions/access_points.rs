@@ -59,9 +59,10 @@ fn json_list(items: &[String]) -> String {
 
 fn description(p: &Params) -> Result<Option<String>, ApiError> {
     match p.optional("Description") {
-        Some(d) if d.chars().count() > 1024 => {
-            Err(ApiError::invalid("Description", "longer than 1024 characters"))
-        }
+        Some(d) if d.chars().count() > 1024 => Err(ApiError::invalid(
+            "Description",
+            "longer than 1024 characters",
+        )),
         other => Ok(other.map(str::to_owned)),
     }
 }
@@ -261,7 +262,10 @@ impl Action for UpdateNetworkRule {
     fn parse(p: &Params) -> Result<Self, ApiError> {
         Ok(Self {
             name: p.required("Name")?.to_owned(),
-            sources: p.optional("SourcePrivateIp").map(parse_sources).transpose()?,
+            sources: p
+                .optional("SourcePrivateIp")
+                .map(parse_sources)
+                .transpose()?,
             description: description(p)?,
         })
     }

@@ -107,15 +107,15 @@ impl Action for ArcaCreateKmsInstance {
         Ok(Self {
             endpoint: p.optional_as("Endpoint")?,
             instance: NewInstance {
-            endpoint: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
-            account: p.required_as::<AccountId>("AccountId")?,
-            name: p.optional("InstanceName").map(str::to_owned),
-            protection: p
-                .optional_as::<ProtectionLevel>("ProtectionLevel")?
-                .unwrap_or(ProtectionLevel::Software),
-            spec: int("Spec", 1000)?,
-            key_quota: int("KeyNum", 1000)?,
-            secret_quota: int("SecretNum", 100)?,
+                endpoint: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+                account: p.required_as::<AccountId>("AccountId")?,
+                name: p.optional("InstanceName").map(str::to_owned),
+                protection: p
+                    .optional_as::<ProtectionLevel>("ProtectionLevel")?
+                    .unwrap_or(ProtectionLevel::Software),
+                spec: int("Spec", 1000)?,
+                key_quota: int("KeyNum", 1000)?,
+                secret_quota: int("SecretNum", 100)?,
             },
         })
     }
@@ -128,9 +128,11 @@ impl Action for ArcaCreateKmsInstance {
         if !ctx.caller.admin {
             return Err(ApiError::NoPermission);
         }
-        let listener = ctx.dataplane.bind(self.endpoint).await.map_err(|e| {
-            ApiError::invalid("Endpoint", format!("cannot listen there: {e}"))
-        })?;
+        let listener = ctx
+            .dataplane
+            .bind(self.endpoint)
+            .await
+            .map_err(|e| ApiError::invalid("Endpoint", format!("cannot listen there: {e}")))?;
         let mut new = self.instance;
         new.endpoint = listener
             .local_addr()
