@@ -411,15 +411,31 @@ pub fn rsa_pkcs1_decrypt(
 
 /// DER SubjectPublicKeyInfo as PEM (`-----BEGIN PUBLIC KEY-----`), as GetPublicKey returns it.
 pub fn public_key_pem(der: &[u8]) -> String {
+    pem("PUBLIC KEY", der)
+}
+
+/// DER as PEM with `label` (RFC 7468), in 64-character lines.
+pub fn pem(label: &str, der: &[u8]) -> String {
     use base64::Engine;
     let b64 = base64::engine::general_purpose::STANDARD.encode(der);
-    let mut pem = String::from("-----BEGIN PUBLIC KEY-----\n");
+    let mut pem = format!("-----BEGIN {label}-----\n");
     for line in b64.as_bytes().chunks(64) {
         pem.push_str(std::str::from_utf8(line).unwrap_or_default());
         pem.push('\n');
     }
-    pem.push_str("-----END PUBLIC KEY-----\n");
+    pem.push_str(&format!("-----END {label}-----\n"));
     pem
+}
+
+/// A private key of `kind` as PKCS#8 DER (SM2 keys are stored as their bare scalar).
+pub fn private_key_pkcs8(
+    kind: KeyKind,
+    material: &SecretBytes,
+) -> Result<SecretBytes, AsymmetricError> {
+    match kind {
+        KeyKind::Sm2 => super::sm2::pkcs8(material),
+        _ => Ok(SecretBytes::new(material.expose().to_vec())),
+    }
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 
 pub mod aead;
 pub mod asymmetric;
+pub mod mac;
 mod secp256k1;
 mod sm2;
 pub mod wrap;

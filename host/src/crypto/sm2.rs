@@ -15,6 +15,14 @@ use crate::secret::SecretBytes;
 /// The distinguishing identifier the SDKs and GB/T 32918 use by default.
 const DIST_ID: &str = "1234567812345678";
 
+/// The stored scalar as PKCS#8 DER (for data key pairs handed to callers).
+pub(super) fn pkcs8(material: &SecretBytes) -> Result<SecretBytes, AsymmetricError> {
+    use sm2::pkcs8::EncodePrivateKey;
+    let key = SecretKey::from_slice(material.expose()).map_err(|_| AsymmetricError::Failed)?;
+    let der = key.to_pkcs8_der().map_err(|_| AsymmetricError::Failed)?;
+    Ok(SecretBytes::new(der.as_bytes().to_vec()))
+}
+
 /// A new private scalar, drawn until it is a valid non-zero scalar below the group order.
 pub(super) fn generate() -> Result<SecretBytes, AsymmetricError> {
     for _ in 0..64 {

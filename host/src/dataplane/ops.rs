@@ -5,6 +5,8 @@
 //! - `Encrypt`/`Decrypt`/`GenerateDataKey`: raw `ciphertext ‖ tag`, the IV returned apart and
 //!   passed back, the caller's `Aad` as the whole GCM AAD. Decrypt tries the key's versions,
 //!   newest first (the tag tells which one sealed).
+//! - `GenerateDataKeyPair*`: a fresh key pair whose PKCS#8 private key is sealed like
+//!   `Encrypt` (or as an Advance blob), and returned in plaintext unless `…WithoutPlaintext`.
 //! - `Advance*`: self-describing `'$' ‖ 0x00 ‖ 0x02 ‖ KeyVersionId ‖ IV ‖ ciphertext ‖ tag`,
 //!   whose tail is the shared gateway's blob layout; the AAD binds the version and the
 //!   caller's `Aad` ([`crate::kms::envelope::raw_aad`]).
@@ -30,6 +32,56 @@ use crate::secret::SecretBytes;
 const MAX_PLAINTEXT: usize = 6 * 1024;
 /// The Advance ciphertext prefix: `'$'`, cipher version 0 with no padding, AES-GCM.
 const ADVANCE_PREFIX: [u8; 3] = [b'$', 0x00, 0x02];
+
+/// A data-key-pair request, in either form.
+struct PairRequest {
+    key_id: String,
+    algorithm: String,
+    spec: String,
+    format: String,
+    aad: Vec<u8>,
+}
+
+/// A fresh key pair of `spec` in `format` (`PEM`, the default, or `DER`): (PKCS#8 private
+/// key, SubjectPublicKeyInfo).
+async fn new_key_pair(spec: &str, format: &str) -> Result<(SecretBytes, Vec<u8>), Failure> {
+    use crate::crypto::asymmetric::{load, pem, private_key_pkcs8};
+    let bad_spec = || {
+        Failure::bad(
+            "InvalidParameter",
+            "KeyPairSpec must be RSA_2048, RSA_3072, RSA_4096, EC_P256, EC_P256K or EC_SM2.",
+        )
+    };
+    let spec: crate::kms::model::KeySpec = spec.parse().map_err(|_| bad_spec())?;
+    let kind = spec.asymmetric().ok_or_else(bad_spec)?;
+    let pem_format = match format {
+        "" | "PEM" => true,
+        "DER" => false,
+        _ => {
+            return Err(Failure::bad(
+                "InvalidParameter",
+                "KeyFormat must be PEM or DER.",
+            ));
+        }
+    };
+    let made = tokio::task::spawn_blocking(move || {
+        let material = crate::keystore::software::generate_material(spec).ok()?;
+        let public = load(kind, &material).ok()?.public_key_der().to_vec();
+        Some((private_key_pkcs8(kind, &material).ok()?, public))
+    })
+    .await
+    .map_err(|e| Failure::internal(format!("key pair task: {e}")))?
+    .ok_or_else(|| Failure::internal("key pair generation failed"))?;
+    let (private, public) = made;
+    if pem_format {
+        Ok((
+            SecretBytes::new(pem("PRIVATE KEY", private.expose()).into_bytes()),
+            pem("PUBLIC KEY", &public).into_bytes(),
+        ))
+    } else {
+        Ok((private, public))
+    }
+}
 
 /// What a request touched, for the audit trail and the key-version reply header.
 #[derive(Debug, Default)]
@@ -164,16 +216,28 @@ impl<'a> Call<'a> {
             "GetPublicKey" => self.get_public_key(decode(body)?, rid, out).await,
             "GetSecretValue" => self.get_secret_value(decode(body)?, rid, out).await,
             "GenerateRandom" => self.generate_random(decode(body)?, rid).await,
-            "Hmac" => {
-                let req: proto::HmacRequest = decode(body)?;
-                let key = self.key(&req.key_id, out).await?;
-                Err(Failure::bad(
-                    "UnsupportedOperation",
-                    format!(
-                        "Hmac needs an HMAC key; {} is a {} key, and this server has no HMAC key specs.",
-                        key.key_id, key.spec
-                    ),
-                ))
+            "Hmac" => self.hmac(decode(body)?, rid, out).await,
+            "GenerateDataKeyPair" | "GenerateDataKeyPairWithoutPlaintext" => {
+                let req: proto::GenerateDataKeyPairRequest = decode(body)?;
+                let pair = PairRequest {
+                    key_id: req.key_id,
+                    algorithm: req.algorithm,
+                    spec: req.key_pair_spec,
+                    format: req.key_format,
+                    aad: req.aad,
+                };
+                self.data_key_pair(pair, false, rid, out).await
+            }
+            "AdvanceGenerateDataKeyPair" | "AdvanceGenerateDataKeyPairWithoutPlaintext" => {
+                let req: proto::AdvanceGenerateDataKeyPairRequest = decode(body)?;
+                let pair = PairRequest {
+                    key_id: req.key_id,
+                    algorithm: String::new(),
+                    spec: req.key_pair_spec,
+                    format: req.key_format,
+                    aad: req.aad,
+                };
+                self.data_key_pair(pair, true, rid, out).await
             }
             other => Err(Failure::bad(
                 "InvalidApiName",
@@ -673,6 +737,100 @@ impl<'a> Call<'a> {
                 .map(|i| format!("{i}s"))
                 .unwrap_or_default(),
         })
+    }
+
+    async fn hmac(
+        &self,
+        req: proto::HmacRequest,
+        request_id: String,
+        out: &mut Outcome,
+    ) -> Result<Vec<u8>, Failure> {
+        let key = self.key(&req.key_id, out).await?;
+        let mac = self.plane.kms.generate_mac(
+            &self.owner,
+            &KeyRef::Id(key.key_id.clone()),
+            None,
+            &req.message,
+        )?;
+        out.version = Some(mac.version);
+        reply(&proto::HmacResponse {
+            key_id: key.key_id.to_string(),
+            signature: mac.tag,
+            request_id,
+        })
+    }
+
+    /// The four data-key-pair operations: a fresh key pair whose private key comes back
+    /// sealed under the master key (raw with its IV, or as an Advance blob), and in plaintext
+    /// unless the operation is `…WithoutPlaintext`.
+    async fn data_key_pair(
+        &self,
+        req: PairRequest,
+        advance: bool,
+        request_id: String,
+        out: &mut Outcome,
+    ) -> Result<Vec<u8>, Failure> {
+        let key = self.key(&req.key_id, out).await?;
+        let algorithm = gcm_name(&key, &req.algorithm)?.to_owned();
+        enabled(&key)?;
+        let (private, public) = new_key_pair(&req.spec, &req.format).await?;
+        let (blob, iv, version) = if advance {
+            self.seal_advance(&key, &[], &req.aad, private.expose())
+                .await?
+        } else {
+            let iv = nonce(&[])?;
+            let version = key.primary_version.clone();
+            let sealed = self
+                .plane
+                .kms
+                .gcm_seal(&key, &version, iv, req.aad, private.expose())
+                .await?;
+            (sealed, iv, version)
+        };
+        out.version = Some(version.clone());
+        let (key_id, iv, spec) = (key.key_id.to_string(), iv.to_vec(), req.spec);
+        match (advance, self.api.ends_with("WithoutPlaintext")) {
+            (false, false) => reply(&proto::GenerateDataKeyPairResponse {
+                key_id,
+                iv,
+                key_pair_spec: spec,
+                private_key_plaintext: private.expose().to_vec(),
+                private_key_ciphertext_blob: blob,
+                public_key: public,
+                request_id,
+                algorithm,
+            }),
+            (false, true) => reply(&proto::GenerateDataKeyPairWithoutPlaintextResponse {
+                key_id,
+                iv,
+                key_pair_spec: spec,
+                private_key_ciphertext_blob: blob,
+                public_key: public,
+                request_id,
+                algorithm,
+            }),
+            (true, false) => reply(&proto::AdvanceGenerateDataKeyPairResponse {
+                key_id,
+                iv,
+                key_pair_spec: spec,
+                private_key_plaintext: private.expose().to_vec(),
+                private_key_ciphertext_blob: blob,
+                public_key: public,
+                request_id,
+                algorithm,
+                key_version_id: version.to_string(),
+            }),
+            (true, true) => reply(&proto::AdvanceGenerateDataKeyPairWithoutPlaintextResponse {
+                key_id,
+                iv,
+                key_pair_spec: spec,
+                private_key_ciphertext_blob: blob,
+                public_key: public,
+                request_id,
+                algorithm,
+                key_version_id: version.to_string(),
+            }),
+        }
     }
 
     async fn generate_random(

@@ -296,6 +296,124 @@ pub(super) struct HmacRequest {
 }
 
 #[derive(Clone, PartialEq, Message)]
+pub(super) struct HmacResponse {
+    #[prost(string, tag = "1")]
+    pub(super) key_id: String,
+    #[prost(bytes = "vec", tag = "2")]
+    pub(super) signature: Vec<u8>,
+    #[prost(string, tag = "3")]
+    pub(super) request_id: String,
+}
+
+/// `GenerateDataKeyPair` and `GenerateDataKeyPairWithoutPlaintext`.
+#[derive(Clone, PartialEq, Message)]
+pub(super) struct GenerateDataKeyPairRequest {
+    #[prost(string, tag = "1")]
+    pub(super) key_id: String,
+    #[prost(string, tag = "2")]
+    pub(super) algorithm: String,
+    #[prost(string, tag = "3")]
+    pub(super) key_pair_spec: String,
+    #[prost(string, tag = "4")]
+    pub(super) key_format: String,
+    #[prost(bytes = "vec", tag = "5")]
+    pub(super) aad: Vec<u8>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub(super) struct GenerateDataKeyPairResponse {
+    #[prost(string, tag = "1")]
+    pub(super) key_id: String,
+    #[prost(bytes = "vec", tag = "2")]
+    pub(super) iv: Vec<u8>,
+    #[prost(string, tag = "3")]
+    pub(super) key_pair_spec: String,
+    #[prost(bytes = "vec", tag = "4")]
+    pub(super) private_key_plaintext: Vec<u8>,
+    #[prost(bytes = "vec", tag = "5")]
+    pub(super) private_key_ciphertext_blob: Vec<u8>,
+    #[prost(bytes = "vec", tag = "6")]
+    pub(super) public_key: Vec<u8>,
+    #[prost(string, tag = "7")]
+    pub(super) request_id: String,
+    #[prost(string, tag = "8")]
+    pub(super) algorithm: String,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub(super) struct GenerateDataKeyPairWithoutPlaintextResponse {
+    #[prost(string, tag = "1")]
+    pub(super) key_id: String,
+    #[prost(bytes = "vec", tag = "2")]
+    pub(super) iv: Vec<u8>,
+    #[prost(string, tag = "3")]
+    pub(super) key_pair_spec: String,
+    #[prost(bytes = "vec", tag = "4")]
+    pub(super) private_key_ciphertext_blob: Vec<u8>,
+    #[prost(bytes = "vec", tag = "5")]
+    pub(super) public_key: Vec<u8>,
+    #[prost(string, tag = "6")]
+    pub(super) request_id: String,
+    #[prost(string, tag = "7")]
+    pub(super) algorithm: String,
+}
+
+/// `AdvanceGenerateDataKeyPair` and `AdvanceGenerateDataKeyPairWithoutPlaintext`.
+#[derive(Clone, PartialEq, Message)]
+pub(super) struct AdvanceGenerateDataKeyPairRequest {
+    #[prost(string, tag = "1")]
+    pub(super) key_id: String,
+    #[prost(string, tag = "2")]
+    pub(super) key_pair_spec: String,
+    #[prost(string, tag = "3")]
+    pub(super) key_format: String,
+    #[prost(bytes = "vec", tag = "4")]
+    pub(super) aad: Vec<u8>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub(super) struct AdvanceGenerateDataKeyPairResponse {
+    #[prost(string, tag = "1")]
+    pub(super) key_id: String,
+    #[prost(bytes = "vec", tag = "2")]
+    pub(super) iv: Vec<u8>,
+    #[prost(string, tag = "3")]
+    pub(super) key_pair_spec: String,
+    #[prost(bytes = "vec", tag = "4")]
+    pub(super) private_key_plaintext: Vec<u8>,
+    #[prost(bytes = "vec", tag = "5")]
+    pub(super) private_key_ciphertext_blob: Vec<u8>,
+    #[prost(bytes = "vec", tag = "6")]
+    pub(super) public_key: Vec<u8>,
+    #[prost(string, tag = "7")]
+    pub(super) request_id: String,
+    #[prost(string, tag = "8")]
+    pub(super) algorithm: String,
+    #[prost(string, tag = "9")]
+    pub(super) key_version_id: String,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub(super) struct AdvanceGenerateDataKeyPairWithoutPlaintextResponse {
+    #[prost(string, tag = "1")]
+    pub(super) key_id: String,
+    #[prost(bytes = "vec", tag = "2")]
+    pub(super) iv: Vec<u8>,
+    #[prost(string, tag = "3")]
+    pub(super) key_pair_spec: String,
+    #[prost(bytes = "vec", tag = "4")]
+    pub(super) private_key_ciphertext_blob: Vec<u8>,
+    #[prost(bytes = "vec", tag = "5")]
+    pub(super) public_key: Vec<u8>,
+    #[prost(string, tag = "6")]
+    pub(super) request_id: String,
+    #[prost(string, tag = "7")]
+    pub(super) algorithm: String,
+    #[prost(string, tag = "8")]
+    pub(super) key_version_id: String,
+}
+
+#[derive(Clone, PartialEq, Message)]
 pub(super) struct Error {
     #[prost(int32, tag = "1")]
     pub(super) status_code: i32,

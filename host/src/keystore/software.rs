@@ -16,10 +16,11 @@ fn identity(version: &KeyVersionId) -> String {
 /// Generates fresh material for `spec`. RSA key generation can take a second, so async
 /// callers run this on the blocking pool.
 pub fn generate_material(spec: KeySpec) -> Result<SecretBytes, UnsealError> {
-    match (spec.symmetric(), spec.asymmetric()) {
-        (Some(alg), _) => Ok(SecretBytes::random(alg.key_len())),
-        (None, Some(kind)) => asymmetric::generate(kind).map_err(|_| UnsealError),
-        (None, None) => Err(UnsealError),
+    match (spec.symmetric(), spec.asymmetric(), spec.mac()) {
+        (Some(alg), _, _) => Ok(SecretBytes::random(alg.key_len())),
+        (None, Some(kind), _) => asymmetric::generate(kind).map_err(|_| UnsealError),
+        (None, None, Some(mac)) => Ok(SecretBytes::random(mac.key_len())),
+        (None, None, None) => Err(UnsealError),
     }
 }
 

@@ -64,7 +64,7 @@ impl Kms {
         match &loaded.cipher {
             Prepared::Asymmetric(k) => Ok(Pair::Software(k.as_ref())),
             Prepared::HsmPair(p) => Ok(Pair::Hsm(p)),
-            Prepared::Symmetric(_) | Prepared::Hsm(_) => {
+            Prepared::Symmetric(_) | Prepared::Hsm(_) | Prepared::Mac(_) => {
                 Err(Error::Unsupported("the key is not an asymmetric key"))
             }
         }

@@ -171,14 +171,17 @@ impl Kms {
         let material = software::open_sealed(&self.sealer, version, &sealed)
             .map_err(|e| Error::Internal(format!("key version {version}: {e}")))?;
         let unusable = |_| Error::Internal(format!("key version {version}: material unusable"));
-        let cipher = match (key.spec.symmetric(), key.spec.asymmetric()) {
-            (Some(alg), _) => {
+        let cipher = match (key.spec.symmetric(), key.spec.asymmetric(), key.spec.mac()) {
+            (Some(alg), _, _) => {
                 Prepared::Symmetric(AeadKey::new(alg, &material).map_err(|_| unusable(()))?)
             }
-            (None, Some(kind)) => {
+            (None, Some(kind), _) => {
                 Prepared::Asymmetric(asymmetric::load(kind, &material).map_err(|_| unusable(()))?)
             }
-            (None, None) => return Err(unusable(())),
+            (None, None, Some(alg)) => {
+                Prepared::Mac(Box::new(crate::crypto::mac::MacKey::new(alg, &material)))
+            }
+            (None, None, None) => return Err(unusable(())),
         };
         let loaded = Arc::new(LoadedVersion {
             key_id: record.key_id,
@@ -275,9 +278,9 @@ impl Kms {
                     .await
                     .map_err(super::hsm_error)
             }
-            Prepared::Asymmetric(_) | Prepared::HsmPair(_) => Err(Error::Unsupported(
-                "the key is not a symmetric ENCRYPT/DECRYPT key",
-            )),
+            Prepared::Asymmetric(_) | Prepared::HsmPair(_) | Prepared::Mac(_) => Err(
+                Error::Unsupported("the key is not a symmetric ENCRYPT/DECRYPT key"),
+            ),
         }
     }
 
@@ -310,7 +313,9 @@ impl Kms {
                     .map_err(super::hsm_error)?
             }
             // A symmetric blob header naming an asymmetric key's version: not ours to open.
-            Prepared::Asymmetric(_) | Prepared::HsmPair(_) => return Err(Error::InvalidCiphertext),
+            Prepared::Asymmetric(_) | Prepared::HsmPair(_) | Prepared::Mac(_) => {
+                return Err(Error::InvalidCiphertext);
+            }
         };
         Ok((loaded, out))
     }

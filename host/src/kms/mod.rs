@@ -15,6 +15,7 @@ pub mod import;
 pub mod instances;
 pub mod keys;
 pub mod lifecycle;
+pub mod mac_ops;
 pub mod model;
 pub mod policy;
 pub mod random;
@@ -70,6 +71,8 @@ pub(crate) enum Prepared {
     HsmPair(asymmetric_ops::HsmPair),
     /// A loaded key pair.
     Asymmetric(Box<dyn crate::crypto::asymmetric::AsymmetricCipher>),
+    /// An HMAC key.
+    Mac(Box<crate::crypto::mac::MacKey>),
 }
 
 impl std::fmt::Debug for Prepared {

@@ -62,6 +62,14 @@ wire_enum!(
         EcP256K = "EC_P256K",
         /// SM2.
         EcSm2 = "EC_SM2",
+        /// HMAC-SHA-224 (GenerateMac/VerifyMac).
+        HmacSha224 = "HMAC_SHA224",
+        /// HMAC-SHA-256.
+        HmacSha256 = "HMAC_SHA256",
+        /// HMAC-SHA-384.
+        HmacSha384 = "HMAC_SHA384",
+        /// HMAC-SHA-512.
+        HmacSha512 = "HMAC_SHA512",
     }
 );
 
@@ -88,7 +96,22 @@ impl KeySpec {
                 &[KeyUsage::SignVerify, KeyUsage::EncryptDecrypt]
             }
             Self::EcP256 | Self::EcP256K => &[KeyUsage::SignVerify],
+            Self::HmacSha224 | Self::HmacSha256 | Self::HmacSha384 | Self::HmacSha512 => {
+                &[KeyUsage::GenerateVerifyMac]
+            }
             _ => &[KeyUsage::EncryptDecrypt],
+        }
+    }
+
+    /// The MAC algorithm of an HMAC spec; `None` for the others.
+    pub fn mac(self) -> Option<crate::crypto::mac::MacAlgorithm> {
+        use crate::crypto::mac::MacAlgorithm;
+        match self {
+            Self::HmacSha224 => Some(MacAlgorithm::Sha224),
+            Self::HmacSha256 => Some(MacAlgorithm::Sha256),
+            Self::HmacSha384 => Some(MacAlgorithm::Sha384),
+            Self::HmacSha512 => Some(MacAlgorithm::Sha512),
+            _ => None,
         }
     }
 
@@ -111,6 +134,8 @@ wire_enum!(
         EncryptDecrypt = "ENCRYPT/DECRYPT",
         /// Signatures.
         SignVerify = "SIGN/VERIFY",
+        /// Message authentication codes (HMAC keys).
+        GenerateVerifyMac = "GENERATE/VERIFY_MAC",
     }
 );
 

@@ -13,7 +13,7 @@ use crate::secret::{SecretBytes, SecretString};
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
-fn b64_param(p: &Params, name: &'static str) -> Result<Vec<u8>, ApiError> {
+pub(super) fn b64_param(p: &Params, name: &'static str) -> Result<Vec<u8>, ApiError> {
     B64.decode(p.required(name)?.trim())
         .map_err(|_| ApiError::invalid(name, "not base64"))
 }

@@ -14,6 +14,7 @@ mod import;
 mod instances;
 mod keys;
 mod lifecycle;
+mod mac;
 mod secrets;
 mod sse;
 mod tags;
@@ -259,6 +260,9 @@ actions! {
     asymmetric::AsymmetricEncrypt,
     asymmetric::AsymmetricDecrypt,
     asymmetric::GetPublicKey,
+    // Message authentication codes
+    mac::GenerateMac,
+    mac::VerifyMac,
     // Secrets Manager
     secrets::CreateSecret,
     secrets::GetSecretValue,
