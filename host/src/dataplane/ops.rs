@@ -83,6 +83,15 @@ async fn new_key_pair(spec: &str, format: &str) -> Result<(SecretBytes, Vec<u8>)
     }
 }
 
+/// What Sign and Verify work on.
+struct SigningTarget {
+    record: KeyRecord,
+    key: KeyRef,
+    version: KeyVersionId,
+    alg: SignAlgorithm,
+    digest: Vec<u8>,
+}
+
 /// What a request touched, for the audit trail and the key-version reply header.
 #[derive(Debug, Default)]
 pub(super) struct Outcome {
@@ -347,6 +356,7 @@ impl<'a> Call<'a> {
             request_id,
             algorithm: algorithm.into(),
             padding_mode: req.padding_mode,
+            key_version_id: String::new(),
         })
     }
 
@@ -400,6 +410,7 @@ impl<'a> Call<'a> {
             request_id,
             algorithm: algorithm.into(),
             padding_mode: req.padding_mode,
+            key_version_id: String::new(),
         })
     }
 
@@ -429,6 +440,7 @@ impl<'a> Call<'a> {
             ciphertext_blob: sealed,
             request_id,
             algorithm: algorithm.into(),
+            key_version_id: String::new(),
         })
     }
 
@@ -479,7 +491,7 @@ impl<'a> Call<'a> {
             .seal_advance(&key, &req.iv, &req.aad, plaintext.expose())
             .await?;
         out.version = Some(version.clone());
-        reply(&proto::AdvanceEncryptResponse {
+        reply(&proto::EncryptResponse {
             key_id: key.key_id.to_string(),
             ciphertext_blob: blob,
             iv: iv.to_vec(),
@@ -523,7 +535,7 @@ impl<'a> Call<'a> {
             .gcm_open(&key, &blob.version, blob.nonce, aad, blob.sealed)
             .await?;
         out.version = Some(blob.version.clone());
-        reply(&proto::AdvanceDecryptResponse {
+        reply(&proto::DecryptResponse {
             key_id: key.key_id.to_string(),
             plaintext: plaintext.expose().to_vec(),
             request_id,
@@ -547,7 +559,7 @@ impl<'a> Call<'a> {
             .seal_advance(&key, &[], &req.aad, data_key.expose())
             .await?;
         out.version = Some(version.clone());
-        reply(&proto::AdvanceGenerateDataKeyResponse {
+        reply(&proto::GenerateDataKeyResponse {
             key_id: key.key_id.to_string(),
             iv: iv.to_vec(),
             plaintext: data_key.expose().to_vec(),
@@ -600,28 +612,52 @@ impl<'a> Call<'a> {
         })
     }
 
+    /// The key, version, algorithm and digest of a Sign or Verify request.
+    async fn signing(
+        &self,
+        key_id: &str,
+        algorithm: &str,
+        message_type: &str,
+        message: &[u8],
+        digest: &[u8],
+        out: &mut Outcome,
+    ) -> Result<SigningTarget, Failure> {
+        let record = self.key(key_id, out).await?;
+        let alg = Self::sign_algorithm(algorithm)?;
+        let digest = Self::digest(alg, message_type, message, digest)?;
+        let version = record.primary_version.clone();
+        out.version = Some(version.clone());
+        Ok(SigningTarget {
+            key: KeyRef::Id(record.key_id.clone()),
+            record,
+            version,
+            alg,
+            digest,
+        })
+    }
+
     async fn sign(
         &self,
         req: proto::SignRequest,
         request_id: String,
         out: &mut Outcome,
     ) -> Result<Vec<u8>, Failure> {
-        let key = self.key(&req.key_id, out).await?;
-        let alg = Self::sign_algorithm(&req.algorithm)?;
-        let digest = Self::digest(alg, &req.message_type, &req.message, &req.digest)?;
-        let version = key.primary_version.clone();
+        let t = self
+            .signing(
+                &req.key_id,
+                &req.algorithm,
+                &req.message_type,
+                &req.message,
+                &req.digest,
+                out,
+            )
+            .await?;
         let (_, signature) = self
             .plane
             .kms
-            .asymmetric_sign(
-                &self.owner,
-                &KeyRef::Id(key.key_id.clone()),
-                &version,
-                alg,
-                &digest,
-            )
+            .asymmetric_sign(&self.owner, &t.key, &t.version, t.alg, &t.digest)
             .await?;
-        out.version = Some(version);
+        let key = t.record;
         reply(&proto::SignResponse {
             key_id: key.key_id.to_string(),
             signature,
@@ -637,23 +673,29 @@ impl<'a> Call<'a> {
         request_id: String,
         out: &mut Outcome,
     ) -> Result<Vec<u8>, Failure> {
-        let key = self.key(&req.key_id, out).await?;
-        let alg = Self::sign_algorithm(&req.algorithm)?;
-        let digest = Self::digest(alg, &req.message_type, &req.message, &req.digest)?;
-        let version = key.primary_version.clone();
+        let t = self
+            .signing(
+                &req.key_id,
+                &req.algorithm,
+                &req.message_type,
+                &req.message,
+                &req.digest,
+                out,
+            )
+            .await?;
         let (_, value) = self
             .plane
             .kms
             .asymmetric_verify(
                 &self.owner,
-                &KeyRef::Id(key.key_id.clone()),
-                &version,
-                alg,
-                &digest,
+                &t.key,
+                &t.version,
+                t.alg,
+                &t.digest,
                 &req.signature,
             )
             .await?;
-        out.version = Some(version);
+        let key = t.record;
         reply(&proto::VerifyResponse {
             key_id: key.key_id.to_string(),
             value,
@@ -789,8 +831,25 @@ impl<'a> Call<'a> {
         };
         out.version = Some(version.clone());
         let (key_id, iv, spec) = (key.key_id.to_string(), iv.to_vec(), req.spec);
-        match (advance, self.api.ends_with("WithoutPlaintext")) {
-            (false, false) => reply(&proto::GenerateDataKeyPairResponse {
+        // Advance replies carry the version; in the plain ones it stays empty, off the wire.
+        let key_version_id = if advance {
+            version.to_string()
+        } else {
+            String::new()
+        };
+        if self.api.ends_with("WithoutPlaintext") {
+            reply(&proto::GenerateDataKeyPairWithoutPlaintextResponse {
+                key_id,
+                iv,
+                key_pair_spec: spec,
+                private_key_ciphertext_blob: blob,
+                public_key: public,
+                request_id,
+                algorithm,
+                key_version_id,
+            })
+        } else {
+            reply(&proto::GenerateDataKeyPairResponse {
                 key_id,
                 iv,
                 key_pair_spec: spec,
@@ -799,37 +858,8 @@ impl<'a> Call<'a> {
                 public_key: public,
                 request_id,
                 algorithm,
-            }),
-            (false, true) => reply(&proto::GenerateDataKeyPairWithoutPlaintextResponse {
-                key_id,
-                iv,
-                key_pair_spec: spec,
-                private_key_ciphertext_blob: blob,
-                public_key: public,
-                request_id,
-                algorithm,
-            }),
-            (true, false) => reply(&proto::AdvanceGenerateDataKeyPairResponse {
-                key_id,
-                iv,
-                key_pair_spec: spec,
-                private_key_plaintext: private.expose().to_vec(),
-                private_key_ciphertext_blob: blob,
-                public_key: public,
-                request_id,
-                algorithm,
-                key_version_id: version.to_string(),
-            }),
-            (true, true) => reply(&proto::AdvanceGenerateDataKeyPairWithoutPlaintextResponse {
-                key_id,
-                iv,
-                key_pair_spec: spec,
-                private_key_ciphertext_blob: blob,
-                public_key: public,
-                request_id,
-                algorithm,
-                key_version_id: version.to_string(),
-            }),
+                key_version_id,
+            })
         }
     }
 

@@ -1,6 +1,7 @@
 //! The instance SDK's protobuf messages (`package protobuf`, proto3; spec §7.3), with the
 //! field numbers of `alibabacloud-dkms-gcs` 1.0.2. Written with prost's derive so the build
-//! needs no `protoc`.
+//! needs no `protoc`. Each `Advance*` message is its plain form plus `KeyVersionId`, so one
+//! struct serves both (an empty proto3 string is not encoded).
 #![allow(missing_docs, reason = "field names and numbers are the wire schema")]
 
 use prost::Message;
@@ -35,6 +36,9 @@ pub(super) struct EncryptResponse {
     pub(super) algorithm: String,
     #[prost(string, tag = "6")]
     pub(super) padding_mode: String,
+    /// Advance form only (tag 7); empty, and so not on the wire, otherwise.
+    #[prost(string, tag = "7")]
+    pub(super) key_version_id: String,
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -65,6 +69,9 @@ pub(super) struct DecryptResponse {
     pub(super) algorithm: String,
     #[prost(string, tag = "5")]
     pub(super) padding_mode: String,
+    /// Advance form only (tag 6).
+    #[prost(string, tag = "6")]
+    pub(super) key_version_id: String,
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -165,6 +172,9 @@ pub(super) struct GenerateDataKeyResponse {
     pub(super) request_id: String,
     #[prost(string, tag = "6")]
     pub(super) algorithm: String,
+    /// Advance form only (tag 7).
+    #[prost(string, tag = "7")]
+    pub(super) key_version_id: String,
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -226,40 +236,6 @@ pub(super) struct GetSecretValueResponse {
 }
 
 #[derive(Clone, PartialEq, Message)]
-pub(super) struct AdvanceEncryptResponse {
-    #[prost(string, tag = "1")]
-    pub(super) key_id: String,
-    #[prost(bytes = "vec", tag = "2")]
-    pub(super) ciphertext_blob: Vec<u8>,
-    #[prost(bytes = "vec", tag = "3")]
-    pub(super) iv: Vec<u8>,
-    #[prost(string, tag = "4")]
-    pub(super) request_id: String,
-    #[prost(string, tag = "5")]
-    pub(super) algorithm: String,
-    #[prost(string, tag = "6")]
-    pub(super) padding_mode: String,
-    #[prost(string, tag = "7")]
-    pub(super) key_version_id: String,
-}
-
-#[derive(Clone, PartialEq, Message)]
-pub(super) struct AdvanceDecryptResponse {
-    #[prost(string, tag = "1")]
-    pub(super) key_id: String,
-    #[prost(bytes = "vec", tag = "2")]
-    pub(super) plaintext: Vec<u8>,
-    #[prost(string, tag = "3")]
-    pub(super) request_id: String,
-    #[prost(string, tag = "4")]
-    pub(super) algorithm: String,
-    #[prost(string, tag = "5")]
-    pub(super) padding_mode: String,
-    #[prost(string, tag = "6")]
-    pub(super) key_version_id: String,
-}
-
-#[derive(Clone, PartialEq, Message)]
 pub(super) struct AdvanceGenerateDataKeyRequest {
     #[prost(string, tag = "1")]
     pub(super) key_id: String,
@@ -267,24 +243,6 @@ pub(super) struct AdvanceGenerateDataKeyRequest {
     pub(super) number_of_bytes: i32,
     #[prost(bytes = "vec", tag = "3")]
     pub(super) aad: Vec<u8>,
-}
-
-#[derive(Clone, PartialEq, Message)]
-pub(super) struct AdvanceGenerateDataKeyResponse {
-    #[prost(string, tag = "1")]
-    pub(super) key_id: String,
-    #[prost(bytes = "vec", tag = "2")]
-    pub(super) iv: Vec<u8>,
-    #[prost(bytes = "vec", tag = "3")]
-    pub(super) plaintext: Vec<u8>,
-    #[prost(bytes = "vec", tag = "4")]
-    pub(super) ciphertext_blob: Vec<u8>,
-    #[prost(string, tag = "5")]
-    pub(super) request_id: String,
-    #[prost(string, tag = "6")]
-    pub(super) algorithm: String,
-    #[prost(string, tag = "7")]
-    pub(super) key_version_id: String,
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -338,6 +296,9 @@ pub(super) struct GenerateDataKeyPairResponse {
     pub(super) request_id: String,
     #[prost(string, tag = "8")]
     pub(super) algorithm: String,
+    /// Advance form only (tag 9).
+    #[prost(string, tag = "9")]
+    pub(super) key_version_id: String,
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -356,6 +317,9 @@ pub(super) struct GenerateDataKeyPairWithoutPlaintextResponse {
     pub(super) request_id: String,
     #[prost(string, tag = "7")]
     pub(super) algorithm: String,
+    /// Advance form only (tag 8).
+    #[prost(string, tag = "8")]
+    pub(super) key_version_id: String,
 }
 
 /// `AdvanceGenerateDataKeyPair` and `AdvanceGenerateDataKeyPairWithoutPlaintext`.
@@ -369,48 +333,6 @@ pub(super) struct AdvanceGenerateDataKeyPairRequest {
     pub(super) key_format: String,
     #[prost(bytes = "vec", tag = "4")]
     pub(super) aad: Vec<u8>,
-}
-
-#[derive(Clone, PartialEq, Message)]
-pub(super) struct AdvanceGenerateDataKeyPairResponse {
-    #[prost(string, tag = "1")]
-    pub(super) key_id: String,
-    #[prost(bytes = "vec", tag = "2")]
-    pub(super) iv: Vec<u8>,
-    #[prost(string, tag = "3")]
-    pub(super) key_pair_spec: String,
-    #[prost(bytes = "vec", tag = "4")]
-    pub(super) private_key_plaintext: Vec<u8>,
-    #[prost(bytes = "vec", tag = "5")]
-    pub(super) private_key_ciphertext_blob: Vec<u8>,
-    #[prost(bytes = "vec", tag = "6")]
-    pub(super) public_key: Vec<u8>,
-    #[prost(string, tag = "7")]
-    pub(super) request_id: String,
-    #[prost(string, tag = "8")]
-    pub(super) algorithm: String,
-    #[prost(string, tag = "9")]
-    pub(super) key_version_id: String,
-}
-
-#[derive(Clone, PartialEq, Message)]
-pub(super) struct AdvanceGenerateDataKeyPairWithoutPlaintextResponse {
-    #[prost(string, tag = "1")]
-    pub(super) key_id: String,
-    #[prost(bytes = "vec", tag = "2")]
-    pub(super) iv: Vec<u8>,
-    #[prost(string, tag = "3")]
-    pub(super) key_pair_spec: String,
-    #[prost(bytes = "vec", tag = "4")]
-    pub(super) private_key_ciphertext_blob: Vec<u8>,
-    #[prost(bytes = "vec", tag = "5")]
-    pub(super) public_key: Vec<u8>,
-    #[prost(string, tag = "6")]
-    pub(super) request_id: String,
-    #[prost(string, tag = "7")]
-    pub(super) algorithm: String,
-    #[prost(string, tag = "8")]
-    pub(super) key_version_id: String,
 }
 
 #[derive(Clone, PartialEq, Message)]
