@@ -100,7 +100,11 @@ pub async fn serve(
         access_policy: plugins.access_policy,
         dataplane: Arc::clone(&dataplane),
     });
-    api::server::run(listener, app, shutdown).await;
+    api::server::run(listener, app.clone(), shutdown).await;
     dataplane.stop_all();
+    // Seal what the last requests wrote, so a clean stop leaves no unsealed tail.
+    if let Err(e) = app.audit.seal_now() {
+        tracing::error!(error = %e, "final audit seal failed");
+    }
     sweeper.abort();
 }

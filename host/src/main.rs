@@ -116,6 +116,11 @@ enum Command {
         #[command(flatten)]
         admin: AdminArgs,
     },
+    /// Check or search the audit trail of a data directory (works while the server runs).
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Look into the HSM directly (the operator's check that key material stays in it).
     Hsm {
         /// A key version id: show what the token says about its object, and try (and fail)
@@ -145,6 +150,46 @@ enum PluginCommand {
     },
     /// Reload the plugins directory (a plugin that fails keeps its previous version).
     Reload,
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Check the hash chain, the seals and the sealed head; names the first bad line and
+    /// exits non-zero on any edit, deletion, reordering or truncation.
+    Verify {
+        /// The data directory.
+        #[arg(long, default_value = "./arca-data")]
+        data_dir: PathBuf,
+        /// The root key, when it is not DATA_DIR/root.key (or ARCA_ROOT_KEY).
+        #[arg(long, conflicts_with = "root_key_hsm")]
+        root_key_file: Option<PathBuf>,
+        /// The root key is DATA_DIR/root.key.hsm, wrapped by the HSM.
+        #[arg(long, requires = "hsm_module")]
+        root_key_hsm: bool,
+        #[command(flatten)]
+        hsm: HsmArgs,
+    },
+    /// Print the events that match every given filter, one JSON line each.
+    Query {
+        /// The data directory.
+        #[arg(long, default_value = "./arca-data")]
+        data_dir: PathBuf,
+        /// Events at or after this time (RFC 3339, e.g. 2026-11-24T10:00:00Z).
+        #[arg(long)]
+        since: Option<String>,
+        /// Events before this time.
+        #[arg(long)]
+        until: Option<String>,
+        /// The action, e.g. Encrypt.
+        #[arg(long)]
+        action: Option<String>,
+        /// A part of the resource: an ARN, a key id, secret/<name>.
+        #[arg(long)]
+        resource: Option<String>,
+        /// The account id.
+        #[arg(long)]
+        account: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -296,6 +341,64 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 PluginCommand::Reload => client.call("ArcaReloadPlugins", &[]).await?,
             };
             print_json(&reply)
+        }
+        Command::Audit {
+            command:
+                AuditCommand::Verify {
+                    data_dir,
+                    root_key_file,
+                    root_key_hsm,
+                    hsm,
+                },
+        } => {
+            let root = tool_root_key(root_key_file, root_key_hsm, hsm).await?;
+            let key = root.load_existing(&data_dir)?.audit_key();
+            let found = arca_host::audit::verify(
+                &data_dir.join("audit.log"),
+                &data_dir.join("audit.head"),
+                &key,
+            );
+            match found {
+                Ok(v) => print_json(&serde_json::json!({
+                    "Verified": true,
+                    "Lines": v.lines,
+                    "Seals": v.seals,
+                    "UnsealedTail": v.unsealed,
+                })),
+                Err(tamper) => anyhow::bail!("audit trail does not verify: {tamper}"),
+            }
+        }
+        Command::Audit {
+            command:
+                AuditCommand::Query {
+                    data_dir,
+                    since,
+                    until,
+                    action,
+                    resource,
+                    account,
+                },
+        } => {
+            let time = |t: Option<String>| -> anyhow::Result<Option<time::OffsetDateTime>> {
+                t.map(|t| {
+                    time::OffsetDateTime::parse(&t, &time::format_description::well_known::Rfc3339)
+                        .with_context(|| format!("{t:?} is not an RFC 3339 time"))
+                })
+                .transpose()
+            };
+            let query = arca_host::audit::Query {
+                since: time(since)?,
+                until: time(until)?,
+                action,
+                resource,
+                account,
+            };
+            let lines = arca_host::audit::query(&data_dir.join("audit.log"), &query)?;
+            let mut out = std::io::stdout().lock();
+            for line in lines {
+                writeln!(out, "{line}")?;
+            }
+            Ok(())
         }
         Command::Instance {
             command:

@@ -123,7 +123,7 @@ impl Rotations {
         let Some(audit) = &self.audit else {
             return;
         };
-        audit.record(crate::audit::AuditEvent {
+        let recorded = audit.record(crate::audit::AuditEvent {
             time: self.kms.clock().now(),
             request_id: format!("scheduler-{}", SecretVersionId::generate()),
             action: "RotateSecret".into(),
@@ -139,6 +139,9 @@ impl Rotations {
             result: code,
             status,
         });
+        if let Err(e) = recorded {
+            tracing::error!(error = %e, "scheduled rotation not recorded in the audit trail");
+        }
     }
 
     /// `RotateSecret`: starts (or resumes) the rotation to `token` and drives it to the end.

@@ -174,6 +174,7 @@ pub async fn open_with_clock(
         source,
     })?;
     let sealer = root.sealer();
+    let audit_key = root.audit_key();
     check_root_key(&store, &sealer)?;
     let kms = Arc::new(Kms::new(
         Arc::new(store),
@@ -216,7 +217,7 @@ pub async fn open_with_clock(
         Err(e) => return Err(StartupError::Bootstrap(format!("key maintenance: {e}"))),
     }
     let audit_path = dir.join("audit.log");
-    let audit = AuditLog::open(&audit_path).map_err(io_err(&audit_path))?;
+    let audit = AuditLog::open(&audit_path, audit_key).map_err(io_err(&audit_path))?;
     Ok(DataDir {
         kms,
         audit,

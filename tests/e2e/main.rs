@@ -8,6 +8,7 @@
     reason = "test code: a failed step is a failed test"
 )]
 
+mod audit;
 mod auth;
 mod backup;
 mod crypto;

@@ -142,18 +142,33 @@ where
             (e.status(), error_body(&e, &request_id, &host_id), e.code())
         }
     };
-    app.audit.record(AuditEvent {
+    let resource = match (&outcome.resource, &who.account) {
+        (Some(r), Some(account)) => account
+            .parse()
+            .ok()
+            .map(|a| actions::resource_arn(app.kms.region(), &a, r)),
+        (r, _) => r.clone(),
+    };
+    let audited = app.audit.record(AuditEvent {
         time: app.kms.clock().now(),
-        request_id,
+        request_id: request_id.clone(),
         action: who.action,
         account: who.account,
         access_key_id: who.access_key_id,
         source_ip: peer.ip().to_string(),
-        resource: outcome.resource,
+        resource,
         key_version: outcome.key_version.map(|v| v.to_string()),
         result: code,
         status: status.as_u16(),
     });
+    if let Err(e) = audited {
+        // No reply goes out for a call the trail does not hold.
+        tracing::error!(request_id, error = %e, "audit trail unavailable");
+        let e = ApiError::Unavailable(
+            "The audit trail is unavailable; the request was not recorded.".into(),
+        );
+        return reply(e.status(), error_body(&e, &request_id, &host_id));
+    }
     reply(status, body)
 }
 

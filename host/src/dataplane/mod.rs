@@ -274,9 +274,9 @@ impl DataPlane {
                 (f.status, body, f.code)
             }
         };
-        self.audit.record(AuditEvent {
+        let audited = self.audit.record(AuditEvent {
             time: self.kms.clock().now(),
-            request_id,
+            request_id: request_id.clone(),
             action: api,
             account: outcome.account,
             access_key_id: client_key,
@@ -286,6 +286,27 @@ impl DataPlane {
             result: code,
             status: status.as_u16(),
         });
+        let (status, body) = match audited {
+            Ok(()) => (status, body),
+            Err(e) => {
+                // No reply goes out for a call the trail does not hold.
+                tracing::error!(request_id, error = %e, "audit trail unavailable");
+                let f = Failure::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "ServiceUnavailableTemporary",
+                    "The audit trail is unavailable; the request was not recorded.",
+                );
+                let body = proto::Error {
+                    status_code: i32::from(f.status.as_u16()),
+                    error_code: f.code.to_string(),
+                    error_message: f.message.to_string(),
+                    request_id,
+                }
+                .encode_to_vec();
+                outcome.version = None;
+                (f.status, body)
+            }
+        };
         let mut resp = Response::new(Full::new(Bytes::from(body)));
         *resp.status_mut() = status;
         resp.headers_mut().insert(

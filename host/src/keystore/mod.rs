@@ -155,6 +155,11 @@ impl RootKey {
         Ok(key)
     }
 
+    /// The key that seals the audit trail (`arca audit verify` needs the same root key).
+    pub fn audit_key(&self) -> crate::secret::SecretBytes {
+        crypto::derive_key(self.0.expose(), b"arca/audit-seal/v1")
+    }
+
     /// The sealer for stored secrets, derived from this root key.
     pub fn sealer(&self) -> Sealer {
         let kek = crypto::derive_key(self.0.expose(), b"arca/store-seal/v1");

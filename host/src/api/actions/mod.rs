@@ -143,7 +143,7 @@ pub(crate) trait Action: Sized + Send {
 
 /// A request's resource as an ARN: ARNs as they are, typed resources (`alias/…`, `secret/…`,
 /// `keystore/…`, …) and key ids in the caller's account.
-fn resource_arn(region: &str, account: &AccountId, resource: &str) -> String {
+pub(crate) fn resource_arn(region: &str, account: &AccountId, resource: &str) -> String {
     if resource.starts_with("acs:") {
         resource.to_string()
     } else if resource.contains('/') {
