@@ -119,26 +119,28 @@ impl Rotations {
         self
     }
 
-    fn audit_scheduled(&self, record: &SecretRecord, code: &'static str, status: u16) {
+    async fn audit_scheduled(&self, record: &SecretRecord, code: &'static str, status: u16) {
         let Some(audit) = &self.audit else {
             return;
         };
-        let recorded = audit.record(crate::audit::AuditEvent {
-            time: self.kms.clock().now(),
-            request_id: format!("scheduler-{}", SecretVersionId::generate()),
-            action: "RotateSecret".into(),
-            account: Some(record.account_id.to_string()),
-            access_key_id: None,
-            source_ip: "scheduler".into(),
-            resource: Some(crate::ids::secret_arn(
-                self.kms.region(),
-                &record.account_id,
-                &record.name,
-            )),
-            key_version: None,
-            result: code,
-            status,
-        });
+        let recorded = audit
+            .record(crate::audit::AuditEvent {
+                time: self.kms.clock().now(),
+                request_id: format!("scheduler-{}", SecretVersionId::generate()),
+                action: "RotateSecret".into(),
+                account: Some(record.account_id.to_string()),
+                access_key_id: None,
+                source_ip: "scheduler".into(),
+                resource: Some(crate::ids::secret_arn(
+                    self.kms.region(),
+                    &record.account_id,
+                    &record.name,
+                )),
+                key_version: None,
+                result: code,
+                status,
+            })
+            .await;
         if let Err(e) = recorded {
             tracing::error!(error = %e, "scheduled rotation not recorded in the audit trail");
         }
@@ -198,14 +200,15 @@ impl Rotations {
             match result {
                 Ok(_) => {
                     completed += 1;
-                    self.audit_scheduled(&record, "OK", 200);
+                    self.audit_scheduled(&record, "OK", 200).await;
                 }
                 // Another task is driving it; that task's outcome is what counts.
                 Err(RotationError::Busy) => {}
                 Err(e) => {
                     tracing::warn!(secret = %record.name, error = %e, "scheduled rotation did not complete");
                     let api = crate::error::ApiError::from(e);
-                    self.audit_scheduled(&record, api.code(), api.status().as_u16());
+                    self.audit_scheduled(&record, api.code(), api.status().as_u16())
+                        .await;
                 }
             }
         }

@@ -149,18 +149,21 @@ where
             .map(|a| actions::resource_arn(app.kms.region(), &a, r)),
         (r, _) => r.clone(),
     };
-    let audited = app.audit.record(AuditEvent {
-        time: app.kms.clock().now(),
-        request_id: request_id.clone(),
-        action: who.action,
-        account: who.account,
-        access_key_id: who.access_key_id,
-        source_ip: peer.ip().to_string(),
-        resource,
-        key_version: outcome.key_version.map(|v| v.to_string()),
-        result: code,
-        status: status.as_u16(),
-    });
+    let audited = app
+        .audit
+        .record(AuditEvent {
+            time: app.kms.clock().now(),
+            request_id: request_id.clone(),
+            action: who.action,
+            account: who.account,
+            access_key_id: who.access_key_id,
+            source_ip: peer.ip().to_string(),
+            resource,
+            key_version: outcome.key_version.map(|v| v.to_string()),
+            result: code,
+            status: status.as_u16(),
+        })
+        .await;
     if let Err(e) = audited {
         // No reply goes out for a call the trail does not hold.
         tracing::error!(request_id, error = %e, "audit trail unavailable");

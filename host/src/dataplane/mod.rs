@@ -274,18 +274,21 @@ impl DataPlane {
                 (f.status, body, f.code)
             }
         };
-        let audited = self.audit.record(AuditEvent {
-            time: self.kms.clock().now(),
-            request_id: request_id.clone(),
-            action: api,
-            account: outcome.account,
-            access_key_id: client_key,
-            source_ip: peer.ip().to_string(),
-            resource: outcome.resource,
-            key_version: outcome.version.as_ref().map(ToString::to_string),
-            result: code,
-            status: status.as_u16(),
-        });
+        let audited = self
+            .audit
+            .record(AuditEvent {
+                time: self.kms.clock().now(),
+                request_id: request_id.clone(),
+                action: api,
+                account: outcome.account,
+                access_key_id: client_key,
+                source_ip: peer.ip().to_string(),
+                resource: outcome.resource,
+                key_version: outcome.version.as_ref().map(ToString::to_string),
+                result: code,
+                status: status.as_u16(),
+            })
+            .await;
         let (status, body) = match audited {
             Ok(()) => (status, body),
             Err(e) => {
