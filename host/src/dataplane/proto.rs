@@ -6,7 +6,47 @@
 
 use prost::Message;
 
+/// prost derives a `Debug` that prints every field; these messages carry plaintext, data keys,
+/// private keys and secret values, so theirs print only the message's name.
+macro_rules! redacted_debug {
+    ($($name:ident),* $(,)?) => {
+        $(impl std::fmt::Debug for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(concat!(stringify!($name), "([REDACTED])"))
+            }
+        })*
+    };
+}
+
+redacted_debug!(
+    EncryptRequest,
+    EncryptResponse,
+    DecryptRequest,
+    DecryptResponse,
+    SignRequest,
+    SignResponse,
+    VerifyRequest,
+    VerifyResponse,
+    GenerateRandomRequest,
+    GenerateRandomResponse,
+    GenerateDataKeyRequest,
+    GenerateDataKeyResponse,
+    GetPublicKeyRequest,
+    GetPublicKeyResponse,
+    GetSecretValueRequest,
+    GetSecretValueResponse,
+    AdvanceGenerateDataKeyRequest,
+    HmacRequest,
+    HmacResponse,
+    GenerateDataKeyPairRequest,
+    GenerateDataKeyPairResponse,
+    GenerateDataKeyPairWithoutPlaintextResponse,
+    AdvanceGenerateDataKeyPairRequest,
+    Error,
+);
+
 #[derive(Clone, PartialEq, Message)]
+#[prost(skip_debug)]
 pub(super) struct EncryptRequest {
     #[prost(string, tag = "1")]
     pub(super) key_id: String,
@@ -23,6 +63,7 @@ pub(super) struct EncryptRequest {
 }
 
 #[derive(Clone, PartialEq, Message)]
+#[prost(skip_debug)]
 pub(super) struct EncryptResponse {
     #[prost(string, tag = "1")]
     pub(super) key_id: String,
@@ -42,6 +83,7 @@ pub(super) struct EncryptResponse {
 }
 
 #[derive(Clone, PartialEq, Message)]
+#[prost(skip_debug)]
 pub(super) struct DecryptRequest {
     #[prost(bytes = "vec", tag = "1")]
     pub(super) ciphertext_blob: Vec<u8>,
@@ -58,6 +100,7 @@ pub(super) struct DecryptRequest {
 }
 
 #[derive(Clone, PartialEq, Message)]
+#[prost(skip_debug)]
 pub(super) struct DecryptResponse {
     #[prost(string, tag = "1")]
     pub(super) key_id: String,
@@ -75,6 +118,7 @@ pub(super) struct DecryptResponse {
 }
 
 #[derive(Clone, PartialEq, Message)]
+#[prost(skip_debug)]
 pub(super) struct SignRequest {
     #[prost(string, tag = "1")]
     pub(super) key_id: String,
@@ -89,6 +133,7 @@ pub(super) struct SignRequest {
 }
 
 #[derive(Clone, PartialEq, Message)]
+#[prost(skip_debug)]
 pub(super) struct SignResponse {
     #[prost(string, tag = "1")]
     pub(super) key_id: String,
@@ -103,6 +148,7 @@ pub(super) struct SignResponse {
 }
 
 #[derive(Clone, PartialEq, Message)]
+#[prost(skip_debug)]
 pub(super) struct VerifyRequest {
     #[prost(string, tag = "1")]
     pub(super) key_id: String,
@@ -119,6 +165,7 @@ pub(super) struct VerifyRequest {
 }
 
 #[derive(Clone, PartialEq, Message)]
+#[prost(skip_debug)]
 pub(super) struct VerifyResponse {
     #[prost(string, tag = "1")]
     pub(super) key_id: String,
@@ -133,12 +180,14 @@ pub(super) struct VerifyResponse {
 }
 
 #[derive(Clone, PartialEq, Message)]
+#[prost(skip_debug)]
 pub(super) struct GenerateRandomRequest {
     #[prost(int32, tag = "1")]
     pub(super) length: i32,
 }
 
 #[derive(Clone, PartialEq, Message)]
+#[prost(skip_debug)]
 pub(super) struct GenerateRandomResponse {
     #[prost(bytes = "vec", tag = "1")]
     pub(super) random: Vec<u8>,
@@ -147,6 +196,7 @@ pub(super) struct GenerateRandomResponse {
 }
 
 #[derive(Clone, PartialEq, Message)]
+#[prost(skip_debug)]
 pub(super) struct GenerateDataKeyRequest {
     #[prost(string, tag = "1")]
     pub(super) key_id: String,
@@ -159,6 +209,7 @@ pub(super) struct GenerateDataKeyRequest {
 }
 
 #[derive(Clone, PartialEq, Message)]
+#[prost(skip_debug)]
 pub(super) struct GenerateDataKeyResponse {
     #[prost(string, tag = "1")]
     pub(super) key_id: String,
@@ -178,12 +229,14 @@ pub(super) struct GenerateDataKeyResponse {
 }
 
 #[derive(Clone, PartialEq, Message)]
+#[prost(skip_debug)]
 pub(super) struct GetPublicKeyRequest {
     #[prost(string, tag = "1")]
     pub(super) key_id: String,
 }
 
 #[derive(Clone, PartialEq, Message)]
+#[prost(skip_debug)]
 pub(super) struct GetPublicKeyResponse {
     #[prost(string, tag = "1")]
     pub(super) key_id: String,
@@ -194,6 +247,7 @@ pub(super) struct GetPublicKeyResponse {
 }
 
 #[derive(Clone, PartialEq, Message)]
+#[prost(skip_debug)]
 pub(super) struct GetSecretValueRequest {
     #[prost(string, tag = "1")]
     pub(super) secret_name: String,
@@ -206,6 +260,7 @@ pub(super) struct GetSecretValueRequest {
 }
 
 #[derive(Clone, PartialEq, Message)]
+#[prost(skip_debug)]
 pub(super) struct GetSecretValueResponse {
     #[prost(string, tag = "1")]
     pub(super) secret_name: String,
@@ -236,6 +291,7 @@ pub(super) struct GetSecretValueResponse {
 }
 
 #[derive(Clone, PartialEq, Message)]
+#[prost(skip_debug)]
 pub(super) struct AdvanceGenerateDataKeyRequest {
     #[prost(string, tag = "1")]
     pub(super) key_id: String,
@@ -246,6 +302,7 @@ pub(super) struct AdvanceGenerateDataKeyRequest {
 }
 
 #[derive(Clone, PartialEq, Message)]
+#[prost(skip_debug)]
 pub(super) struct HmacRequest {
     #[prost(string, tag = "1")]
     pub(super) key_id: String,
@@ -254,6 +311,7 @@ pub(super) struct HmacRequest {
 }
 
 #[derive(Clone, PartialEq, Message)]
+#[prost(skip_debug)]
 pub(super) struct HmacResponse {
     #[prost(string, tag = "1")]
     pub(super) key_id: String,
@@ -265,6 +323,7 @@ pub(super) struct HmacResponse {
 
 /// `GenerateDataKeyPair` and `GenerateDataKeyPairWithoutPlaintext`.
 #[derive(Clone, PartialEq, Message)]
+#[prost(skip_debug)]
 pub(super) struct GenerateDataKeyPairRequest {
     #[prost(string, tag = "1")]
     pub(super) key_id: String,
@@ -279,6 +338,7 @@ pub(super) struct GenerateDataKeyPairRequest {
 }
 
 #[derive(Clone, PartialEq, Message)]
+#[prost(skip_debug)]
 pub(super) struct GenerateDataKeyPairResponse {
     #[prost(string, tag = "1")]
     pub(super) key_id: String,
@@ -302,6 +362,7 @@ pub(super) struct GenerateDataKeyPairResponse {
 }
 
 #[derive(Clone, PartialEq, Message)]
+#[prost(skip_debug)]
 pub(super) struct GenerateDataKeyPairWithoutPlaintextResponse {
     #[prost(string, tag = "1")]
     pub(super) key_id: String,
@@ -324,6 +385,7 @@ pub(super) struct GenerateDataKeyPairWithoutPlaintextResponse {
 
 /// `AdvanceGenerateDataKeyPair` and `AdvanceGenerateDataKeyPairWithoutPlaintext`.
 #[derive(Clone, PartialEq, Message)]
+#[prost(skip_debug)]
 pub(super) struct AdvanceGenerateDataKeyPairRequest {
     #[prost(string, tag = "1")]
     pub(super) key_id: String,
@@ -336,6 +398,7 @@ pub(super) struct AdvanceGenerateDataKeyPairRequest {
 }
 
 #[derive(Clone, PartialEq, Message)]
+#[prost(skip_debug)]
 pub(super) struct Error {
     #[prost(int32, tag = "1")]
     pub(super) status_code: i32,
@@ -345,4 +408,23 @@ pub(super) struct Error {
     pub(super) error_message: String,
     #[prost(string, tag = "4")]
     pub(super) request_id: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_holds_no_field() {
+        let req = EncryptRequest {
+            plaintext: b"top secret".to_vec(),
+            ..Default::default()
+        };
+        assert_eq!(format!("{req:?}"), "EncryptRequest([REDACTED])");
+        let secret = GetSecretValueResponse {
+            secret_data: "hunter2".into(),
+            ..Default::default()
+        };
+        assert!(!format!("{secret:?}").contains("hunter2"));
+    }
 }
