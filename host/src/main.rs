@@ -67,16 +67,12 @@ enum Command {
         /// The running server's address (used when the store is in use).
         #[arg(long, default_value = "127.0.0.1:8080")]
         endpoint: String,
-        /// The root key, when it is not DATA_DIR/root.key (or ARCA_ROOT_KEY).
-        #[arg(long, conflicts_with = "root_key_hsm")]
-        root_key_file: Option<PathBuf>,
-        /// The root key is DATA_DIR/root.key.hsm, wrapped by the HSM (`serve --root-key-hsm`).
-        #[arg(long, requires = "hsm_module")]
-        root_key_hsm: bool,
         #[command(flatten)]
-        hsm: HsmArgs,
+        root: RootKeyArgs,
     },
-    /// Restore a backup into an empty data directory (needs the backup's root key).
+    /// Restore a backup into an empty data directory (needs the backup's root key: a
+    /// `--root-key-file` is copied to DATA_DIR/root.key; with `--root-key-hsm`, copy the old
+    /// DATA_DIR/root.key.hsm into the empty data directory first).
     Restore {
         /// The empty data directory to fill.
         #[arg(long)]
@@ -84,16 +80,8 @@ enum Command {
         /// The backup file.
         #[arg(long = "in")]
         input: PathBuf,
-        /// The root key the backup was made under (copied to DATA_DIR/root.key), unless
-        /// ARCA_ROOT_KEY or DATA_DIR/root.key provides it.
-        #[arg(long, conflicts_with = "root_key_hsm")]
-        root_key_file: Option<PathBuf>,
-        /// The backup's root key is wrapped by the HSM: copy the old DATA_DIR/root.key.hsm into
-        /// the empty data directory first.
-        #[arg(long, requires = "hsm_module")]
-        root_key_hsm: bool,
         #[command(flatten)]
-        hsm: HsmArgs,
+        root: RootKeyArgs,
     },
     /// Manage accounts through a running server (needs admin credentials).
     Account {
@@ -160,14 +148,8 @@ enum AuditCommand {
         /// The data directory.
         #[arg(long, default_value = "./arca-data")]
         data_dir: PathBuf,
-        /// The root key, when it is not DATA_DIR/root.key (or ARCA_ROOT_KEY).
-        #[arg(long, conflicts_with = "root_key_hsm")]
-        root_key_file: Option<PathBuf>,
-        /// The root key is DATA_DIR/root.key.hsm, wrapped by the HSM.
-        #[arg(long, requires = "hsm_module")]
-        root_key_hsm: bool,
         #[command(flatten)]
-        hsm: HsmArgs,
+        root: RootKeyArgs,
     },
     /// Print the events that match every given filter, one JSON line each.
     Query {
@@ -293,22 +275,18 @@ async fn run(command: Command) -> anyhow::Result<()> {
             data_dir,
             out,
             endpoint,
-            root_key_file,
-            root_key_hsm,
-            hsm,
+            root,
         } => {
-            let root = tool_root_key(root_key_file, root_key_hsm, hsm).await?;
+            let root = tool_root_key(root).await?;
             backup(&data_dir, &out, &endpoint, root).await
         }
         Command::Restore {
             data_dir,
             input,
-            root_key_file,
-            root_key_hsm,
-            hsm,
+            root,
         } => {
-            let copy_from = root_key_file.clone();
-            let root = tool_root_key(root_key_file, root_key_hsm, hsm).await?;
+            let copy_from = root.root_key_file.clone();
+            let root = tool_root_key(root).await?;
             tokio::task::spawn_blocking(move || restore(&data_dir, &input, root, copy_from)).await?
         }
         Command::Account { command, admin } => {
@@ -343,15 +321,9 @@ async fn run(command: Command) -> anyhow::Result<()> {
             print_json(&reply)
         }
         Command::Audit {
-            command:
-                AuditCommand::Verify {
-                    data_dir,
-                    root_key_file,
-                    root_key_hsm,
-                    hsm,
-                },
+            command: AuditCommand::Verify { data_dir, root },
         } => {
-            let root = tool_root_key(root_key_file, root_key_hsm, hsm).await?;
+            let root = tool_root_key(root).await?;
             let key = root.load_existing(&data_dir)?.audit_key();
             let found = arca_host::audit::verify(
                 &data_dir.join("audit.log"),
@@ -452,6 +424,19 @@ struct HsmArgs {
     /// A file holding the user PIN (else ARCA_HSM_PIN).
     #[arg(long)]
     hsm_pin_file: Option<PathBuf>,
+}
+
+/// Where the tools (backup, restore, audit verify) find an existing root key.
+#[derive(Debug, clap::Args)]
+struct RootKeyArgs {
+    /// The root key, when it is not DATA_DIR/root.key (or ARCA_ROOT_KEY).
+    #[arg(long, conflicts_with = "root_key_hsm")]
+    root_key_file: Option<PathBuf>,
+    /// The root key is DATA_DIR/root.key.hsm, wrapped by the HSM (`serve --root-key-hsm`).
+    #[arg(long, requires = "hsm_module")]
+    root_key_hsm: bool,
+    #[command(flatten)]
+    hsm: HsmArgs,
 }
 
 /// The KMS instances' data planes.
@@ -665,15 +650,11 @@ async fn backup(
 
 /// The root key of a data directory for `backup` and `restore`: from a file, the environment,
 /// the data directory, or unwrapped by the HSM.
-async fn tool_root_key(
-    file: Option<PathBuf>,
-    in_hsm: bool,
-    hsm: HsmArgs,
-) -> anyhow::Result<RootKeySource> {
-    if !in_hsm {
-        return Ok(root_key_source(file));
+async fn tool_root_key(args: RootKeyArgs) -> anyhow::Result<RootKeySource> {
+    if !args.root_key_hsm {
+        return Ok(root_key_source(args.root_key_file));
     }
-    let hsm = open_hsm(hsm)
+    let hsm = open_hsm(args.hsm)
         .await?
         .context("--root-key-hsm needs --hsm-module and --hsm-token")?;
     Ok(RootKeySource::Hsm(std::sync::Arc::new(hsm)))
