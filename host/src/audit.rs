@@ -389,6 +389,35 @@ impl AuditLog {
     pub fn seal_now(&self) -> Result<(), AuditError> {
         seal(&self.shared)
     }
+
+    /// The chain's length and whether it still takes lines (a failed write stops it, and
+    /// every call then answers 503), for readiness and `arca status`.
+    pub fn status(&self) -> AuditStatus {
+        match self.shared.chain.lock() {
+            Ok(chain) => AuditStatus {
+                events: chain.seq,
+                unsealed: chain.unsealed,
+                error: chain.broken.clone(),
+            },
+            Err(_) => AuditStatus {
+                events: 0,
+                unsealed: 0,
+                error: Some("lock poisoned".into()),
+            },
+        }
+    }
+}
+
+/// A snapshot of the trail.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct AuditStatus {
+    /// Lines in the chain (events and seals).
+    pub events: u64,
+    /// Lines not yet covered by a seal.
+    pub unsealed: u64,
+    /// Why the trail stopped taking lines, if it did.
+    pub error: Option<String>,
 }
 
 fn is_chained(path: &Path) -> std::io::Result<bool> {

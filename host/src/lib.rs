@@ -12,6 +12,7 @@
 //! [`serve`] is the library entry: `main.rs` parses the command line and calls it, and tests can
 //! call it in-process.
 
+pub mod admin;
 pub mod api;
 pub mod audit;
 pub mod clock;
@@ -21,6 +22,7 @@ pub mod error;
 pub mod ids;
 pub mod keystore;
 pub mod kms;
+pub mod metrics;
 pub mod pki;
 pub mod plugin;
 pub mod rotation;
@@ -58,6 +60,7 @@ pub async fn serve(
     dir: DataDir,
     plugins: PluginSetup,
     listener: TcpListener,
+    admin_listener: Option<TcpListener>,
     shutdown: impl Future<Output = ()>,
 ) {
     let kms = Arc::clone(&dir.kms);
@@ -100,7 +103,37 @@ pub async fn serve(
         access_policy: plugins.access_policy,
         dataplane: Arc::clone(&dataplane),
     });
-    api::server::run(listener, app.clone(), shutdown).await;
+    let admin = Arc::new(admin::Admin::new(
+        Arc::clone(&app.kms),
+        Arc::clone(&app.plugins),
+        app.audit.clone(),
+        app.access_policy.clone(),
+    ));
+    // The admin listener outlives the API's drain, so probes see the server go unready.
+    let (admin_stop, admin_stopped) = tokio::sync::oneshot::channel::<()>();
+    let admin_task = admin_listener.map(|l| {
+        let admin = Arc::clone(&admin);
+        let service = move |req, _peer| {
+            let admin = Arc::clone(&admin);
+            async move { admin::handle(&admin, req).await }
+        };
+        tokio::spawn(api::server::serve_http(l, service, async {
+            let _ = admin_stopped.await;
+        }))
+    });
+    admin.set_serving(true);
+    let api_shutdown = {
+        let admin = Arc::clone(&admin);
+        async move {
+            shutdown.await;
+            admin.set_serving(false);
+        }
+    };
+    api::server::run(listener, app.clone(), api_shutdown).await;
+    let _ = admin_stop.send(());
+    if let Some(task) = admin_task {
+        let _ = task.await;
+    }
     dataplane.stop_all();
     // Seal what the last requests wrote, so a clean stop leaves no unsealed tail.
     if let Err(e) = app.audit.seal_now() {

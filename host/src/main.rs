@@ -19,8 +19,24 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Debug, Parser)]
 #[command(version)]
 struct Cli {
+    /// Log lines as text for people, or as one JSON object a line for a log pipeline. Every
+    /// line a request causes carries its request id.
+    #[arg(
+        long,
+        value_enum,
+        default_value = "text",
+        global = true,
+        env = "ARCA_LOG_FORMAT"
+    )]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -36,6 +52,10 @@ enum Command {
         /// The region this server answers for.
         #[arg(long, default_value = "cn-hangzhou")]
         region: String,
+        /// Serve `/metrics` (Prometheus), `/healthz`, `/readyz` and `/status` on this address
+        /// (unauthenticated: keep it on loopback or a monitoring network).
+        #[arg(long)]
+        admin_listen: Option<SocketAddr>,
         /// Read the root key from this file instead of DATA_DIR/root.key (or ARCA_ROOT_KEY).
         #[arg(long, conflicts_with = "root_key_hsm")]
         root_key_file: Option<PathBuf>,
@@ -54,6 +74,13 @@ enum Command {
         instances: InstanceArgs,
         #[command(flatten)]
         hsm: HsmArgs,
+    },
+    /// Show a running server's health, inventory, audit trail, HSM and plugins (its
+    /// `--admin-listen` address's `/status`); exits 1 when the server is not ready.
+    Status {
+        /// The server's admin address.
+        #[arg(long, default_value = "127.0.0.1:9464")]
+        admin: String,
     },
     /// Write a consistent, sealed backup of a data directory (through the running server if
     /// there is one, else directly from the store).
@@ -229,14 +256,18 @@ struct AdminArgs {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Text => logs
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        LogFormat::Json => logs.json().with_current_span(true).init(),
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -249,6 +280,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             data_dir,
             listen,
             region,
+            admin_listen,
             root_key_file,
             root_key_hsm,
             plugins_dir,
@@ -262,6 +294,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 region,
                 root_key_file,
                 Extras {
+                    admin_listen,
                     plugins_dir,
                     access_policy,
                     instances,
@@ -271,6 +304,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             )
             .await
         }
+        Command::Status { admin } => status(&admin).await,
         Command::Backup {
             data_dir,
             out,
@@ -454,6 +488,7 @@ struct InstanceArgs {
 /// What `serve` takes besides the data dir and the listener.
 #[derive(Debug)]
 struct Extras {
+    admin_listen: Option<SocketAddr>,
     plugins_dir: Option<PathBuf>,
     access_policy: Option<String>,
     instances: InstanceArgs,
@@ -495,6 +530,7 @@ async fn serve(
     extras: Extras,
 ) -> anyhow::Result<()> {
     let Extras {
+        admin_listen,
         plugins_dir,
         access_policy,
         instances,
@@ -532,7 +568,17 @@ async fn serve(
         credentials = %dir.credentials_path.display(),
         "Arca is serving; admin credentials are in the credentials file"
     );
-    arca_host::serve(dir, plugins, listener, shutdown_signal()).await;
+    let admin_listener = match admin_listen {
+        Some(addr) => {
+            let l = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} (--admin-listen)"))?;
+            tracing::info!(admin = %format!("http://{}", l.local_addr()?), "metrics, health and status are served");
+            Some(l)
+        }
+        None => None,
+    };
+    arca_host::serve(dir, plugins, listener, admin_listener, shutdown_signal()).await;
     tracing::info!("stopped");
     Ok(())
 }
@@ -712,6 +758,26 @@ async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
+}
+
+/// `arca status`: prints the admin listener's `/status`; fails when the server is not ready.
+async fn status(admin: &str) -> anyhow::Result<()> {
+    let base = if admin.contains("://") {
+        admin.to_owned()
+    } else {
+        format!("http://{admin}")
+    };
+    let (code, body) = arca_client::get(&format!("{base}/status"))
+        .await
+        .with_context(|| format!("cannot reach the admin listener at {base}"))?;
+    anyhow::ensure!(code == 200, "{base}/status answered {code}");
+    let status: serde_json::Value = serde_json::from_slice(&body).context("/status is not JSON")?;
+    print_json(&status)?;
+    anyhow::ensure!(
+        status["Ready"] == serde_json::Value::Bool(true),
+        "the server is not ready (see Checks)"
+    );
+    Ok(())
 }
 
 fn admin_client(args: &AdminArgs) -> anyhow::Result<arca_client::Client> {

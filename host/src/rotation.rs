@@ -10,6 +10,7 @@
 //! process is the store's only writer). A failed step is recorded with a back-off and retried
 //! by the scheduler from the same step; ACSCurrent moves only when every step has succeeded.
 
+use crate::metrics::{Rotated, metrics};
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
@@ -215,8 +216,16 @@ impl Rotations {
         Ok(completed)
     }
 
-    /// Runs the remaining steps of the rotation recorded on `record`.
-    async fn drive(&self, mut record: SecretRecord) -> Result<SecretRecord, RotationError> {
+    /// Runs the remaining steps of the rotation recorded on `record`, counting the outcome.
+    async fn drive(&self, record: SecretRecord) -> Result<SecretRecord, RotationError> {
+        let result = self.drive_steps(record).await;
+        if !matches!(result, Err(RotationError::Busy)) {
+            metrics().rotation(Rotated::Secret, result.is_ok());
+        }
+        result
+    }
+
+    async fn drive_steps(&self, mut record: SecretRecord) -> Result<SecretRecord, RotationError> {
         let key = format!("{}/{}", record.account_id, record.name);
         {
             let mut set = self.in_flight.lock().map_err(|_| RotationError::Busy)?;

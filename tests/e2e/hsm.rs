@@ -432,8 +432,22 @@ async fn hsm_key_pairs_sign_verify_and_decrypt_in_the_token() {
 #[tokio::test]
 async fn a_lost_token_answers_503_and_comes_back_by_itself() {
     let hsm = SoftHsm::start("arca-outage").unwrap();
-    let s = server(&hsm);
+    let admin = format!("127.0.0.1:{}", arca_tests::free_port());
+    let mut args = hsm.args();
+    args.extend(["--admin-listen".into(), admin.clone()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let s = TestServer::start_with(&args, hsm.env()).unwrap();
     let c = s.client().unwrap();
+    let admin_get = |path: &'static str| {
+        let url = format!("http://{admin}{path}");
+        async move {
+            let (code, body) = arca_client::get(&url).await.unwrap();
+            (code, String::from_utf8_lossy(&body).into_owned())
+        }
+    };
+    let metrics = admin_get("/metrics").await.1;
+    assert!(metrics.contains("\narca_hsm_up 1\n"), "{metrics}");
+    assert!(metrics.contains("arca_hsm_sessions{state=\"idle\"}"));
     let (hsm_key, _) = primary(&hsm_key(&c, "Aliyun_AES_256").await);
     let soft_key = c.call("CreateKey", &[]).await.unwrap()["KeyMetadata"]["KeyId"]
         .as_str()
@@ -461,6 +475,12 @@ async fn a_lost_token_answers_503_and_comes_back_by_itself() {
         (503, "ServiceUnavailableTemporary".into()),
         "an unreachable token is not a bad ciphertext"
     );
+    // Readiness reports the outage as degraded: software keys still serve, so the server
+    // stays in rotation, and the metrics say the token is down.
+    let (code, ready) = admin_get("/readyz").await;
+    assert_eq!(code, 200, "{ready}");
+    assert!(ready.contains("hsm: degraded"), "{ready}");
+    assert!(admin_get("/metrics").await.1.contains("\narca_hsm_up 0\n"));
     // Software keys keep working throughout.
     let soft_blob = encrypt(soft_key.clone()).await.unwrap();
     c.call("Decrypt", &[("CiphertextBlob", &soft_blob)])
@@ -483,6 +503,7 @@ async fn a_lost_token_answers_503_and_comes_back_by_itself() {
         .await
         .unwrap();
     assert_eq!(opened["Plaintext"], "p");
+    assert!(admin_get("/readyz").await.1.contains("hsm: ok"));
 }
 
 /// `arca serve` on `data_dir` that is expected to refuse to start; returns its stderr.

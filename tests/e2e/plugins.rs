@@ -1038,9 +1038,16 @@ async fn a_server_wide_access_policy_gates_every_request_and_fails_closed() {
     )
     .unwrap();
     let plugins_arg = plugins.display().to_string();
-    let s =
-        TestServer::start_with_args(&["--plugins-dir", &plugins_arg, "--access-policy", "hostile"])
-            .unwrap();
+    let admin = format!("127.0.0.1:{}", arca_tests::free_port());
+    let s = TestServer::start_with_args(&[
+        "--plugins-dir",
+        &plugins_arg,
+        "--access-policy",
+        "hostile",
+        "--admin-listen",
+        &admin,
+    ])
+    .unwrap();
     let c = s.client().unwrap();
     let key = crate::new_key(&c, "Aliyun_AES_256").await;
     // Encrypts keep flowing on another task while the policy misbehaves.
@@ -1096,6 +1103,22 @@ async fn a_server_wide_access_policy_gates_every_request_and_fails_closed() {
     assert_eq!(detail["Stats"]["OutOfMemory"], 1);
     assert_eq!(detail["Stats"]["Traps"], 2);
     assert_eq!(detail["Stats"]["Invalid"], 2);
+    // The same counts on /metrics.
+    let (_, metrics) = arca_client::get(&format!("http://{admin}/metrics"))
+        .await
+        .unwrap();
+    let metrics = String::from_utf8_lossy(&metrics);
+    for (outcome, n) in [
+        ("timeout", 1),
+        ("out_of_memory", 1),
+        ("trap", 2),
+        ("invalid", 2),
+    ] {
+        let series =
+            format!("arca_plugin_calls_total{{plugin=\"hostile\",outcome=\"{outcome}\"}} {n}\n");
+        assert!(metrics.contains(&series), "{series} in {metrics}");
+    }
+    assert!(metrics.contains("arca_plugin_loaded{plugin=\"hostile\"} 1\n"));
     assert!(
         detail["Component"]["Imports"]
             .as_array()

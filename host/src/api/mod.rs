@@ -15,10 +15,12 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, Limited};
+use tracing::Instrument;
 
 use crate::audit::{AuditEvent, AuditLog};
 use crate::error::ApiError;
 use crate::kms::{Caller, Kms};
+use crate::metrics::{Plane, metrics};
 use crate::plugin::PluginHost;
 
 use self::actions::{Ctx, Gate, Outcome};
@@ -119,9 +121,8 @@ where
     B: http_body::Body<Data = Bytes> + Send,
     B::Error: std::error::Error + Send + Sync + 'static,
 {
-    let request_id = crate::ids::KeyVersionId::generate()
-        .to_string()
-        .to_uppercase();
+    let started = std::time::Instant::now();
+    let request_id = app.request_ids.next();
     let host_id = req
         .headers()
         .get(header::HOST)
@@ -132,7 +133,11 @@ where
         );
     let mut who = Who::default();
     let mut outcome = Outcome::default();
-    let result = serve_one(app, req, peer, &request_id, &mut who, &mut outcome).await;
+    // Every log line of the call carries its request id (the id the client sees).
+    let span = tracing::info_span!("request", request_id = %request_id);
+    let result = serve_one(app, req, peer, &request_id, &mut who, &mut outcome)
+        .instrument(span.clone())
+        .await;
     let (status, body, code) = match result {
         Ok(body) => (StatusCode::OK, body, "OK"),
         Err(e) => {
@@ -149,6 +154,7 @@ where
             .map(|a| actions::resource_arn(app.kms.region(), &a, r)),
         (r, _) => r.clone(),
     };
+    let action = crate::metrics::known_name(&who.action, actions::NAMES);
     let audited = app
         .audit
         .record(AuditEvent {
@@ -170,8 +176,20 @@ where
         let e = ApiError::Unavailable(
             "The audit trail is unavailable; the request was not recorded.".into(),
         );
+        metrics().request(Plane::Api, action, e.code(), started.elapsed());
         return reply(e.status(), error_body(&e, &request_id, &host_id));
     }
+    let took = started.elapsed();
+    metrics().request(Plane::Api, action, code, took);
+    span.in_scope(|| {
+        tracing::debug!(
+            action,
+            code,
+            status = status.as_u16(),
+            micros = took.as_micros() as u64,
+            "answered"
+        );
+    });
     reply(status, body)
 }
 

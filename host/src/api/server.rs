@@ -4,9 +4,14 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::Full;
+use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -23,8 +28,22 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long shutdown waits for in-flight requests.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
-/// Serves `listener` until `shutdown` completes, then drains open connections.
+/// Serves the API on `listener` until `shutdown` completes, then drains open connections.
 pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Output = ()>) {
+    let service = move |req, peer| {
+        let app = Arc::clone(&app);
+        async move { handle(&app, req, peer).await }
+    };
+    serve_http(listener, service, shutdown).await;
+}
+
+/// Serves `listener` with `service` until `shutdown` completes, then drains open connections.
+/// The API and the admin listener share it, and so its limits.
+pub async fn serve_http<S, F>(listener: TcpListener, service: S, shutdown: impl Future<Output = ()>)
+where
+    S: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Response<Full<Bytes>>> + Send + 'static,
+{
     let graceful = GracefulShutdown::new();
     let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let mut shutdown = std::pin::pin!(shutdown);
@@ -49,10 +68,10 @@ pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Out
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let app = Arc::clone(&app);
+        let serve = service.clone();
         let service = service_fn(move |req| {
-            let app = Arc::clone(&app);
-            async move { Ok::<_, Infallible>(handle(&app, req, peer).await) }
+            let reply = serve(req, peer);
+            async move { Ok::<_, Infallible>(reply.await) }
         });
         let conn = http1::Builder::new()
             .timer(TokioTimer::new())

@@ -28,12 +28,14 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use prost::Message;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tracing::Instrument;
 
 use crate::audit::{AuditEvent, AuditLog};
 use crate::error::ApiError;
 use crate::ids::InstanceId;
 use crate::kms::Kms;
 use crate::kms::instances::InstanceRecord;
+use crate::metrics::{Plane, metrics};
 use crate::plugin::PluginHost;
 
 /// The access-policy plugin that decides data-plane requests unless the operator names
@@ -223,6 +225,7 @@ impl DataPlane {
         B: http_body::Body<Data = Bytes> + Send,
         B::Error: std::error::Error + Send + Sync + 'static,
     {
+        let started = std::time::Instant::now();
         let request_id = crate::ids::KeyVersionId::generate().to_string();
         let (parts, body) = req.into_parts();
         let api = parts
@@ -236,6 +239,7 @@ impl DataPlane {
         let result = match Limited::new(body, MAX_BODY).collect().await {
             Ok(body) => {
                 let body = body.to_bytes();
+                let span = tracing::info_span!("request", request_id = %request_id, %instance);
                 self.serve_one(
                     instance,
                     &parts.headers,
@@ -245,6 +249,7 @@ impl DataPlane {
                     &request_id,
                     &mut outcome,
                 )
+                .instrument(span)
                 .await
             }
             Err(_) => Err(Failure::new(
@@ -274,6 +279,7 @@ impl DataPlane {
                 (f.status, body, f.code)
             }
         };
+        let operation = crate::metrics::known_name(&api, ops::OPERATIONS);
         let audited = self
             .audit
             .record(AuditEvent {
@@ -289,8 +295,8 @@ impl DataPlane {
                 status: status.as_u16(),
             })
             .await;
-        let (status, body) = match audited {
-            Ok(()) => (status, body),
+        let (status, body, code) = match audited {
+            Ok(()) => (status, body, code),
             Err(e) => {
                 // No reply goes out for a call the trail does not hold.
                 tracing::error!(request_id, error = %e, "audit trail unavailable");
@@ -307,9 +313,10 @@ impl DataPlane {
                 }
                 .encode_to_vec();
                 outcome.version = None;
-                (f.status, body)
+                (f.status, body, f.code)
             }
         };
+        metrics().request(Plane::Instance, operation, code, started.elapsed());
         let mut resp = Response::new(Full::new(Bytes::from(body)));
         *resp.status_mut() = status;
         resp.headers_mut().insert(

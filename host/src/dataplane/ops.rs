@@ -30,6 +30,26 @@ use crate::secret::SecretBytes;
 
 /// Largest plaintext Encrypt accepts (as the shared gateway).
 const MAX_PLAINTEXT: usize = 6 * 1024;
+
+/// Every operation the data plane answers (the `x-kms-apiname` values of [`Call::run`]).
+pub(crate) const OPERATIONS: &[&str] = &[
+    "Encrypt",
+    "Decrypt",
+    "GenerateDataKey",
+    "AdvanceEncrypt",
+    "AdvanceDecrypt",
+    "AdvanceGenerateDataKey",
+    "Sign",
+    "Verify",
+    "GetPublicKey",
+    "GetSecretValue",
+    "GenerateRandom",
+    "Hmac",
+    "GenerateDataKeyPair",
+    "GenerateDataKeyPairWithoutPlaintext",
+    "AdvanceGenerateDataKeyPair",
+    "AdvanceGenerateDataKeyPairWithoutPlaintext",
+];
 /// The Advance ciphertext prefix: `'$'`, cipher version 0 with no padding, AES-GCM.
 const ADVANCE_PREFIX: [u8; 3] = [b'$', 0x00, 0x02];
 
@@ -202,7 +222,7 @@ impl<'a> Call<'a> {
         }
     }
 
-    /// Runs the operation the `x-kms-apiname` header names.
+    /// Runs the operation the `x-kms-apiname` header names (one of [`OPERATIONS`]).
     pub(super) async fn run(
         &self,
         body: &[u8],

@@ -252,6 +252,8 @@ pub struct Hsm {
     pin: SecretString,
     label: String,
     sessions: Mutex<Vec<Session>>,
+    /// Calls holding a session right now.
+    busy: std::sync::atomic::AtomicUsize,
     handles: Mutex<HashMap<(KeyVersionId, Part), ObjectHandle>>,
     /// The BYOK unwrapping mechanisms the token accepts, probed on first need.
     unwrappings: std::sync::OnceLock<Vec<Unwrapping>>,
@@ -289,6 +291,7 @@ impl Hsm {
             pin: config.pin,
             label: config.token_label,
             sessions: Mutex::new(Vec::new()),
+            busy: std::sync::atomic::AtomicUsize::new(0),
             handles: Mutex::new(HashMap::new()),
             unwrappings: std::sync::OnceLock::new(),
         };
@@ -403,7 +406,27 @@ impl Hsm {
         Ok(())
     }
 
+    /// The token's health and session use, for `/metrics` and `arca status`.
+    pub fn status(&self) -> HsmStatus {
+        HsmStatus {
+            token: self.label.clone(),
+            up: !self.broken.load(Ordering::Acquire),
+            idle_sessions: self.sessions.lock().map_or(0, |p| p.len()),
+            busy_sessions: self.busy.load(Ordering::Relaxed),
+        }
+    }
+
     fn pooled_call<T>(
+        &self,
+        f: impl FnOnce(&Session) -> Result<T, HsmError>,
+    ) -> Result<T, HsmError> {
+        self.busy.fetch_add(1, Ordering::Relaxed);
+        let result = self.pooled_call_counted(f);
+        self.busy.fetch_sub(1, Ordering::Relaxed);
+        result
+    }
+
+    fn pooled_call_counted<T>(
         &self,
         f: impl FnOnce(&Session) -> Result<T, HsmError>,
     ) -> Result<T, HsmError> {
@@ -940,6 +963,21 @@ impl Hsm {
             Ok(report)
         })
     }
+}
+
+/// A snapshot of the token connection.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct HsmStatus {
+    /// The token's label.
+    pub token: String,
+    /// False after a call failed in a way that may mean the token went away, until a
+    /// reconnection succeeds.
+    pub up: bool,
+    /// Logged-in sessions waiting in the pool.
+    pub idle_sessions: usize,
+    /// Sessions in use by a call.
+    pub busy_sessions: usize,
 }
 
 /// What `arca hsm --key-version` prints.

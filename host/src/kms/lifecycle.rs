@@ -9,6 +9,7 @@
 use super::model::{AliasRecord, KeyRecord, KeyState, VersionRecord};
 use super::{CAS_RETRIES, Caller, Error, Kms, encode};
 use crate::ids::{KeyRef, KeyVersionId};
+use crate::metrics::{Rotated, metrics};
 use crate::store::{Batch, StoreError, Table};
 
 /// Shortest automatic rotation interval (7 days), in seconds.
@@ -146,6 +147,7 @@ impl Kms {
             match self.commit(batch).await {
                 Ok(()) => {
                     self.remember_key(path, key, new_raw);
+                    metrics().rotation(Rotated::Key, true);
                     return Ok(Some(version));
                 }
                 Err(StoreError::Conflict) => self.forget_key(path),
@@ -365,6 +367,7 @@ impl Kms {
                 self.rotate(&path, true)
                     .await
                     .map(|v| done.rotated += usize::from(v.is_some()))
+                    .inspect_err(|_| metrics().rotation(Rotated::Key, false))
             } else {
                 Ok(())
             };

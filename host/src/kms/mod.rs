@@ -13,6 +13,7 @@ pub mod envelope;
 pub mod error;
 pub mod import;
 pub mod instances;
+pub mod inventory;
 pub mod keys;
 pub mod lifecycle;
 pub mod mac_ops;

@@ -18,6 +18,9 @@ macro_rules! wire_enum {
         }
 
         impl $name {
+            /// Every value, in declaration order.
+            pub const ALL: &[Self] = &[$(Self::$variant),+];
+
             /// The value as the SDKs send and receive it.
             pub fn as_str(self) -> &'static str {
                 match self { $(Self::$variant => $wire),+ }

@@ -179,3 +179,25 @@ impl Client {
         })
     }
 }
+
+/// A plain GET of `url` (`http://host:port/path`), for the unauthenticated admin listener
+/// (`/status`, `/metrics`, `/healthz`, `/readyz`): the status code and the body.
+pub async fn get(url: &str) -> Result<(u16, Bytes), Error> {
+    let http: HttpClient<HttpConnector, Full<Bytes>> =
+        HttpClient::builder(TokioExecutor::new()).build(HttpConnector::new());
+    let uri: http::Uri = url
+        .parse()
+        .map_err(|e| Error::Transport(format!("{url}: {e}")))?;
+    let resp = http
+        .get(uri)
+        .await
+        .map_err(|e| Error::Transport(e.to_string()))?;
+    let status = resp.status().as_u16();
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| Error::Transport(e.to_string()))?
+        .to_bytes();
+    Ok((status, body))
+}
