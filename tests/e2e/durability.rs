@@ -149,3 +149,30 @@ async fn kills_under_load_lose_no_acknowledged_write() {
         assert_eq!(p["Plaintext"], plain.as_str());
     }
 }
+
+/// The crash-safety suite, CI-sized: 50 SIGKILLs at random moments under a mixed load (the
+/// seed is printed; `arca-crash --seed S` replays a run).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_random_kills_lose_nothing_acknowledged() {
+    let seed = fastrand::u64(..);
+    eprintln!("crash suite seed {seed}");
+    let mut s = server();
+    let config = arca_tests::crash::Config {
+        kills: 50,
+        workers: 3,
+        max_load: Duration::from_millis(300),
+        seed,
+    };
+    let report = arca_tests::crash::run(&mut s, &config)
+        .await
+        .unwrap_or_else(|e| panic!("seed {seed}: {e:#}"));
+    eprintln!("{report:?}");
+    assert_eq!(report.kills, 50 + report.kills_at_start);
+    // The load made progress between kills, so the checks covered real writes.
+    assert!(report.keys >= 50, "{report:?}");
+    assert!(report.ciphertexts >= 50, "{report:?}");
+    assert!(report.secret_versions >= 20, "{report:?}");
+    assert!(report.alias_changes >= 10, "{report:?}");
+    assert!(report.key_versions >= 5, "{report:?}");
+    assert!(report.audit_events > 0);
+}

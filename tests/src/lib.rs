@@ -1,6 +1,8 @@
 //! Test harness: start the real `arca` binary on a free loopback port with its own data
 //! directory, talk to it with the Rust client or raw HTTP, kill it, restart it.
 
+pub mod crash;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
