@@ -176,3 +176,34 @@ async fn fifty_random_kills_lose_nothing_acknowledged() {
     assert!(report.key_versions >= 5, "{report:?}");
     assert!(report.audit_events > 0);
 }
+
+/// The bench harness's soak mode, seconds-sized: it holds the asked rate (open loop) with no
+/// errors and samples the server's memory each window. The README quotes a 10-minute run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_soak_mode_holds_a_fixed_rate_and_samples_memory() {
+    let s = server();
+    let config = arca_tests::soak::Config {
+        duration: Duration::from_secs(4),
+        fraction: 0.5,
+        connections: 4,
+        peak_for: Duration::from_secs(2),
+        window: Duration::from_secs(1),
+    };
+    let mut seen = 0;
+    let report = arca_tests::soak::run(&s, &config, |_| seen += 1)
+        .await
+        .unwrap();
+    eprintln!("{report:?}");
+    assert_eq!(seen, 4);
+    assert_eq!(report.windows.len(), 4);
+    assert_eq!(report.errors, 0);
+    assert!(report.peak_rps > 0.0);
+    let ratio = report.achieved_rps / report.target_rps;
+    assert!((0.9..=1.05).contains(&ratio), "{report:?}");
+    assert!(
+        report
+            .windows
+            .iter()
+            .all(|w| w.rss_mib > 1.0 && w.requests > 0)
+    );
+}

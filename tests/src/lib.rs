@@ -2,6 +2,7 @@
 //! directory, talk to it with the Rust client or raw HTTP, kill it, restart it.
 
 pub mod crash;
+pub mod soak;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -194,6 +195,11 @@ impl TestServer {
     /// A client for other credentials.
     pub fn client_for(&self, credentials: Credentials) -> Client {
         Client::new(&self.endpoint, credentials)
+    }
+
+    /// The server's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// SIGKILL, no chance to flush anything.

@@ -12,8 +12,12 @@
 //! - the access-policy check on every request: Encrypt against Arca without a policy, with
 //!   `--access-policy policy-default` (decision cache on) and with an uncached twin, in one run.
 //!
+//! Soak mode (`--soak-minutes M [--soak-fraction 0.7]`, [`arca_tests::soak`]): a fixed rate
+//! for minutes, with errors, latency and the server's memory every 30 s.
+//!
 //! ```text
 //! cargo build --release --bins && target/release/arca-bench [--seconds 5] [--concurrency 1,4,16,64] [--plugins]
+//! ARCA_BIN=target/release/arca target/release/arca-bench --soak-minutes 10
 //! ```
 
 use std::convert::Infallible;
@@ -60,6 +64,14 @@ struct Args {
     /// Only the HSM measurement.
     #[arg(long)]
     hsm_only: bool,
+    /// Soak mode: hold a fixed rate (a mix of Encrypt, Decrypt, GenerateDataKey and
+    /// GetSecretValue) for this many minutes, reporting errors, latency and the server's
+    /// memory every 30 s. Nothing else runs.
+    #[arg(long)]
+    soak_minutes: Option<f64>,
+    /// The soak rate as a fraction of the peak measured just before.
+    #[arg(long, default_value_t = 0.7)]
+    soak_fraction: f64,
     /// Internal: run as the bare hyper server on this port.
     #[arg(long, hide = true)]
     bare_server: Option<u16>,
@@ -264,6 +276,9 @@ async fn workload(client: &arca_client::Client, name: &str) -> Result<Workload> 
 }
 
 async fn run(args: Args) -> Result<()> {
+    if let Some(minutes) = args.soak_minutes {
+        return soak(minutes, args.soak_fraction).await;
+    }
     if args.hsm || args.hsm_only {
         hsm_table(&args).await?;
         if args.hsm_only {
@@ -279,6 +294,57 @@ async fn run(args: Args) -> Result<()> {
             policy_overhead(&args).await?;
         }
     }
+    Ok(())
+}
+
+/// The soak: peak first, then `fraction` of it for `minutes`, one table row a window.
+async fn soak(minutes: f64, fraction: f64) -> Result<()> {
+    let arca = TestServer::start()
+        .context("starting arca (build it with `cargo build --release --bins`)")?;
+    let config = arca_tests::soak::Config {
+        duration: Duration::from_secs_f64(minutes * 60.0),
+        fraction,
+        connections: 16,
+        peak_for: Duration::from_secs(10),
+        window: Duration::from_secs(30),
+    };
+    println_flush(&format!(
+        "soak: Encrypt 1 KiB / Decrypt / GenerateDataKey / GetSecretValue, {} connections, \
+         {:.0}% of the peak for {minutes} min; arca = {}\n\n| at s | requests | errors | p50 µs | p99 µs | RSS MiB |\n|---:|---:|---:|---:|---:|---:|",
+        config.connections,
+        fraction * 100.0,
+        arca_bin().display()
+    ))?;
+    let report = arca_tests::soak::run(&arca, &config, |w| {
+        let _ = println_flush(&format!(
+            "| {} | {} | {} | {} | {} | {:.1} |",
+            w.at_s, w.requests, w.errors, w.p50_us, w.p99_us, w.rss_mib
+        ));
+    })
+    .await?;
+    println_flush(&format!(
+        "\npeak {:.0} req/s; target {:.0} req/s; achieved {:.0} req/s; {} requests, {} errors; \
+         RSS {:.1} MiB after the first window, {:.1} MiB at the end ({:+.1} MiB)",
+        report.peak_rps,
+        report.target_rps,
+        report.achieved_rps,
+        report.requests,
+        report.errors,
+        report.rss_warm_mib,
+        report.rss_end_mib,
+        report.rss_end_mib - report.rss_warm_mib
+    ))?;
+    if report.errors > 0 {
+        bail!("{} requests failed during the soak", report.errors);
+    }
+    Ok(())
+}
+
+/// One line to stdout, flushed (a soak's rows should show as they come).
+fn println_flush(line: &str) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{line}")?;
+    out.flush()?;
     Ok(())
 }
 
