@@ -18,20 +18,16 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use serde::Serialize;
 
-use crate::audit::{AuditLog, AuditStatus};
+use crate::api::App;
+use crate::audit::AuditStatus;
 use crate::keystore::hsm::HsmStatus;
-use crate::kms::Kms;
 use crate::kms::inventory::Inventory;
-use crate::plugin::PluginHost;
 
 /// What the admin listener reads.
 #[derive(Debug)]
 pub struct Admin {
-    kms: Arc<Kms>,
-    plugins: Arc<PluginHost>,
-    audit: AuditLog,
-    /// The server-wide access policy: without it every call would be refused.
-    access_policy: Option<String>,
+    /// What the API serves with (the store, plugins, audit trail, replay cache).
+    app: Arc<App>,
     started: Instant,
     /// Set while the API listener accepts requests; cleared when shutdown begins, so a load
     /// balancer stops sending before connections drain.
@@ -103,18 +99,10 @@ pub struct Status {
 }
 
 impl Admin {
-    /// An admin view over the serving components.
-    pub fn new(
-        kms: Arc<Kms>,
-        plugins: Arc<PluginHost>,
-        audit: AuditLog,
-        access_policy: Option<String>,
-    ) -> Self {
+    /// An admin view over the API's components.
+    pub fn new(app: Arc<App>) -> Self {
         Self {
-            kms,
-            plugins,
-            audit,
-            access_policy,
+            app,
             started: Instant::now(),
             serving: AtomicBool::new(false),
         }
@@ -134,24 +122,32 @@ impl Admin {
         };
         let mut checks = vec![
             Check::new("serving", serving),
-            Check::new("store", self.kms.probe_store().map_err(|e| e.to_string())),
+            Check::new(
+                "store",
+                self.app.kms.probe_store().map_err(|e| e.to_string()),
+            ),
             Check::new(
                 "audit",
-                self.audit
+                self.app
+                    .audit
                     .status()
                     .error
                     .map_or(Ok(()), |e| Err(format!("the audit trail stopped: {e}"))),
             ),
         ];
-        if let Some(policy) = &self.access_policy {
-            let loaded = if self.plugins.has(policy, crate::plugin::World::AccessPolicy) {
+        if let Some(policy) = &self.app.access_policy {
+            let loaded = if self
+                .app
+                .plugins
+                .has(policy, crate::plugin::World::AccessPolicy)
+            {
                 Ok(())
             } else {
                 Err(format!("access policy plugin {policy} is not loaded"))
             };
             checks.push(Check::new("access-policy", loaded));
         }
-        if let Some(hsm) = self.kms.hsm() {
+        if let Some(hsm) = self.app.kms.hsm() {
             let up = if hsm.status().up {
                 Ok(())
             } else {
@@ -176,10 +172,11 @@ impl Admin {
             uptime_seconds: self.started.elapsed().as_secs(),
             ready: ready(&checks),
             checks,
-            inventory: self.kms.inventory().ok(),
-            audit: self.audit.status(),
-            hsm: self.kms.hsm().map(|h| h.status()),
+            inventory: self.app.kms.inventory().ok(),
+            audit: self.app.audit.status(),
+            hsm: self.app.kms.hsm().map(|h| h.status()),
             plugins: self
+                .app
                 .plugins
                 .list()
                 .into_iter()
@@ -241,7 +238,7 @@ impl Admin {
             "Seconds since the server started",
             i64::try_from(self.started.elapsed().as_secs()).unwrap_or(i64::MAX),
         );
-        if let Ok(inv) = self.kms.inventory() {
+        if let Ok(inv) = self.app.kms.inventory() {
             let keys = Family::<Labels, Gauge>::default();
             for (state, n) in &inv.keys {
                 keys.get_or_create(&vec![("state", (*state).to_owned())])
@@ -257,7 +254,7 @@ impl Admin {
                 gauge(&mut r, name, help, i64::try_from(n).unwrap_or(i64::MAX));
             }
         }
-        let audit = self.audit.status();
+        let audit = self.app.audit.status();
         gauge(
             &mut r,
             "audit_up",
@@ -270,9 +267,15 @@ impl Admin {
             "Audit lines not yet covered by a seal",
             i64::try_from(audit.unsealed).unwrap_or(i64::MAX),
         );
+        gauge(
+            &mut r,
+            "replay_cache_nonces",
+            "Request nonces remembered for the clock-skew window (replay protection)",
+            i64::try_from(self.app.nonces.len()).unwrap_or(i64::MAX),
+        );
         let calls = Family::<Labels, Counter>::default();
         let loaded = Family::<Labels, Gauge>::default();
-        for p in self.plugins.list() {
+        for p in self.app.plugins.list() {
             let s = p.stats;
             for (outcome, n) in [
                 ("ok", s.ok),
@@ -297,7 +300,7 @@ impl Admin {
         }
         r.register("plugin_calls", "Plugin calls, by plugin and outcome", calls);
         r.register("plugin_loaded", "1 when the plugin is loaded", loaded);
-        if let Some(hsm) = self.kms.hsm() {
+        if let Some(hsm) = self.app.kms.hsm() {
             let s = hsm.status();
             gauge(
                 &mut r,

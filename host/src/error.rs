@@ -55,6 +55,9 @@ pub enum ApiError {
     /// 413 `RequestEntityTooLarge`: the body exceeds the server's limit.
     #[error("request body too large")]
     BodyTooLarge,
+    /// 408 `RequestTimeout`: the body did not arrive in time (a slow or stalled client).
+    #[error("request body timed out")]
+    BodyTimeout,
     /// 400 `DryRunOperationError`: `DryRun=true` and the request would have succeeded.
     #[error("dry run")]
     DryRun,
@@ -190,6 +193,7 @@ impl ApiError {
             | Self::ResourceInUse(_) => StatusCode::CONFLICT,
             Self::Throttled => StatusCode::TOO_MANY_REQUESTS,
             Self::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -209,6 +213,7 @@ impl ApiError {
             Self::InvalidVersion => "InvalidVersion",
             Self::UnknownAction => "InvalidApi.NotFound",
             Self::BodyTooLarge => "RequestEntityTooLarge",
+            Self::BodyTimeout => "RequestTimeout",
             Self::DryRun => "DryRunOperationError",
             Self::NoPermission | Self::Denied(_) => "Forbidden.NoPermission",
             Self::PolicyUnavailable | Self::Unavailable(_) => "ServiceUnavailableTemporary",
@@ -275,6 +280,7 @@ impl ApiError {
                 "Specified api is not found, please check your url and method.".into()
             }
             Self::BodyTooLarge => "The request body is too large.".into(),
+            Self::BodyTimeout => "The request body did not arrive in time.".into(),
             Self::DryRun => "Request validation has been passed with DryRun flag set.".into(),
             Self::NoPermission => "This operation is forbidden by permission system.".into(),
             Self::Denied(reason) => {

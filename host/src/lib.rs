@@ -54,15 +54,31 @@ pub struct PluginSetup {
     pub instance_host: std::net::IpAddr,
 }
 
+/// How the API is offered.
+#[derive(Debug)]
+pub struct Listeners {
+    /// The API (the Alibaba RPC gateway).
+    pub api: TcpListener,
+    /// `/metrics`, `/healthz`, `/readyz` and `/status`, if wanted.
+    pub admin: Option<TcpListener>,
+    /// How far a request's signed time may be from the server's clock; nonces are
+    /// remembered this long (memory: eight bytes and some per request in the window).
+    pub max_clock_skew: std::time::Duration,
+}
+
 /// Serves the API for an opened data dir on `listener` until `shutdown` completes, running
 /// the key maintenance sweep every [`SWEEP_INTERVAL`] meanwhile.
 pub async fn serve(
     dir: DataDir,
     plugins: PluginSetup,
-    listener: TcpListener,
-    admin_listener: Option<TcpListener>,
+    listeners: Listeners,
     shutdown: impl Future<Output = ()>,
 ) {
+    let Listeners {
+        api: listener,
+        admin: admin_listener,
+        max_clock_skew,
+    } = listeners;
     let kms = Arc::clone(&dir.kms);
     let rotations = Arc::new(
         rotation::Rotations::new(Arc::clone(&dir.kms), Arc::clone(&plugins.host))
@@ -95,7 +111,9 @@ pub async fn serve(
     }
     let app = Arc::new(api::App {
         kms: dir.kms,
-        nonces: api::auth::NonceCache::default(),
+        nonces: api::auth::NonceCache::with_window(
+            i64::try_from(max_clock_skew.as_secs()).unwrap_or(i64::MAX),
+        ),
         audit: dir.audit,
         request_ids: api::RequestIds::default(),
         plugins: plugins.host,
@@ -103,12 +121,7 @@ pub async fn serve(
         access_policy: plugins.access_policy,
         dataplane: Arc::clone(&dataplane),
     });
-    let admin = Arc::new(admin::Admin::new(
-        Arc::clone(&app.kms),
-        Arc::clone(&app.plugins),
-        app.audit.clone(),
-        app.access_policy.clone(),
-    ));
+    let admin = Arc::new(admin::Admin::new(Arc::clone(&app)));
     // The admin listener outlives the API's drain, so probes see the server go unready.
     let (admin_stop, admin_stopped) = tokio::sync::oneshot::channel::<()>();
     let admin_task = admin_listener.map(|l| {

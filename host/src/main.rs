@@ -56,6 +56,11 @@ enum Command {
         /// (unauthenticated: keep it on loopback or a monitoring network).
         #[arg(long)]
         admin_listen: Option<SocketAddr>,
+        /// How far a request's signed time may be from this server's clock, in seconds (the
+        /// SDKs' default is Alibaba's 15 minutes). Nonces are remembered this long, so memory
+        /// for replay protection is about 8-16 bytes × requests/s × this.
+        #[arg(long, default_value_t = 900, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+        max_clock_skew: u64,
         /// Read the root key from this file instead of DATA_DIR/root.key (or ARCA_ROOT_KEY).
         #[arg(long, conflicts_with = "root_key_hsm")]
         root_key_file: Option<PathBuf>,
@@ -281,6 +286,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             listen,
             region,
             admin_listen,
+            max_clock_skew,
             root_key_file,
             root_key_hsm,
             plugins_dir,
@@ -295,6 +301,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 root_key_file,
                 Extras {
                     admin_listen,
+                    max_clock_skew,
                     plugins_dir,
                     access_policy,
                     instances,
@@ -489,6 +496,7 @@ struct InstanceArgs {
 #[derive(Debug)]
 struct Extras {
     admin_listen: Option<SocketAddr>,
+    max_clock_skew: u64,
     plugins_dir: Option<PathBuf>,
     access_policy: Option<String>,
     instances: InstanceArgs,
@@ -531,6 +539,7 @@ async fn serve(
 ) -> anyhow::Result<()> {
     let Extras {
         admin_listen,
+        max_clock_skew,
         plugins_dir,
         access_policy,
         instances,
@@ -578,7 +587,12 @@ async fn serve(
         }
         None => None,
     };
-    arca_host::serve(dir, plugins, listener, admin_listener, shutdown_signal()).await;
+    let listeners = arca_host::Listeners {
+        api: listener,
+        admin: admin_listener,
+        max_clock_skew: std::time::Duration::from_secs(max_clock_skew),
+    };
+    arca_host::serve(dir, plugins, listeners, shutdown_signal()).await;
     tracing::info!("stopped");
     Ok(())
 }

@@ -4,6 +4,8 @@ use arca_client::signing::{nonce, signed_request_at, timestamp};
 use bytes::Bytes;
 use http_body_util::Full;
 
+use arca_tests::TestServer;
+
 use crate::{send, server};
 
 #[tokio::test]
@@ -177,4 +179,32 @@ async fn dry_run_validates_without_acting() {
         .await
         .unwrap_err();
     assert_eq!(e.code(), Some("InvalidParameter"), "validation still runs");
+}
+
+/// `--max-clock-skew` narrows the window: a request two minutes old is refused under a
+/// 60-second window and accepted under the default 15 minutes.
+#[tokio::test]
+async fn the_clock_skew_window_is_configurable() {
+    let narrow = TestServer::start_with_args(&["--max-clock-skew", "60"]).unwrap();
+    let wide = server();
+    let two_minutes_ago = arca_client::signing::format_utc(
+        time::OffsetDateTime::now_utc() - time::Duration::minutes(2),
+    );
+    for (s, expect) in [(&narrow, 400), (&wide, 200)] {
+        let creds = s.credentials().unwrap();
+        let req = signed_request_at(
+            &s.endpoint,
+            &creds.access_key_id,
+            creds.access_key_secret.as_bytes(),
+            "DescribeRegions",
+            &[],
+            &two_minutes_ago,
+            &nonce(),
+        );
+        let (status, body) = send(req).await;
+        assert_eq!(status, expect, "{body}");
+        if expect == 400 {
+            assert_eq!(body["Code"], "InvalidTimeStamp.Expired");
+        }
+    }
 }

@@ -188,6 +188,7 @@ async fn the_soak_mode_holds_a_fixed_rate_and_samples_memory() {
         connections: 4,
         peak_for: Duration::from_secs(2),
         window: Duration::from_secs(1),
+        admin: None,
     };
     let mut seen = 0;
     let report = arca_tests::soak::run(&s, &config, |_| seen += 1)

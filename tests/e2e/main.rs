@@ -14,6 +14,7 @@ mod backup;
 mod crypto;
 mod durability;
 mod hsm;
+mod negative;
 mod observability;
 mod plugins;
 mod rotation;

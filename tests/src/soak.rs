@@ -6,7 +6,8 @@
 //! many requests as the connections carry); the soak then sends at a fraction of it open loop:
 //! request k of connection i is due at `start + (k·C + i) / rate`, so a slow server cannot slow
 //! the generator down and hide its backlog. The server's resident memory (`VmRSS`) is sampled
-//! every window.
+//! every window, with the replay cache's size: every nonce is kept for the clock-skew window
+//! (15 minutes by default), so memory grows by design until the first nonces expire.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -36,6 +37,8 @@ pub struct Config {
     pub peak_for: Duration,
     /// Report window.
     pub window: Duration,
+    /// The server's admin listener, to read the replay cache's size from `/metrics`.
+    pub admin: Option<String>,
 }
 
 /// One report window.
@@ -53,6 +56,8 @@ pub struct Window {
     pub p99_us: u64,
     /// The server's resident memory at the window's end, MiB.
     pub rss_mib: f64,
+    /// Nonces in the replay cache then (when the admin listener is known).
+    pub nonces: Option<u64>,
 }
 
 /// What a soak did.
@@ -200,6 +205,19 @@ fn rss_mib(pid: u32) -> Result<f64> {
     Ok(kb / 1024.0)
 }
 
+/// `arca_replay_cache_nonces` from the admin listener's `/metrics`.
+async fn replay_cache(admin: &str) -> Option<u64> {
+    let (_, body) = arca_client::get(&format!("http://{admin}/metrics"))
+        .await
+        .ok()?;
+    String::from_utf8_lossy(&body).lines().find_map(|l| {
+        l.strip_prefix("arca_replay_cache_nonces ")?
+            .trim()
+            .parse()
+            .ok()
+    })
+}
+
 /// Measures the peak, then holds `config.fraction` of it for `config.duration`, calling
 /// `on_window` after each window.
 pub async fn run(
@@ -263,6 +281,10 @@ pub async fn run(
             p50_us: percentile(&taken.lat, 0.5),
             p99_us: percentile(&taken.lat, 0.99),
             rss_mib: rss_mib(pid)?,
+            nonces: match &config.admin {
+                Some(admin) => replay_cache(admin).await,
+                None => None,
+            },
         };
         on_window(&w);
         windows.push(w);

@@ -34,6 +34,9 @@ pub const API_VERSION: &str = "2016-01-20";
 /// base64 and form-encoded) fits with room to spare.
 pub const MAX_BODY: usize = 256 * 1024;
 
+/// How long a client has to send the whole request body once its headers arrived.
+pub const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Everything the request path shares.
 #[derive(Debug)]
 pub struct App {
@@ -209,9 +212,11 @@ where
     if parts.method != Method::POST && parts.method != Method::GET {
         return Err(ApiError::UnsupportedHttpMethod);
     }
-    let body = Limited::new(body, MAX_BODY)
-        .collect()
+    // A body trickled in byte by byte would hold a connection slot forever: the whole body
+    // must arrive within BODY_READ_TIMEOUT (headers have their own limit in the accept loop).
+    let body = tokio::time::timeout(BODY_READ_TIMEOUT, Limited::new(body, MAX_BODY).collect())
         .await
+        .map_err(|_| ApiError::BodyTimeout)?
         .map_err(|e| {
             if e.downcast_ref::<http_body_util::LengthLimitError>()
                 .is_some()

@@ -65,7 +65,8 @@ pub fn seal_snapshot(store: &dyn Store, sealer: &Sealer) -> Result<Vec<u8>, Erro
 }
 
 /// Opens backup-file bytes into store entries, checking everything before returning.
-fn open_backup(
+/// Opens a backup file: the magic, the seal under the root key, then the entries.
+pub fn open_backup(
     bytes: &[u8],
     sealer: &Sealer,
 ) -> Result<Vec<(Table, String, Vec<u8>)>, BackupError> {
@@ -73,8 +74,13 @@ fn open_backup(
     let payload = sealer
         .open(IDENTITY, sealed)
         .map_err(|_| BackupError::Corrupt)?;
-    let entries: Vec<Entry> =
-        serde_json::from_slice(payload.expose()).map_err(|_| BackupError::Corrupt)?;
+    parse_entries(payload.expose())
+}
+
+/// Parses a backup's unsealed payload. Only a holder of the root key can make one, but a
+/// restore must still refuse a malformed one cleanly (fuzzed in tests/fuzz).
+pub fn parse_entries(payload: &[u8]) -> Result<Vec<(Table, String, Vec<u8>)>, BackupError> {
+    let entries: Vec<Entry> = serde_json::from_slice(payload).map_err(|_| BackupError::Corrupt)?;
     entries
         .into_iter()
         .map(|e| {

@@ -208,7 +208,7 @@ impl Kms {
                     .map_err(|_| Error::InvalidImportToken)?,
             )
             .map_err(|e| Error::Internal(e.to_string()))?;
-        let material = unwrap(&entry, &private, encrypted)?;
+        let material = open_envelope(&entry.wrapping_algorithm, &private, encrypted)?;
         let usable = match (record.spec.symmetric(), record.spec.asymmetric()) {
             (Some(alg), _) => material.len() == alg.key_len(),
             (None, Some(kind)) => asymmetric::load(kind, &material).is_ok(),
@@ -462,13 +462,16 @@ impl Kms {
     }
 }
 
-fn unwrap(
-    entry: &ImportTokenRecord,
+/// Opens a BYOK envelope (`EncryptedKeyMaterial`) wrapped with `wrapping_algorithm` under the
+/// import token's private key. Everything in `encrypted` is the client's: lengths, DER and
+/// padding are checked, never trusted (fuzzed in tests/fuzz).
+pub fn open_envelope(
+    wrapping_algorithm: &str,
     private: &SecretBytes,
     encrypted: &[u8],
 ) -> Result<SecretBytes, Error> {
     let bad = |_| Error::InvalidKeyMaterial;
-    match entry.wrapping_algorithm.as_str() {
+    match wrapping_algorithm {
         "RSAES_PKCS1_V1_5" => asymmetric::rsa_pkcs1_decrypt(private, encrypted).map_err(bad),
         "RSAES_OAEP_SHA_256_AES_256_ECB_PKCS7_PAD" => {
             let key = asymmetric::load(KeyKind::Rsa(2048), private)

@@ -22,7 +22,8 @@ use crate::kms::accounts::Credential;
 
 use super::params::Params;
 
-/// How far a request's timestamp may be from the server's clock, either way.
+/// How far a request's timestamp may be from the server's clock, either way, by default
+/// (Alibaba's window; `arca serve --max-clock-skew` changes it).
 pub const MAX_SKEW_SECONDS: i64 = 15 * 60;
 
 /// The parts of a request a signature covers.
@@ -65,20 +66,7 @@ pub fn authenticate(
     nonces: &NonceCache,
     now: OffsetDateTime,
 ) -> Result<Authenticated, ApiError> {
-    let authorization = req
-        .headers
-        .get(http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    let scheme = match authorization {
-        Some(a) if a.starts_with(v3::ALGORITHM) => Scheme::V3(v3::Header::parse(a)?),
-        Some(a) if a.starts_with("ACS") => {
-            return Err(ApiError::IncompleteSignature(
-                "unsupported signature algorithm; use ACS3-HMAC-SHA256 or HMAC-SHA1",
-            ));
-        }
-        _ if req.params.get("Signature").is_some() => Scheme::V1,
-        _ => return Err(ApiError::IncompleteSignature("the request is not signed")),
-    };
+    let scheme = scheme(req)?;
     let claim = match &scheme {
         Scheme::V3(h) => v3::claim(h, req)?,
         Scheme::V1 => v1::claim(req)?,
@@ -87,7 +75,7 @@ pub fn authenticate(
         .timestamp
         .and_then(crate::clock::parse_utc)
         .ok_or(ApiError::IllegalTimestamp)?;
-    if (timestamp - now).whole_seconds().abs() > MAX_SKEW_SECONDS {
+    if (timestamp - now).whole_seconds().abs() > nonces.window() {
         return Err(ApiError::TimestampExpired);
     }
     let nonce = claim
@@ -116,6 +104,40 @@ pub fn authenticate(
         access_key_id,
         credential,
     })
+}
+
+/// Which signature scheme `req` uses, with the V3 `Authorization` header parsed.
+fn scheme(req: &SignedRequest<'_>) -> Result<Scheme, ApiError> {
+    let authorization = req
+        .headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    Ok(match authorization {
+        Some(a) if a.starts_with(v3::ALGORITHM) => Scheme::V3(v3::Header::parse(a)?),
+        Some(a) if a.starts_with("ACS") => {
+            return Err(ApiError::IncompleteSignature(
+                "unsupported signature algorithm; use ACS3-HMAC-SHA256 or HMAC-SHA1",
+            ));
+        }
+        _ if req.params.get("Signature").is_some() => Scheme::V1,
+        _ => return Err(ApiError::IncompleteSignature("the request is not signed")),
+    })
+}
+
+/// Everything authentication does with a request before it needs a secret: the scheme, the
+/// `Authorization` header, the claim, and the canonical string the client must have signed.
+/// All of it is client input (fuzzed in tests/fuzz).
+pub fn string_to_sign(req: &SignedRequest<'_>) -> Result<String, ApiError> {
+    match scheme(req)? {
+        Scheme::V3(h) => {
+            v3::claim(&h, req)?;
+            v3::string_to_sign(&h, req)
+        }
+        Scheme::V1 => {
+            v1::claim(req)?;
+            Ok(v1::string_to_sign(req))
+        }
+    }
 }
 
 /// Compares a computed signature with the given one in constant time. `echo` is the

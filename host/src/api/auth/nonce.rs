@@ -15,13 +15,37 @@ use time::OffsetDateTime;
 use super::MAX_SKEW_SECONDS;
 
 /// Remembers recent nonces.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct NonceCache {
     hasher: RandomState,
+    /// The clock-skew window in seconds: how far a request's time may be from the server's,
+    /// and so how long its nonce is remembered.
+    window: i64,
     buckets: Mutex<BTreeMap<i64, HashSet<u64>>>,
 }
 
+impl Default for NonceCache {
+    /// Alibaba's 15-minute window.
+    fn default() -> Self {
+        Self::with_window(MAX_SKEW_SECONDS)
+    }
+}
+
 impl NonceCache {
+    /// A cache for a clock-skew window of `seconds` (at least one).
+    pub fn with_window(seconds: i64) -> Self {
+        Self {
+            hasher: RandomState::new(),
+            window: seconds.max(1),
+            buckets: Mutex::default(),
+        }
+    }
+
+    /// The clock-skew window in seconds.
+    pub fn window(&self) -> i64 {
+        self.window
+    }
+
     /// Records `nonce` for `access_key`; `false` if it was already seen (a replay).
     pub fn insert(
         &self,
@@ -32,7 +56,7 @@ impl NonceCache {
     ) -> bool {
         let digest = self.hasher.hash_one((access_key, nonce));
         let minute = stamped.unix_timestamp().div_euclid(60);
-        let oldest_live = (now.unix_timestamp() - MAX_SKEW_SECONDS).div_euclid(60) - 1;
+        let oldest_live = (now.unix_timestamp() - self.window).div_euclid(60) - 1;
         let Ok(mut buckets) = self.buckets.lock() else {
             // A poisoned lock means a panic elsewhere; refusing is the safe answer.
             return false;

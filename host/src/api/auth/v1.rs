@@ -27,7 +27,7 @@ pub(super) fn claim<'a>(req: &'a SignedRequest<'_>) -> Result<Claim<'a>, ApiErro
     })
 }
 
-fn string_to_sign(req: &SignedRequest<'_>) -> String {
+pub(super) fn string_to_sign(req: &SignedRequest<'_>) -> String {
     let canonical = sorted_query(
         req.params
             .pairs()

@@ -74,7 +74,7 @@ pub(super) fn claim<'a>(h: &'a Header, req: &'a SignedRequest<'_>) -> Result<Cla
 }
 
 /// The string to sign for `req` as the client described it in `h`.
-fn string_to_sign(h: &Header, req: &SignedRequest<'_>) -> Result<String, ApiError> {
+pub(super) fn string_to_sign(h: &Header, req: &SignedRequest<'_>) -> Result<String, ApiError> {
     let hashed_payload = sha256_hex(req.body);
     match header(req, "x-acs-content-sha256") {
         Some(claimed) if claimed.eq_ignore_ascii_case(&hashed_payload) => {}
