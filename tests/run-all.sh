@@ -3,7 +3,7 @@
 # PostgreSQL and SoftHSM2, the official Python SDKs in a virtualenv, the wasm32-wasip2
 # target), builds the plugins and the
 # test components, then runs format and lint gates, the Rust unit and end-to-end tests, and
-# the official-SDK suite against the real server.
+# the official-SDK suite against the real server, and a short run of every fuzz target.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -53,3 +53,23 @@ cargo test --workspace --locked
 
 step "official SDKs against the real server"
 ARCA_BIN="$PWD/target/debug/arca" "$venv/bin/python" -m pytest -q tests/python
+
+fuzz_seconds="${ARCA_FUZZ_SECONDS:-15}"
+step "fuzzing: every target for ${fuzz_seconds} s (cargo fuzz on stable, no sanitizer)"
+command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked --quiet
+# 16 codegen units instead of cargo fuzz's default of 1: the instrumented build of arca-host
+# (wasmtime included) is much shorter, for somewhat slower fuzzing.
+fuzz=(--fuzz-dir tests/fuzz -s none --codegen-units 16)
+cargo fuzz build "${fuzz[@]}"
+for target in $(cargo fuzz list --fuzz-dir tests/fuzz); do
+  mkdir -p "tests/fuzz/corpus/$target"
+  log="tests/fuzz/target/$target.log"
+  if ! cargo fuzz run "${fuzz[@]}" "$target" \
+      "tests/fuzz/corpus/$target" "tests/fuzz/seeds/$target" -- \
+      -max_total_time="$fuzz_seconds" -print_final_stats=1 >"$log" 2>&1; then
+    tail -40 "$log"
+    echo "fuzz target $target failed (input kept in tests/fuzz/artifacts/$target)"
+    exit 1
+  fi
+  echo "$target: $(grep -E '^stat::(number_of_executed_units|new_units_added)' "$log" | tr -s ' ' | tr '\n' ' ')"
+done

@@ -133,9 +133,13 @@ impl Blob {
     /// Parses the raw layout.
     pub fn from_bytes(raw: &[u8]) -> Result<Self, BlobError> {
         let (header, rest) = raw.split_at_checked(KeyVersionId::LEN).ok_or(BlobError)?;
+        // Only the canonical (lowercase) header: a version id parses case-insensitively, and a
+        // blob that re-cased its header would otherwise be a second, distinct blob for the same
+        // ciphertext (found by the `ciphertext` fuzz target).
         let version = std::str::from_utf8(header)
             .ok()
             .and_then(|h| h.parse::<KeyVersionId>().ok())
+            .filter(|v| v.as_str().as_bytes() == header)
             .ok_or(BlobError)?;
         let (nonce, sealed) = rest.split_first_chunk::<NONCE_LEN>().ok_or(BlobError)?;
         if sealed.len() < TAG_LEN {
@@ -166,6 +170,33 @@ impl Blob {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_blob_header_must_be_canonical() {
+        let v = KeyVersionId::generate();
+        let mut raw = v.as_str().as_bytes().to_vec();
+        raw.extend_from_slice(&[0u8; NONCE_LEN + TAG_LEN]);
+        assert!(Blob::from_bytes(&raw).is_ok());
+        let upper: Vec<u8> = raw[..KeyVersionId::LEN].to_ascii_uppercase();
+        raw[..KeyVersionId::LEN].copy_from_slice(&upper);
+        if upper != v.as_str().as_bytes() {
+            assert!(
+                Blob::from_bytes(&raw).is_err(),
+                "a re-cased header is refused"
+            );
+        }
+    }
+
+    #[test]
+    fn formatting_does_not_matter_even_for_huge_numbers() {
+        // Found by the `encryption_context` fuzz target: without correctly rounded float
+        // parsing, a number past 2^64 re-printed and parsed again could land on another f64.
+        let text = r#"{"b": 444444444444444444444444444444444444444444444444444443, "a": 1.5}"#;
+        let a = EncryptionContext::parse(text).unwrap();
+        let value: Value = serde_json::from_str(text).unwrap();
+        let again = EncryptionContext::parse(&serde_json::to_string_pretty(&value).unwrap());
+        assert_eq!(again.unwrap().canonical(), a.canonical());
+    }
 
     #[test]
     fn key_order_does_not_matter() {

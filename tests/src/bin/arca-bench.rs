@@ -12,6 +12,9 @@
 //! - the access-policy check on every request: Encrypt against Arca without a policy, with
 //!   `--access-policy policy-default` (decision cache on) and with an uncached twin, in one run.
 //!
+//! Bad-signature flood (`--flood`): valid Encrypt requests/s alone and while 10,000 requests
+//! with a wrong secret arrive over the same seconds.
+//!
 //! Soak mode (`--soak-minutes M [--soak-fraction 0.7]`, [`arca_tests::soak`]): a fixed rate
 //! for minutes, with errors, latency and the server's memory every 30 s.
 //!
@@ -58,6 +61,10 @@ struct Args {
     /// Only the plugin measurements.
     #[arg(long)]
     plugins_only: bool,
+    /// Only the bad-signature flood: valid Encrypt requests/s alone and while 10,000
+    /// wrong-secret requests arrive over the same seconds (ABBA, `--seconds` per cell).
+    #[arg(long)]
+    flood: bool,
     /// Also measure Encrypt and Sign on HSM keys (SoftHSM2) against direct PKCS#11 calls.
     #[arg(long)]
     hsm: bool,
@@ -283,6 +290,9 @@ async fn workload(client: &arca_client::Client, name: &str) -> Result<Workload> 
 async fn run(args: Args) -> Result<()> {
     if let Some(minutes) = args.soak_minutes {
         return soak(minutes, args.soak_fraction, args.soak_clock_skew).await;
+    }
+    if args.flood {
+        return flood(&args).await;
     }
     if args.hsm || args.hsm_only {
         hsm_table(&args).await?;
@@ -525,6 +535,100 @@ async fn policy_overhead(args: &Args) -> Result<()> {
             u / a
         )?;
     }
+    Ok(())
+}
+
+/// Valid Encrypt throughput without and with a flood of 10,000 bad-signature requests spread
+/// evenly over the cell (open loop, two connections), cells in ABBA order.
+async fn flood(args: &Args) -> Result<()> {
+    const BAD: u64 = 10_000;
+    let arca = TestServer::start()
+        .context("starting arca (build it with `cargo build --release --bins`)")?;
+    let creds = Arc::new(arca.credentials()?);
+    let work = Arc::new(workload(&arca.client()?, "encrypt").await?);
+    let addr: SocketAddr = arca.endpoint.parse()?;
+    let seconds = args.seconds;
+    let conns = args.concurrency.first().copied().unwrap_or(4);
+    let mut quiet = Vec::new();
+    let mut flooded = Vec::new();
+    for with_flood in [false, true, true, false] {
+        let bad = with_flood.then(|| {
+            let (id, work) = (creds.access_key_id.clone(), Arc::clone(&work));
+            tokio::spawn(async move {
+                let per_conn = BAD / 2;
+                let mut tasks = Vec::new();
+                for c in 0..2u64 {
+                    let (id, work) = (id.clone(), Arc::clone(&work));
+                    tasks.push(tokio::spawn(async move {
+                        let stream = TcpStream::connect(addr).await?;
+                        stream.set_nodelay(true)?;
+                        let (mut sender, conn) =
+                            client_http1::handshake(TokioIo::new(stream)).await?;
+                        tokio::spawn(conn);
+                        let start = Instant::now();
+                        let mut refused = 0u64;
+                        for k in 0..per_conn {
+                            let due = start
+                                + Duration::from_secs_f64(
+                                    (k * 2 + c) as f64 * seconds as f64 / BAD as f64,
+                                );
+                            tokio::time::sleep_until(due.into()).await;
+                            let params: Vec<(&str, &str)> = work
+                                .params
+                                .iter()
+                                .map(|(k, v)| (k.as_str(), v.as_str()))
+                                .collect();
+                            let req = arca_client::signing::signed_request(
+                                &addr.to_string(),
+                                &id,
+                                b"not-the-secret",
+                                work.action,
+                                &params,
+                            );
+                            sender.ready().await?;
+                            let resp = sender.send_request(req).await?;
+                            refused += u64::from(resp.status() == 400);
+                            resp.into_body().collect().await?;
+                        }
+                        anyhow::Ok(refused)
+                    }));
+                }
+                let mut refused = 0;
+                for t in tasks {
+                    refused += t.await??;
+                }
+                anyhow::Ok(refused)
+            })
+        });
+        let cell = load(addr, Arc::clone(&creds), Arc::clone(&work), conns, seconds).await?;
+        if let Some(bad) = bad {
+            let refused = bad.await??;
+            if refused != BAD {
+                bail!("only {refused} of {BAD} bad-signature requests were refused");
+            }
+            flooded.push(cell);
+        } else {
+            quiet.push(cell);
+        }
+    }
+    let mean = |cells: &[Cell]| cells.iter().map(|c| c.rps).sum::<f64>() / cells.len() as f64;
+    let p99 = |cells: &[Cell]| cells.iter().map(|c| c.p99_us).max().unwrap_or(0);
+    let (q, f) = (mean(&quiet), mean(&flooded));
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "bad-signature flood: valid Encrypt 1 KiB on {conns} connections, {seconds} s cells, ABBA; \
+         {BAD} wrong-secret requests spread over each flooded cell"
+    )?;
+    writeln!(out, "| | valid req/s | valid p99 µs |")?;
+    writeln!(out, "|---|---:|---:|")?;
+    writeln!(out, "| no flood | {q:.0} | {} |", p99(&quiet))?;
+    writeln!(
+        out,
+        "| 10,000 bad signatures | {f:.0} | {} |",
+        p99(&flooded)
+    )?;
+    writeln!(out, "\nflooded/quiet = {:.2}", f / q)?;
     Ok(())
 }
 
