@@ -43,6 +43,33 @@ pub fn component(relative: &str) -> PathBuf {
     path
 }
 
+/// One keep-alive HTTP/1 connection to `addr`, for the load generators (no pool in between).
+pub async fn http1_connection(
+    addr: std::net::SocketAddr,
+) -> Result<hyper::client::conn::http1::SendRequest<http_body_util::Full<bytes::Bytes>>> {
+    let stream = tokio::net::TcpStream::connect(addr).await?;
+    stream.set_nodelay(true)?;
+    let (sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+    tokio::spawn(conn);
+    Ok(sender)
+}
+
+/// A V3-signed request for `action` with owned parameters (how the load generators keep them).
+pub fn signed(
+    host: &str,
+    access_key_id: &str,
+    secret: &[u8],
+    action: &str,
+    params: &[(String, String)],
+) -> http::Request<http_body_util::Full<bytes::Bytes>> {
+    let params: Vec<(&str, &str)> = params
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    arca_client::signing::signed_request(host, access_key_id, secret, action, &params)
+}
+
 /// A free loopback port (racy in principle; fine for tests on one machine).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")

@@ -16,10 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use arca_client::Credentials;
 use http_body_util::BodyExt;
-use hyper::client::conn::http1;
-use hyper_util::rt::TokioIo;
 use serde::Serialize;
-use tokio::net::TcpStream;
 use tokio::sync::Mutex;
 
 use crate::TestServer;
@@ -141,10 +138,7 @@ async fn connection(
     until: Instant,
     schedule: Option<(Instant, f64, usize, usize)>,
 ) -> Result<u64> {
-    let stream = TcpStream::connect(addr).await?;
-    stream.set_nodelay(true)?;
-    let (mut sender, conn) = http1::handshake(TokioIo::new(stream)).await?;
-    tokio::spawn(conn);
+    let mut sender = crate::http1_connection(addr).await?;
     let host = addr.to_string();
     let mut sent = 0u64;
     loop {
@@ -158,16 +152,12 @@ async fn connection(
             break;
         }
         let (action, params) = &mix.requests[sent as usize % mix.requests.len()];
-        let params: Vec<(&str, &str)> = params
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
-        let req = arca_client::signing::signed_request(
+        let req = crate::signed(
             &host,
             &creds.access_key_id,
             creds.access_key_secret.as_bytes(),
             action,
-            &params,
+            params,
         );
         let t = Instant::now();
         sender.ready().await?;

@@ -153,18 +153,7 @@ impl Client {
         action: &str,
         params: &[(&str, &str)],
     ) -> Result<serde_json::Value, Error> {
-        let resp = self
-            .http
-            .request(self.request(action, params))
-            .await
-            .map_err(|e| Error::Transport(e.to_string()))?;
-        let status = resp.status().as_u16();
-        let body = resp
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| Error::Transport(e.to_string()))?
-            .to_bytes();
+        let (status, body) = read(self.http.request(self.request(action, params))).await?;
         let json: serde_json::Value =
             serde_json::from_slice(&body).map_err(|e| Error::Decode(e.to_string()))?;
         if status == 200 {
@@ -188,10 +177,16 @@ pub async fn get(url: &str) -> Result<(u16, Bytes), Error> {
     let uri: http::Uri = url
         .parse()
         .map_err(|e| Error::Transport(format!("{url}: {e}")))?;
-    let resp = http
-        .get(uri)
-        .await
-        .map_err(|e| Error::Transport(e.to_string()))?;
+    read(http.get(uri)).await
+}
+
+/// Awaits a reply and reads its whole body: the status code and the body.
+async fn read(
+    reply: impl std::future::Future<
+        Output = Result<http::Response<hyper::body::Incoming>, hyper_util::client::legacy::Error>,
+    >,
+) -> Result<(u16, Bytes), Error> {
+    let resp = reply.await.map_err(|e| Error::Transport(e.to_string()))?;
     let status = resp.status().as_u16();
     let body = resp
         .into_body()

@@ -35,7 +35,6 @@ use arca_tests::{TestServer, arca_bin, free_port};
 use bytes::Bytes;
 use clap::Parser;
 use http_body_util::{BodyExt, Full};
-use hyper::client::conn::http1 as client_http1;
 use hyper::server::conn::http1 as server_http1;
 use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
@@ -167,24 +166,16 @@ async fn load(
     for _ in 0..concurrency {
         let (creds, work) = (Arc::clone(&creds), Arc::clone(&work));
         tasks.push(tokio::spawn(async move {
-            let stream = TcpStream::connect(addr).await?;
-            stream.set_nodelay(true)?;
-            let (mut sender, conn) = client_http1::handshake(TokioIo::new(stream)).await?;
-            tokio::spawn(conn);
+            let mut sender = arca_tests::http1_connection(addr).await?;
             let host = addr.to_string();
             let (mut lat, mut errors) = (Vec::with_capacity(100_000), 0u64);
             while Instant::now() < deadline {
-                let params: Vec<(&str, &str)> = work
-                    .params
-                    .iter()
-                    .map(|(k, v)| (k.as_str(), v.as_str()))
-                    .collect();
-                let req = arca_client::signing::signed_request(
+                let req = arca_tests::signed(
                     &host,
                     &creds.access_key_id,
                     creds.access_key_secret.as_bytes(),
                     work.action,
-                    &params,
+                    &work.params,
                 );
                 let t = Instant::now();
                 sender.ready().await?;
@@ -560,11 +551,7 @@ async fn flood(args: &Args) -> Result<()> {
                 for c in 0..2u64 {
                     let (id, work) = (id.clone(), Arc::clone(&work));
                     tasks.push(tokio::spawn(async move {
-                        let stream = TcpStream::connect(addr).await?;
-                        stream.set_nodelay(true)?;
-                        let (mut sender, conn) =
-                            client_http1::handshake(TokioIo::new(stream)).await?;
-                        tokio::spawn(conn);
+                        let mut sender = arca_tests::http1_connection(addr).await?;
                         let start = Instant::now();
                         let mut refused = 0u64;
                         for k in 0..per_conn {
@@ -573,17 +560,12 @@ async fn flood(args: &Args) -> Result<()> {
                                     (k * 2 + c) as f64 * seconds as f64 / BAD as f64,
                                 );
                             tokio::time::sleep_until(due.into()).await;
-                            let params: Vec<(&str, &str)> = work
-                                .params
-                                .iter()
-                                .map(|(k, v)| (k.as_str(), v.as_str()))
-                                .collect();
-                            let req = arca_client::signing::signed_request(
+                            let req = arca_tests::signed(
                                 &addr.to_string(),
                                 &id,
                                 b"not-the-secret",
                                 work.action,
-                                &params,
+                                &work.params,
                             );
                             sender.ready().await?;
                             let resp = sender.send_request(req).await?;
