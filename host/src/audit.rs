@@ -22,6 +22,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -99,25 +100,31 @@ struct Fields<'a> {
     seal: Option<&'a str>,
 }
 
-/// `event`'s fields as JSON members (an object without its braces).
-fn fields(event: &AuditEvent, seal: Option<&str>) -> Result<Vec<u8>, AuditError> {
-    let mut json = serde_json::to_vec(&Fields {
-        time: &event.time,
-        request_id: &event.request_id,
-        action: &event.action,
-        account: event.account.as_deref(),
-        access_key_id: event.access_key_id.as_deref(),
-        source_ip: &event.source_ip,
-        resource: event.resource.as_deref(),
-        key_version: event.key_version.as_deref(),
-        result: event.result,
-        status: event.status,
-        seal,
-    })
-    .map_err(|e| AuditError(e.to_string()))?;
-    json.pop();
-    json.remove(0);
-    Ok(json)
+/// Writes `event` as a JSON object into `out` (cleared first); the members are
+/// `out[1..out.len() - 1]`.
+fn fields_into(
+    event: &AuditEvent,
+    seal: Option<&str>,
+    out: &mut Vec<u8>,
+) -> Result<(), AuditError> {
+    out.clear();
+    serde_json::to_writer(
+        &mut *out,
+        &Fields {
+            time: &event.time,
+            request_id: &event.request_id,
+            action: &event.action,
+            account: event.account.as_deref(),
+            access_key_id: event.access_key_id.as_deref(),
+            source_ip: &event.source_ip,
+            resource: event.resource.as_deref(),
+            key_version: event.key_version.as_deref(),
+            result: event.result,
+            status: event.status,
+            seal,
+        },
+    )
+    .map_err(|e| AuditError(e.to_string()))
 }
 
 /// The sealed head, as `audit.head` stores it.
@@ -136,15 +143,21 @@ pub struct Head {
 #[error("audit trail: {0}")]
 pub struct AuditError(String);
 
+/// A SHA-256 in lower-case hex, as lines carry it.
+type HexHash = [u8; 64];
+
 /// The chain's state. Lines are made under the lock (the chain is sequential) and written
 /// outside it by one writer at a time (see [`AuditLog::record`]).
 #[derive(Debug)]
 struct Chain {
     seq: u64,
-    head: String,
+    /// The last line's hash.
+    head: HexHash,
     /// Lines made but not yet written, in chain order.
     pending: Vec<u8>,
-    /// Whether some task is writing `pending` out right now.
+    /// An empty buffer to swap with `pending`, so neither is reallocated per batch.
+    spare: Vec<u8>,
+    /// Whether some caller is writing lines out right now.
     writing: bool,
     unsealed: u64,
     /// Set once a write failed: the trail refuses further lines rather than leave a gap.
@@ -156,7 +169,10 @@ struct Shared {
     file: File,
     chain: Mutex<Chain>,
     /// The highest seq written to the file.
-    written: tokio::sync::watch::Sender<u64>,
+    written: AtomicU64,
+    /// Callers parked until `written` reaches their line; the writer wakes them only if any.
+    waiting: AtomicUsize,
+    wrote: tokio::sync::Notify,
     key: SecretBytes,
     head_path: PathBuf,
 }
@@ -247,68 +263,147 @@ fn poisoned<T>(_: T) -> AuditError {
 }
 
 impl Chain {
-    /// Makes the next line around `fields` and queues it; returns its seq.
-    fn push(&mut self, fields: &[u8]) -> Result<u64, AuditError> {
+    /// Makes the next line around `object` (an event's JSON object, whose members the line
+    /// carries between its `seq` and its `prev`) and queues it; returns its seq. The line is
+    /// built in place in `pending` and hashed from there: no copy, no allocation.
+    fn push(&mut self, object: &[u8]) -> Result<u64, AuditError> {
         if let Some(why) = &self.broken {
             return Err(AuditError(why.clone()));
         }
+        let members = object
+            .get(1..object.len().saturating_sub(1))
+            .ok_or_else(|| AuditError("an event is not a JSON object".into()))?;
         let seq = self.seq + 1;
-        let mut body = Vec::with_capacity(fields.len() + 112);
-        body.extend_from_slice(b"{\"seq\":");
-        body.extend_from_slice(seq.to_string().as_bytes());
-        body.push(b',');
-        body.extend_from_slice(fields);
-        body.extend_from_slice(b",\"prev\":\"");
-        body.extend_from_slice(self.head.as_bytes());
-        body.extend_from_slice(b"\"}");
-        let hash = sha256_hex(&body);
-        self.pending.extend_from_slice(&body[..body.len() - 1]); // without the closing brace
-        self.pending.extend_from_slice(b",\"hash\":\"");
-        self.pending.extend_from_slice(hash.as_bytes());
-        self.pending.extend_from_slice(b"\"}\n");
+        let start = self.pending.len();
+        let line = &mut self.pending;
+        line.extend_from_slice(b"{\"seq\":");
+        line.extend_from_slice(seq.to_string().as_bytes());
+        line.push(b',');
+        line.extend_from_slice(members);
+        line.extend_from_slice(b",\"prev\":\"");
+        line.extend_from_slice(&self.head);
+        line.push(b'"');
+        // The hash covers the line as a closed object without its hash member.
+        let mut sha = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+        sha.update(&line[start..]);
+        sha.update(b"}");
+        let mut hash: HexHash = [0; 64];
+        hex::encode_to_slice(sha.finish().as_ref(), &mut hash)
+            .map_err(|e| AuditError(e.to_string()))?;
+        line.extend_from_slice(b",\"hash\":\"");
+        line.extend_from_slice(&hash);
+        line.extend_from_slice(b"\"}\n");
         self.seq = seq;
         self.head = hash;
         self.unsealed += 1;
         Ok(seq)
     }
+
+    /// Makes the caller the writer, handing it every pending line and the seq they reach,
+    /// unless someone is writing already (then that writer or its successor writes them).
+    fn claim(&mut self) -> Option<(Vec<u8>, u64)> {
+        if self.writing || self.pending.is_empty() {
+            return None;
+        }
+        self.writing = true;
+        let batch = std::mem::replace(&mut self.pending, std::mem::take(&mut self.spare));
+        Some((batch, self.seq))
+    }
+
+    fn head_str(&self) -> &str {
+        std::str::from_utf8(&self.head).unwrap_or(GENESIS)
+    }
 }
 
+/// How many batches a writer writes for others before handing the role on (to a waiter it
+/// wakes), so one caller's reply is not held back for long under sustained load.
+const WRITER_ROUNDS: usize = 8;
+
 impl Shared {
-    /// Writes out what is pending, if no one else is: group commit to the kernel. Returns
-    /// once this caller has written or found someone writing.
-    fn write_pending(&self) -> Result<(), AuditError> {
-        loop {
-            let (batch, upto) = {
-                let mut chain = self.chain.lock().map_err(poisoned)?;
-                if chain.writing || chain.pending.is_empty() {
-                    return Ok(());
-                }
-                chain.writing = true;
-                (std::mem::take(&mut chain.pending), chain.seq)
-            };
+    /// Writes `batch` (the pending lines up to `upto`, claimed by the caller), then, for a
+    /// few rounds, whatever arrived meanwhile: group commit to the kernel, one `write(2)`
+    /// per batch. Wakes the waiters whose lines are out.
+    fn write_out(&self, mut batch: Vec<u8>, mut upto: u64) -> Result<(), AuditError> {
+        for round in 1..=WRITER_ROUNDS {
             // One writer at a time, so batches reach the file in chain order.
             let wrote = (&self.file).write_all(&batch);
             let mut chain = self.chain.lock().map_err(poisoned)?;
-            chain.writing = false;
             if let Err(e) = wrote {
                 // A partial batch may be on disk: refuse everything after it rather than chain
                 // onto an unknown state. A restart recovers from the last complete line.
                 let why = format!("write failed: {e}");
                 chain.broken = Some(why.clone());
+                chain.writing = false;
                 drop(chain);
-                self.written.send_modify(|_| {});
+                self.wake();
                 return Err(AuditError(why));
             }
+            self.written.store(upto, Ordering::SeqCst);
+            batch.clear();
+            if chain.pending.is_empty() || round == WRITER_ROUNDS {
+                chain.writing = false;
+                chain.spare = batch;
+                drop(chain);
+                self.wake();
+                return Ok(());
+            }
+            batch = std::mem::replace(&mut chain.pending, batch);
+            upto = chain.seq;
             drop(chain);
-            self.written.send_replace(upto);
+            self.wake();
+        }
+        Ok(())
+    }
+
+    /// Wakes the parked callers, if there are any (a `Notify` takes a lock even when none).
+    fn wake(&self) {
+        if self.waiting.load(Ordering::SeqCst) > 0 {
+            self.wrote.notify_waiters();
         }
     }
 
-    fn check(&self) -> Result<(), AuditError> {
-        match &self.chain.lock().map_err(poisoned)?.broken {
-            Some(why) => Err(AuditError(why.clone())),
-            None => Ok(()),
+    /// Returns once line `seq` is written: it was already, or the caller becomes the writer,
+    /// or it parks until a writer wakes it.
+    async fn written(&self, seq: u64) -> Result<(), AuditError> {
+        loop {
+            let woken = self.wrote.notified();
+            tokio::pin!(woken);
+            // Counted and registered before looking, so a writer that stores `written` after
+            // the look sees the count and wakes this caller.
+            let _waiting = Waiting::count(&self.waiting);
+            woken.as_mut().enable();
+            let claimed = {
+                let mut chain = self.chain.lock().map_err(poisoned)?;
+                if self.written.load(Ordering::SeqCst) >= seq {
+                    return Ok(());
+                }
+                if let Some(why) = &chain.broken {
+                    return Err(AuditError(why.clone()));
+                }
+                chain.claim()
+            };
+            // A writer handed the role on with lines pending, this caller's among them.
+            if let Some((batch, upto)) = claimed {
+                return self.write_out(batch, upto);
+            }
+            woken.await;
         }
+    }
+}
+
+/// One parked caller, uncounted when it stops waiting (also when its request is dropped).
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn count(waiting: &'a AtomicUsize) -> Self {
+        waiting.fetch_add(1, Ordering::SeqCst);
+        Self(waiting)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -328,17 +423,24 @@ impl AuditLog {
             .append(true)
             .open(path)?;
         let (seq, head) = recover(&mut file)?.unwrap_or((0, GENESIS.to_owned()));
+        let head: HexHash = head
+            .as_bytes()
+            .try_into()
+            .map_err(|_| std::io::Error::other("the audit trail's last hash is malformed"))?;
         let shared = Arc::new(Shared {
             file,
             chain: Mutex::new(Chain {
                 seq,
                 head,
                 pending: Vec::with_capacity(64 * 1024),
+                spare: Vec::with_capacity(64 * 1024),
                 writing: false,
                 unsealed: 0,
                 broken: None,
             }),
-            written: tokio::sync::watch::Sender::new(seq),
+            written: AtomicU64::new(seq),
+            waiting: AtomicUsize::new(0),
+            wrote: tokio::sync::Notify::new(),
             key,
             head_path: path.with_file_name("audit.head"),
         });
@@ -361,27 +463,23 @@ impl AuditLog {
     /// the caller replies only to audited requests.
     ///
     /// Group commit without a thread hand-off: the caller that finds no write in progress
-    /// writes everything pending (its own line and any that arrived meanwhile) with one
-    /// `write(2)`; the others wait for that, asynchronously, and take over if lines remain.
+    /// writes everything pending (its own line and any that arrive meanwhile); the others
+    /// park until that writer has written theirs, or take the role over when it hands it on.
     pub async fn record(&self, event: AuditEvent) -> Result<(), AuditError> {
-        let shared = &self.shared;
-        let fields = fields(&event, None)?;
-        let mine = shared.chain.lock().map_err(poisoned)?.push(&fields)?;
-        // Usually this caller writes its own line (alone, or with others').
-        shared.write_pending()?;
-        if *shared.written.borrow() >= mine {
-            return Ok(());
+        thread_local! {
+            static OBJECT: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
         }
-        let mut written = shared.written.subscribe();
-        loop {
-            shared.write_pending()?;
-            if *written.borrow_and_update() >= mine {
-                return Ok(());
-            }
-            shared.check()?;
-            if written.changed().await.is_err() {
-                return Err(AuditError("the trail was closed".into()));
-            }
+        let shared = &*self.shared;
+        let (mine, claimed) = OBJECT.with_borrow_mut(|object| {
+            fields_into(&event, None, object)?;
+            let mut chain = shared.chain.lock().map_err(poisoned)?;
+            let mine = chain.push(object)?;
+            Ok::<_, AuditError>((mine, chain.claim()))
+        })?;
+        match claimed {
+            // Usually: this caller writes its own line (alone, or with others').
+            Some((batch, upto)) => shared.write_out(batch, upto),
+            None => shared.written(mine).await,
         }
     }
 
@@ -429,12 +527,12 @@ fn is_chained(path: &Path) -> std::io::Result<bool> {
 /// When the trail has unsealed lines: appends a seal line, waits until it is written, fsyncs
 /// (so a seal never covers lines that are not on disk) and records the head.
 fn seal(shared: &Shared) -> Result<(), AuditError> {
-    let (seq, hash) = {
+    let (seq, hash, claimed) = {
         let mut chain = shared.chain.lock().map_err(poisoned)?;
         if chain.unsealed == 0 {
             return Ok(());
         }
-        let mac = mac_hex(shared.key.expose(), "seal", chain.seq + 1, &chain.head);
+        let mac = mac_hex(shared.key.expose(), "seal", chain.seq + 1, chain.head_str());
         let event = AuditEvent {
             time: OffsetDateTime::now_utc(),
             request_id: String::new(),
@@ -447,21 +545,31 @@ fn seal(shared: &Shared) -> Result<(), AuditError> {
             result: "OK",
             status: 0,
         };
-        let seq = chain.push(&fields(&event, Some(&mac))?)?;
+        let mut object = Vec::new();
+        fields_into(&event, Some(&mac), &mut object)?;
+        let seq = chain.push(&object)?;
         chain.unsealed = 0;
-        (seq, chain.head.clone())
+        (seq, chain.head_str().to_owned(), chain.claim())
     };
+    if let Some((batch, upto)) = claimed {
+        shared.write_out(batch, upto)?;
+    }
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        shared.write_pending()?;
-        if *shared.written.borrow() >= seq {
-            break;
-        }
-        shared.check()?;
-        if std::time::Instant::now() > deadline {
+    while shared.written.load(Ordering::SeqCst) < seq {
+        let claimed = {
+            let mut chain = shared.chain.lock().map_err(poisoned)?;
+            if let Some(why) = &chain.broken {
+                return Err(AuditError(why.clone()));
+            }
+            chain.claim()
+        };
+        if let Some((batch, upto)) = claimed {
+            shared.write_out(batch, upto)?;
+        } else if std::time::Instant::now() > deadline {
             return Err(AuditError("the seal line was not written in time".into()));
+        } else {
+            std::thread::sleep(Duration::from_millis(1));
         }
-        std::thread::sleep(Duration::from_millis(1));
     }
     shared
         .file
@@ -737,13 +845,15 @@ mod bench {
         for i in 0..n {
             let mut chain = Chain {
                 seq: u64::from(i),
-                head: GENESIS.into(),
+                head: [b'0'; 64],
                 pending: Vec::new(),
+                spare: Vec::new(),
                 writing: false,
                 unsealed: 0,
                 broken: None,
             };
-            let f = fields(&event, None).unwrap_or_default();
+            let mut f = Vec::new();
+            fields_into(&event, None, &mut f).unwrap_or_default();
             std::hint::black_box(chain.push(&f).unwrap_or_default());
         }
         let ser = t.elapsed() / n;
