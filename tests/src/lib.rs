@@ -87,6 +87,8 @@ pub struct TestServer {
     pub data_dir: PathBuf,
     extra_env: Vec<(String, String)>,
     extra_args: Vec<String>,
+    /// The `arca` binary this server runs.
+    bin: PathBuf,
     child: Option<Child>,
     _tmp: Option<tempfile::TempDir>,
 }
@@ -134,12 +136,31 @@ impl TestServer {
         extra_env: Vec<(String, String)>,
         extra_args: Vec<String>,
     ) -> Result<Self> {
+        Self::with_bin(arca_bin(), data_dir, extra_env, extra_args)
+    }
+
+    /// A server on a fresh data dir running another `arca` build (the bench compares two).
+    pub fn start_bin(bin: PathBuf) -> Result<Self> {
+        let tmp = tempfile::tempdir()?;
+        let data_dir = tmp.path().join("data");
+        let mut s = Self::with_bin(bin, data_dir, Vec::new(), Vec::new())?;
+        s._tmp = Some(tmp);
+        Ok(s)
+    }
+
+    fn with_bin(
+        bin: PathBuf,
+        data_dir: PathBuf,
+        extra_env: Vec<(String, String)>,
+        extra_args: Vec<String>,
+    ) -> Result<Self> {
         let endpoint = format!("127.0.0.1:{}", free_port());
         let mut s = Self {
             endpoint,
             data_dir,
             extra_env,
             extra_args,
+            bin,
             child: None,
             _tmp: None,
         };
@@ -149,7 +170,7 @@ impl TestServer {
 
     /// The `arca serve` command for this server, not yet spawned.
     pub fn command(&self) -> Command {
-        let mut cmd = Command::new(arca_bin());
+        let mut cmd = Command::new(&self.bin);
         cmd.arg("serve")
             .arg("--data-dir")
             .arg(&self.data_dir)
@@ -175,7 +196,7 @@ impl TestServer {
     }
 
     fn spawn(&mut self) -> Result<()> {
-        let bin = arca_bin();
+        let bin = &self.bin;
         if !bin.exists() {
             bail!(
                 "{} is missing: run `cargo build --bins` first",

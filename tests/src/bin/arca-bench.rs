@@ -64,6 +64,12 @@ struct Args {
     /// wrong-secret requests arrive over the same seconds (ABBA, `--seconds` per cell).
     #[arg(long)]
     flood: bool,
+    /// Only the audit trail's cost: Encrypt requests/s against this `arca` (`ARCA_BIN`) and
+    /// against PATH, the same source built without the trail (`cargo build --release --bin
+    /// arca --features arca-host/unaudited-benchmark-baseline --target-dir target/unaudited`),
+    /// ABBA cells at each `--concurrency`.
+    #[arg(long, value_name = "PATH")]
+    audit_baseline: Option<std::path::PathBuf>,
     /// Also measure Encrypt and Sign on HSM keys (SoftHSM2) against direct PKCS#11 calls.
     #[arg(long)]
     hsm: bool,
@@ -284,6 +290,9 @@ async fn run(args: Args) -> Result<()> {
     }
     if args.flood {
         return flood(&args).await;
+    }
+    if let Some(baseline) = &args.audit_baseline {
+        return audit_cost(&args, baseline).await;
     }
     if args.hsm || args.hsm_only {
         hsm_table(&args).await?;
@@ -611,6 +620,96 @@ async fn flood(args: &Args) -> Result<()> {
         p99(&flooded)
     )?;
     writeln!(out, "\nflooded/quiet = {:.2}", f / q)?;
+    Ok(())
+}
+
+/// Encrypt requests/s with and without the audit trail: two builds of the same source, each
+/// on its own fresh data dir, cells in ABBA order at each concurrency.
+async fn audit_cost(args: &Args, baseline: &std::path::Path) -> Result<()> {
+    struct Target {
+        server: TestServer,
+        addr: SocketAddr,
+        creds: Arc<Credentials>,
+        work: Arc<Workload>,
+    }
+    let start = |server: TestServer| async move {
+        let creds = Arc::new(server.credentials()?);
+        let work = Arc::new(workload(&server.client()?, "encrypt").await?);
+        let addr: SocketAddr = server.endpoint.parse()?;
+        anyhow::Ok(Target {
+            server,
+            addr,
+            creds,
+            work,
+        })
+    };
+    let audited = start(TestServer::start().context("starting arca")?).await?;
+    let unaudited = start(
+        TestServer::start_bin(baseline.to_path_buf()).context("starting the baseline build")?,
+    )
+    .await?;
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "audit trail cost: Encrypt 1 KiB, {} s cells, ABBA; audited = {}, unaudited = {}",
+        args.seconds,
+        arca_bin().display(),
+        baseline.display()
+    )?;
+    writeln!(
+        out,
+        "| conns | unaudited req/s | audited req/s | audited p50/p99 µs | audited/unaudited | cut |"
+    )?;
+    writeln!(out, "|---:|---:|---:|---:|---:|---:|")?;
+    let (mut requests, mut errors) = (0, 0);
+    for &c in &args.concurrency {
+        let (mut with, mut without) = (Vec::new(), Vec::new());
+        for audit in [true, false, false, true] {
+            let t = if audit { &audited } else { &unaudited };
+            let cell = load(
+                t.addr,
+                Arc::clone(&t.creds),
+                Arc::clone(&t.work),
+                c,
+                args.seconds,
+            )
+            .await?;
+            errors += cell.errors;
+            if audit {
+                requests += cell.requests;
+                with.push(cell);
+            } else {
+                without.push(cell);
+            }
+        }
+        let mean = |cells: &[Cell]| cells.iter().map(|c| c.rps).sum::<f64>() / cells.len() as f64;
+        let (a, u) = (mean(&with), mean(&without));
+        let p50 = with.iter().map(|c| c.p50_us).max().unwrap_or(0);
+        let p99 = with.iter().map(|c| c.p99_us).max().unwrap_or(0);
+        writeln!(
+            out,
+            "| {c} | {u:.0} | {a:.0} | {p50}/{p99} | {:.3} | {:.1}% |",
+            a / u,
+            (1.0 - a / u) * 100.0
+        )?;
+    }
+    if errors > 0 {
+        bail!("{errors} requests failed");
+    }
+    // The comparison means something only if one side audits every call and the other none.
+    let lines = |t: &Target| {
+        std::fs::read(t.server.data_dir.join("audit.log"))
+            .map(|b| b.iter().filter(|&&c| c == b'\n').count() as u64)
+            .unwrap_or(0)
+    };
+    let (a, u) = (lines(&audited), lines(&unaudited));
+    writeln!(
+        out,
+        "audit lines: audited {a} (for {requests} measured requests), unaudited {u}"
+    )?;
+    if a < requests || u > 0 {
+        bail!("the baseline is not an unaudited build, or the audited one missed events");
+    }
     Ok(())
 }
 
