@@ -35,6 +35,9 @@ use crate::secret::SecretBytes;
 pub const SEAL_INTERVAL: Duration = Duration::from_millis(200);
 /// The `prev` of the first line.
 const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+/// The environment variable without which a build with the `unaudited-benchmark-baseline`
+/// feature refuses to open its trail (and so to start).
+pub const UNAUDITED_CONSENT: &str = "ARCA_UNAUDITED_BENCHMARK_BASELINE";
 /// What a seal line's `action` says.
 pub const SEAL_ACTION: &str = "AuditSeal";
 
@@ -412,7 +415,15 @@ impl AuditLog {
     /// the root key) for the seals, and starts the sealing thread. An older, unchained trail
     /// is moved aside to `<path>.unchained`.
     pub fn open(path: &Path, key: SecretBytes) -> std::io::Result<Self> {
+        // A build with the benchmark feature (say, from `cargo build --all-features`) must
+        // not serve by accident: it starts only when told that it is the bench's baseline.
         if cfg!(feature = "unaudited-benchmark-baseline") {
+            if std::env::var_os(UNAUDITED_CONSENT).is_none() {
+                return Err(std::io::Error::other(format!(
+                    "this build records no audit events (feature unaudited-benchmark-baseline); \
+                     it starts only as a benchmark baseline, with {UNAUDITED_CONSENT}=1"
+                )));
+            }
             tracing::error!(
                 "this is a benchmark baseline build: it records NO audit events; never serve with it"
             );

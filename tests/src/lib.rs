@@ -139,11 +139,12 @@ impl TestServer {
         Self::with_bin(arca_bin(), data_dir, extra_env, extra_args)
     }
 
-    /// A server on a fresh data dir running another `arca` build (the bench compares two).
-    pub fn start_bin(bin: PathBuf) -> Result<Self> {
+    /// A server on a fresh data dir running another `arca` build with extra environment
+    /// variables (the bench compares two builds).
+    pub fn start_bin(bin: PathBuf, env: Vec<(String, String)>) -> Result<Self> {
         let tmp = tempfile::tempdir()?;
         let data_dir = tmp.path().join("data");
-        let mut s = Self::with_bin(bin, data_dir, Vec::new(), Vec::new())?;
+        let mut s = Self::with_bin(bin, data_dir, env, Vec::new())?;
         s._tmp = Some(tmp);
         Ok(s)
     }

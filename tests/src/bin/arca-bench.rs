@@ -645,7 +645,12 @@ async fn audit_cost(args: &Args, baseline: &std::path::Path) -> Result<()> {
     };
     let audited = start(TestServer::start().context("starting arca")?).await?;
     let unaudited = start(
-        TestServer::start_bin(baseline.to_path_buf()).context("starting the baseline build")?,
+        TestServer::start_bin(
+            baseline.to_path_buf(),
+            // The baseline build refuses to start without this.
+            vec![("ARCA_UNAUDITED_BENCHMARK_BASELINE".into(), "1".into())],
+        )
+        .context("starting the baseline build")?,
     )
     .await?;
     let mut out = std::io::stdout().lock();
