@@ -377,6 +377,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                     "Lines": v.lines,
                     "Seals": v.seals,
                     "UnsealedTail": v.unsealed,
+                    "InJournal": v.in_journal,
                 })),
                 Err(tamper) => anyhow::bail!("audit trail does not verify: {tamper}"),
             }

@@ -78,8 +78,8 @@ async fn every_call_is_chained_and_the_trail_verifies() {
     let (s, lines) = trail().await;
     let (ok, out) = verify(&s.data_dir);
     assert!(ok, "{out}");
-    // The last call, made after the last seal, was written before its reply even though the
-    // server was killed before it could seal again.
+    // The last call, made after the last seal, was in the journal before its reply even though
+    // the server was killed before it could seal again (or append it to the trail file).
     assert!(out.contains("\"UnsealedTail\": 1"), "{out}");
     let all = lines.join("\n");
     assert!(
@@ -108,6 +108,68 @@ async fn every_call_is_chained_and_the_trail_verifies() {
         query(&s.data_dir, &["--until", "2999-01-01T00:00:00Z"]).len(),
         7
     );
+}
+
+/// A reply goes out only once its event is in the journal, so a SIGKILL right after many
+/// replies loses none of their events: `arca audit verify` counts those the trail file does not
+/// hold yet from the journal, and the next start appends them.
+#[tokio::test]
+async fn no_event_of_a_sent_reply_is_lost_to_a_kill() {
+    let mut s = server();
+    let key = new_key(&s.client().unwrap(), "Aliyun_AES_256").await;
+    let mut acknowledged = Vec::new();
+    for round in 0..3 {
+        let c = s.client().unwrap();
+        let mut calls = tokio::task::JoinSet::new();
+        for _ in 0..100 {
+            let (c, key) = (c.clone(), key.clone());
+            calls.spawn(async move {
+                c.call("Encrypt", &[("KeyId", &key), ("Plaintext", "x")])
+                    .await
+            });
+        }
+        while let Some(reply) = calls.join_next().await {
+            acknowledged.push(
+                reply.unwrap().unwrap()["RequestId"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
+            );
+        }
+        // Killed within a millisecond of the last reply: well inside the appender's interval.
+        s.kill9().unwrap();
+        let (ok, out) = verify(&s.data_dir);
+        assert!(ok, "round {round}: {out}");
+        let in_file = std::fs::read_to_string(s.data_dir.join("audit.log")).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        println!(
+            "round {round}: {} lines verified, {} of them only in the journal",
+            v["Lines"], v["InJournal"]
+        );
+        let queried: Vec<String> = query(&s.data_dir, &["--action", "Encrypt"])
+            .iter()
+            .map(|e| e["request_id"].as_str().unwrap().to_owned())
+            .collect();
+        for id in &acknowledged {
+            assert!(
+                queried.contains(id),
+                "round {round}: {id} is not in the trail"
+            );
+        }
+        s.restart().unwrap();
+        // The start appended what the journal held: the file alone now has every event.
+        let trail = std::fs::read_to_string(s.data_dir.join("audit.log")).unwrap();
+        assert!(trail.len() > in_file.len() || v["InJournal"] == 0);
+        for id in &acknowledged {
+            assert!(
+                trail.contains(id.as_str()),
+                "round {round}: {id} not appended"
+            );
+        }
+    }
+    s.kill9().unwrap();
+    let (ok, out) = verify(&s.data_dir);
+    assert!(ok, "{out}");
 }
 
 #[tokio::test]

@@ -70,6 +70,11 @@ struct Args {
     /// ABBA cells at each `--concurrency`.
     #[arg(long, value_name = "PATH")]
     audit_baseline: Option<std::path::PathBuf>,
+    /// ABBA rounds per concurrency for `--audit-baseline`; the cut is over all of them, and
+    /// the table also shows each round's. Single rounds on a shared 2-vCPU VM spread by a
+    /// few points.
+    #[arg(long, default_value_t = 1)]
+    rounds: usize,
     /// Also measure Encrypt and Sign on HSM keys (SoftHSM2) against direct PKCS#11 calls.
     #[arg(long)]
     hsm: bool,
@@ -623,6 +628,26 @@ async fn flood(args: &Args) -> Result<()> {
     Ok(())
 }
 
+/// CPU seconds (user and system) the process `pid` has used so far, from `/proc/<pid>/stat`.
+fn cpu_seconds(pid: u32) -> Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // The fields after the command name, which is in parentheses and may hold spaces.
+    let rest = stat
+        .rsplit_once(") ")
+        .map(|(_, r)| r)
+        .context("unreadable /proc stat")?;
+    let field = |i: usize| -> Result<f64> {
+        Ok(rest
+            .split(' ')
+            .nth(i)
+            .context("short /proc stat")?
+            .parse::<f64>()?)
+    };
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name; in clock
+    // ticks, which are 100 a second on Linux.
+    Ok((field(11)? + field(12)?) / 100.0)
+}
+
 /// Encrypt requests/s with and without the audit trail: two builds of the same source, each
 /// on its own fresh data dir, cells in ABBA order at each concurrency.
 async fn audit_cost(args: &Args, baseline: &std::path::Path) -> Result<()> {
@@ -663,14 +688,25 @@ async fn audit_cost(args: &Args, baseline: &std::path::Path) -> Result<()> {
     )?;
     writeln!(
         out,
-        "| conns | unaudited req/s | audited req/s | audited p50/p99 µs | audited/unaudited | cut |"
+        "| conns | unaudited req/s | audited req/s | audited p50/p99 µs | audited/unaudited | cut | cut per round | server CPU µs/req unaudited / audited |"
     )?;
-    writeln!(out, "|---:|---:|---:|---:|---:|---:|")?;
+    writeln!(out, "|---:|---:|---:|---:|---:|---:|---|---:|")?;
     let (mut requests, mut errors) = (0, 0);
     for &c in &args.concurrency {
         let (mut with, mut without) = (Vec::new(), Vec::new());
-        for audit in [true, false, false, true] {
+        // Server CPU seconds and requests per side, to tell time spent computing from time
+        // spent waiting.
+        let (mut cpu_with, mut cpu_without) = ((0.0, 0), (0.0, 0));
+        let cells = [true, false, false, true];
+        for audit in cells
+            .iter()
+            .cycle()
+            .take(cells.len() * args.rounds.max(1))
+            .copied()
+        {
             let t = if audit { &audited } else { &unaudited };
+            let pid = t.server.pid().context("a server is not running")?;
+            let cpu_before = cpu_seconds(pid)?;
             let cell = load(
                 t.addr,
                 Arc::clone(&t.creds),
@@ -679,6 +715,13 @@ async fn audit_cost(args: &Args, baseline: &std::path::Path) -> Result<()> {
                 args.seconds,
             )
             .await?;
+            let cpu = cpu_seconds(pid)? - cpu_before;
+            let side = if audit {
+                &mut cpu_with
+            } else {
+                &mut cpu_without
+            };
+            *side = (side.0 + cpu, side.1 + cell.requests);
             errors += cell.errors;
             if audit {
                 requests += cell.requests;
@@ -687,21 +730,32 @@ async fn audit_cost(args: &Args, baseline: &std::path::Path) -> Result<()> {
                 without.push(cell);
             }
         }
+        let per_request = |(cpu, n): (f64, u64)| cpu * 1e6 / n.max(1) as f64;
         let mean = |cells: &[Cell]| cells.iter().map(|c| c.rps).sum::<f64>() / cells.len() as f64;
         let (a, u) = (mean(&with), mean(&without));
+        let rounds: Vec<String> = with
+            .chunks(2)
+            .zip(without.chunks(2))
+            .map(|(w, o)| format!("{:.1}%", (1.0 - mean(w) / mean(o)) * 100.0))
+            .collect();
         let p50 = with.iter().map(|c| c.p50_us).max().unwrap_or(0);
         let p99 = with.iter().map(|c| c.p99_us).max().unwrap_or(0);
         writeln!(
             out,
-            "| {c} | {u:.0} | {a:.0} | {p50}/{p99} | {:.3} | {:.1}% |",
+            "| {c} | {u:.0} | {a:.0} | {p50}/{p99} | {:.3} | {:.1}% | {} | {:.1} / {:.1} |",
             a / u,
-            (1.0 - a / u) * 100.0
+            (1.0 - a / u) * 100.0,
+            rounds.join(", "),
+            per_request(cpu_without),
+            per_request(cpu_with),
         )?;
     }
     if errors > 0 {
         bail!("{errors} requests failed");
     }
     // The comparison means something only if one side audits every call and the other none.
+    // The last lines reach the trail file from the journal within the appender's 50 ms.
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let lines = |t: &Target| {
         std::fs::read(t.server.data_dir.join("audit.log"))
             .map(|b| b.iter().filter(|&&c| c == b'\n').count() as u64)
