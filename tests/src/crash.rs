@@ -59,7 +59,8 @@ pub struct Report {
     pub audit_events: u64,
     /// Workers whose call in flight at a kill never returned on the client side and were
     /// abandoned after [`ABANDON_AFTER`] (their call was not acknowledged, so nothing is
-    /// owed for it). Once in about 500 kills hyper's client left such a call waiting forever.
+    /// owed for it). Once in about 500 kills hyper's client left such a call waiting forever
+    /// on its connection pool (a long-known client hang, hyperium/hyper#2312).
     pub workers_abandoned: usize,
     /// Seconds the run took.
     pub seconds: f64,
