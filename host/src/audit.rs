@@ -928,11 +928,8 @@ pub fn verify(log: &Path, head: &Path, key: &SecretBytes) -> Result<Verified, Ta
         });
     }
     let in_file = walk.lines;
-    let journal = match std::fs::read(log.with_extension("journal")) {
-        Ok(ring) => journal_lines(&ring, walk.lines, &walk.prev),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-        Err(e) => return Err(Tamper::Unreadable(e.to_string())),
-    };
+    let journal = journal_beyond(log, walk.lines, &walk.prev)
+        .map_err(|e| Tamper::Unreadable(e.to_string()))?;
     for raw in &journal {
         let line = walk.lines + 1;
         let text = std::str::from_utf8(raw.strip_suffix(b"\n").unwrap_or(raw))
@@ -1048,33 +1045,39 @@ impl Query {
 /// The events of the trail at `log` that `query` selects, as their JSON lines, those its
 /// journal holds beyond its end included.
 pub fn query(log: &Path, query: &Query) -> std::io::Result<Vec<String>> {
+    let selects = |text: &str| {
+        serde_json::from_str::<serde_json::Value>(text).is_ok_and(|v| query.matches(&v))
+    };
     let mut out = Vec::new();
     let mut last = None;
     for text in BufReader::new(File::open(log)?).lines() {
         let text = text?;
-        let value: Option<serde_json::Value> = serde_json::from_str(&text).ok();
-        if value.as_ref().is_some_and(|v| query.matches(v)) {
+        if selects(&text) {
             out.push(text.clone());
         }
         last = Some(text);
     }
-    let (seq, head) = match last.as_deref().and_then(last_line) {
-        Some(end) => end,
-        None => (0, GENESIS.to_owned()),
-    };
-    let ring = match std::fs::read(log.with_extension("journal")) {
-        Ok(ring) => ring,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
-        Err(e) => return Err(e),
-    };
-    for raw in journal_lines(&ring, seq, &head) {
+    let (seq, head) = last
+        .as_deref()
+        .and_then(last_line)
+        .unwrap_or((0, GENESIS.to_owned()));
+    for raw in journal_beyond(log, seq, &head)? {
         let text = String::from_utf8_lossy(raw.strip_suffix(b"\n").unwrap_or(&raw)).into_owned();
-        let value: Option<serde_json::Value> = serde_json::from_str(&text).ok();
-        if value.as_ref().is_some_and(|v| query.matches(v)) {
+        if selects(&text) {
             out.push(text);
         }
     }
     Ok(out)
+}
+
+/// The lines the journal beside the trail at `log` holds beyond the trail's end (`seq`, with
+/// hash `head`); none when there is no journal.
+fn journal_beyond(log: &Path, seq: u64, head: &str) -> std::io::Result<Vec<Vec<u8>>> {
+    match std::fs::read(log.with_extension("journal")) {
+        Ok(ring) => Ok(journal_lines(&ring, seq, head)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(e),
+    }
 }
 
 #[cfg(test)]
