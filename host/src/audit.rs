@@ -417,6 +417,9 @@ impl Ring {
         if let Some(why) = &self.broken {
             return Err(AuditError(why.clone()));
         }
+        if entry.len() <= ENTRY_HEADER {
+            return Err(AuditError("a journal entry is malformed".into()));
+        }
         let n = entry.len() as u64;
         if n > journal.capacity() {
             return Err(AuditError("an event is larger than the journal".into()));
@@ -533,14 +536,9 @@ impl Chain {
         key: &SecretBytes,
         out: &mut Vec<u8>,
     ) -> Result<(), AuditError> {
-        let mut at = 0;
-        while at < entries.len() {
-            let entry = decode(&entries[at..])
-                .ok_or_else(|| AuditError("a journal entry is unreadable".into()))?;
-            at += entry.len;
-            self.line(entry, key, out)?;
-        }
-        Ok(())
+        for_each_entry([entries, &[]], &mut Vec::new(), |entry| {
+            self.line(entry, key, out)
+        })
     }
 }
 
@@ -1375,17 +1373,17 @@ fn journal_beyond(
             .and_then(|mut chain| chain.lines(&entries, key, &mut lines))
             .map_err(std::io::Error::other)?;
     } else {
-        let mut at = 0;
         let mut object = Vec::new();
-        while let Some(entry) = entries.get(at..).and_then(decode) {
-            at += entry.len;
+        for_each_entry([&entries, &[]], &mut Vec::new(), |entry| {
             if let Some(fields) = entry.event {
-                fields_into(&fields, &mut object).map_err(std::io::Error::other)?;
+                fields_into(&fields, &mut object)?;
                 lines.extend_from_slice(format!("{{\"seq\":{},", entry.seq).as_bytes());
                 lines.extend_from_slice(object.get(1..).unwrap_or_default());
                 lines.push(b'\n');
             }
-        }
+            Ok(())
+        })
+        .map_err(std::io::Error::other)?;
     }
     Ok(String::from_utf8_lossy(&lines)
         .lines()
