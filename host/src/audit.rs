@@ -505,7 +505,8 @@ impl Chain {
             .ok_or_else(|| AuditError("an event is not a JSON object".into()))?;
         let start = out.len();
         out.extend_from_slice(b"{\"seq\":");
-        out.extend_from_slice(seq.to_string().as_bytes());
+        // Writing into a Vec cannot fail.
+        let _ = write!(out, "{seq}");
         out.push(b',');
         out.extend_from_slice(members);
         out.extend_from_slice(b",\"prev\":\"");
@@ -555,9 +556,10 @@ struct Appender {
 }
 
 /// How many bytes of lines the appender makes before it writes them. Small enough that the
-/// lines are still in the CPU's cache when the kernel copies them: a whole round's lines
-/// (about 1 MB at 40,000 events a second) evicted what the request path had cached and cost
-/// it measurably.
+/// lines are still in the CPU's cache when the kernel copies them. A first build copied a
+/// whole round's entries out of the ring and made all their lines (about 1 MB at 40,000
+/// events a second) before one write; it cut Encrypt no less than making lines on the request
+/// path had (docs/benchmarks.md).
 const WRITE_CHUNK: usize = 64 << 10;
 
 /// Calls `f` with each entry of the ring's bytes `parts` (from [`Journal::entries`]), whole
@@ -703,8 +705,8 @@ fn poisoned<T>(_: T) -> AuditError {
 
 impl Shared {
     /// Moves the journal's entries to the trail file as chained lines, and frees their space
-    /// once the lines are written. Returns how many bytes of entries it took.
-    fn append(&self, out: &mut Appender) -> Result<usize, AuditError> {
+    /// once the lines are written.
+    fn append(&self, out: &mut Appender) -> Result<(), AuditError> {
         let (from, to) = {
             let ring = self.ring.lock().map_err(poisoned)?;
             if let Some(why) = &ring.broken {
@@ -713,7 +715,7 @@ impl Shared {
             (ring.taken, ring.put)
         };
         if from == to {
-            return Ok(0);
+            return Ok(());
         }
         let Appender {
             file,
@@ -748,7 +750,7 @@ impl Shared {
         self.journal.set_taken(to);
         self.ring.lock().map_err(poisoned)?.taken = to;
         self.room.notify_waiters();
-        Ok((to - from) as usize)
+        Ok(())
     }
 }
 
@@ -1000,7 +1002,6 @@ fn append_and_seal(shared: &std::sync::Weak<Shared>) {
                 .lock()
                 .map_err(poisoned)
                 .and_then(|mut out| shared.append(&mut out))
-                .map(drop)
         };
         match result {
             Err(e) if !failing => {
