@@ -552,7 +552,7 @@ impl Chain {
         out.extend_from_slice(b",\"prev\":\"");
         out.extend_from_slice(&self.head);
         // The hash covers the line as a closed object without its hash member. One-shot:
-        // a digest `Context` allocates and frees its state on every line.
+        // a digest `Context` mallocs and frees its state (aws-lc's EVP_MD_CTX) every line.
         out.extend_from_slice(b"\"}");
         let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &out[start..]);
         out.pop();
