@@ -91,8 +91,11 @@ fn with_utc<R>(t: OffsetDateTime, f: impl FnOnce(&str) -> R) -> R {
     })
 }
 
-/// An event's fields as a line carries them between its `seq` and its `prev`.
+/// An event's fields as a line carries them between its `seq` and its `prev`. Serialisable
+/// in tests, where serde's output is the reference for [`Fields::write_members`].
+#[cfg_attr(test, derive(Serialize))]
 struct Fields<'a> {
+    #[cfg_attr(test, serde(serialize_with = "utc"))]
     time: OffsetDateTime,
     request_id: &'a str,
     action: &'a str,
@@ -104,6 +107,7 @@ struct Fields<'a> {
     result: &'a str,
     status: u16,
     /// A seal line's MAC; the member is left out of event lines.
+    #[cfg_attr(test, serde(skip_serializing_if = "Option::is_none"))]
     seal: Option<&'a str>,
 }
 
@@ -126,27 +130,28 @@ impl<'a> Fields<'a> {
     }
 
     /// Appends the fields to `out` as JSON object members (`"time":…,"status":200`), byte for
-    /// byte as `serde_json` writes the same struct. Written by hand because serde's derived
-    /// writer was a quarter of the appender's cost per line (docs/benchmarks.md).
+    /// byte as `serde_json` writes the same struct (a test checks). Written by hand: serde's
+    /// derived writer cost 0.08 µs more per line, a tenth of the appender's work then.
     fn write_members(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(b"\"time\":");
         with_utc(self.time, |text| json_str(out, text));
-        out.extend_from_slice(b",\"request_id\":");
-        json_str(out, self.request_id);
-        out.extend_from_slice(b",\"action\":");
-        json_str(out, self.action);
-        out.extend_from_slice(b",\"account\":");
-        json_opt(out, self.account);
-        out.extend_from_slice(b",\"access_key_id\":");
-        json_opt(out, self.access_key_id);
-        out.extend_from_slice(b",\"source_ip\":");
-        json_str(out, self.source_ip);
-        out.extend_from_slice(b",\"resource\":");
-        json_opt(out, self.resource);
-        out.extend_from_slice(b",\"key_version\":");
-        json_opt(out, self.key_version);
-        out.extend_from_slice(b",\"result\":");
-        json_str(out, self.result);
+        let strings: [(&[u8], Option<&str>); 8] = [
+            (b",\"request_id\":", Some(self.request_id)),
+            (b",\"action\":", Some(self.action)),
+            (b",\"account\":", self.account),
+            (b",\"access_key_id\":", self.access_key_id),
+            (b",\"source_ip\":", Some(self.source_ip)),
+            (b",\"resource\":", self.resource),
+            (b",\"key_version\":", self.key_version),
+            (b",\"result\":", Some(self.result)),
+        ];
+        for (name, value) in strings {
+            out.extend_from_slice(name);
+            match value {
+                Some(s) => json_str(out, s),
+                None => out.extend_from_slice(b"null"),
+            }
+        }
         out.extend_from_slice(b",\"status\":");
         out.extend_from_slice(itoa::Buffer::new().format(self.status).as_bytes());
         if let Some(mac) = self.seal {
@@ -170,14 +175,6 @@ fn json_str(out: &mut Vec<u8>, s: &str) {
     } else {
         // Serialising a string into a Vec cannot fail.
         let _ = serde_json::to_writer(&mut *out, s);
-    }
-}
-
-/// Appends `s` as a JSON string, or `null`.
-fn json_opt(out: &mut Vec<u8>, s: Option<&str>) {
-    match s {
-        Some(s) => json_str(out, s),
-        None => out.extend_from_slice(b"null"),
     }
 }
 
@@ -1515,22 +1512,6 @@ mod tests {
     /// lines keep their format; strings that need escapes included.
     #[test]
     fn members_are_written_as_serde_json_writes_them() {
-        #[derive(Serialize)]
-        struct Serde<'a> {
-            #[serde(serialize_with = "utc")]
-            time: OffsetDateTime,
-            request_id: &'a str,
-            action: &'a str,
-            account: Option<&'a str>,
-            access_key_id: Option<&'a str>,
-            source_ip: &'a str,
-            resource: Option<&'a str>,
-            key_version: Option<&'a str>,
-            result: &'a str,
-            status: u16,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            seal: Option<&'a str>,
-        }
         let odd = [
             "",
             "plain",
@@ -1558,20 +1539,7 @@ mod tests {
             let mut written = b"{".to_vec();
             fields.write_members(&mut written);
             written.push(b'}');
-            let expected = serde_json::to_vec(&Serde {
-                time: fields.time,
-                request_id: fields.request_id,
-                action: fields.action,
-                account: fields.account,
-                access_key_id: fields.access_key_id,
-                source_ip: fields.source_ip,
-                resource: fields.resource,
-                key_version: fields.key_version,
-                result: fields.result,
-                status: fields.status,
-                seal: fields.seal,
-            })
-            .unwrap();
+            let expected = serde_json::to_vec(&fields).unwrap();
             assert_eq!(
                 String::from_utf8(written).unwrap(),
                 String::from_utf8(expected).unwrap()
