@@ -67,7 +67,8 @@ struct Args {
     /// Only the audit trail's cost: Encrypt requests/s against this `arca` (`ARCA_BIN`) and
     /// against PATH, the same source built without the trail (`cargo build --release --bin
     /// arca --features arca-host/unaudited-benchmark-baseline --target-dir target/unaudited`),
-    /// ABBA cells at each `--concurrency`.
+    /// ABBA cells at each `--concurrency`. Reports each server's CPU per request and the rest
+    /// of the machine's (busy elsewhere, idle, stolen), to tell added work from added waiting.
     #[arg(long, value_name = "PATH")]
     audit_baseline: Option<std::path::PathBuf>,
     /// ABBA rounds per concurrency for `--audit-baseline`; the cut is over all of them, and
@@ -648,6 +649,20 @@ fn cpu_seconds(pid: u32) -> Result<f64> {
     Ok((field(11)? + field(12)?) / 100.0)
 }
 
+/// The machine's CPU seconds so far from `/proc/stat`: busy (user, nice, system, irq,
+/// softirq), idle (idle and iowait), and stolen by the hypervisor.
+fn machine_cpu_seconds() -> Result<[f64; 3]> {
+    let stat = std::fs::read_to_string("/proc/stat")?;
+    let line = stat.lines().next().context("empty /proc/stat")?;
+    let n: Vec<f64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(str::parse::<f64>)
+        .collect::<Result<_, _>>()?;
+    let at = |i: usize| n.get(i).copied().unwrap_or(0.0) / 100.0;
+    Ok([at(0) + at(1) + at(2) + at(5) + at(6), at(3) + at(4), at(7)])
+}
+
 /// Encrypt requests/s with and without the audit trail: two builds of the same source, each
 /// on its own fresh data dir, cells in ABBA order at each concurrency.
 async fn audit_cost(args: &Args, baseline: &std::path::Path) -> Result<()> {
@@ -688,15 +703,18 @@ async fn audit_cost(args: &Args, baseline: &std::path::Path) -> Result<()> {
     )?;
     writeln!(
         out,
-        "| conns | unaudited req/s | audited req/s | audited p50/p99 µs | audited/unaudited | cut | cut per round | server CPU µs/req unaudited / audited |"
+        "| conns | unaudited req/s | audited req/s | audited p50/p99 µs | audited/unaudited | cut | cut per round | server CPU µs/req unaudited / audited | rest busy/idle/steal µs/req unaudited / audited |"
     )?;
-    writeln!(out, "|---:|---:|---:|---:|---:|---:|---|---:|")?;
+    writeln!(out, "|---:|---:|---:|---:|---:|---:|---|---:|---:|")?;
     let (mut requests, mut errors) = (0, 0);
     for &c in &args.concurrency {
         let (mut with, mut without) = (Vec::new(), Vec::new());
         // Server CPU seconds and requests per side, to tell time spent computing from time
         // spent waiting.
         let (mut cpu_with, mut cpu_without) = ((0.0, 0), (0.0, 0));
+        // The rest of the machine per side: busy CPU outside the server and this generator,
+        // idle, and stolen, to see work the trail causes elsewhere (the kernel's writeback).
+        let (mut rest_with, mut rest_without) = ([0.0; 3], [0.0; 3]);
         let cells = [true, false, false, true];
         for audit in cells
             .iter()
@@ -707,6 +725,8 @@ async fn audit_cost(args: &Args, baseline: &std::path::Path) -> Result<()> {
             let t = if audit { &audited } else { &unaudited };
             let pid = t.server.pid().context("a server is not running")?;
             let cpu_before = cpu_seconds(pid)?;
+            let me_before = cpu_seconds(std::process::id())?;
+            let machine_before = machine_cpu_seconds()?;
             let cell = load(
                 t.addr,
                 Arc::clone(&t.creds),
@@ -716,6 +736,16 @@ async fn audit_cost(args: &Args, baseline: &std::path::Path) -> Result<()> {
             )
             .await?;
             let cpu = cpu_seconds(pid)? - cpu_before;
+            let me = cpu_seconds(std::process::id())? - me_before;
+            let machine = machine_cpu_seconds()?;
+            let rest = if audit {
+                &mut rest_with
+            } else {
+                &mut rest_without
+            };
+            rest[0] += machine[0] - machine_before[0] - cpu - me;
+            rest[1] += machine[1] - machine_before[1];
+            rest[2] += machine[2] - machine_before[2];
             let side = if audit {
                 &mut cpu_with
             } else {
@@ -731,6 +761,10 @@ async fn audit_cost(args: &Args, baseline: &std::path::Path) -> Result<()> {
             }
         }
         let per_request = |(cpu, n): (f64, u64)| cpu * 1e6 / n.max(1) as f64;
+        let rest_per_request = |rest: [f64; 3], n: u64| {
+            let [busy, idle, steal] = rest.map(|s| s * 1e6 / n.max(1) as f64);
+            format!("{busy:.1}/{idle:.1}/{steal:.1}")
+        };
         let mean = |cells: &[Cell]| cells.iter().map(|c| c.rps).sum::<f64>() / cells.len() as f64;
         let (a, u) = (mean(&with), mean(&without));
         let rounds: Vec<String> = with
@@ -742,12 +776,14 @@ async fn audit_cost(args: &Args, baseline: &std::path::Path) -> Result<()> {
         let p99 = with.iter().map(|c| c.p99_us).max().unwrap_or(0);
         writeln!(
             out,
-            "| {c} | {u:.0} | {a:.0} | {p50}/{p99} | {:.3} | {:.1}% | {} | {:.1} / {:.1} |",
+            "| {c} | {u:.0} | {a:.0} | {p50}/{p99} | {:.3} | {:.1}% | {} | {:.1} / {:.1} | {} / {} |",
             a / u,
             (1.0 - a / u) * 100.0,
             rounds.join(", "),
             per_request(cpu_without),
             per_request(cpu_with),
+            rest_per_request(rest_without, cpu_without.1),
+            rest_per_request(rest_with, cpu_with.1),
         )?;
     }
     if errors > 0 {
