@@ -267,6 +267,18 @@ impl Admin {
             "Audit lines not yet covered by a seal",
             i64::try_from(audit.unsealed).unwrap_or(i64::MAX),
         );
+        let lines = Family::<Labels, Counter>::default();
+        for (by, n) in [
+            ("appender", audit.lines_by_appender),
+            ("preparer", audit.lines_by_preparer),
+        ] {
+            lines.get_or_create(&vec![("by", by.into())]).inc_by(n);
+        }
+        r.register(
+            "audit_lines",
+            "Audit lines written since the start, by the thread that made them (the preparer runs at idle priority)",
+            lines,
+        );
         gauge(
             &mut r,
             "replay_cache_nonces",

@@ -16,10 +16,13 @@
 //! (`audit.journal`), a file mapped shared into memory, as a raw entry (its fields framed,
 //! numbered and checksummed): the copy is in the kernel's page cache, so a crash of the process
 //! at any instant loses no event of a reply already sent, and the next start appends what the
-//! journal holds beyond the trail's end. A thread turns entries into chained lines and appends
-//! them to `audit.log` every [`APPEND_INTERVAL`], and seals every [`SEAL_INTERVAL`]; the trail
-//! is fsynced at every seal, so a power loss can lose at most the lines of the last interval,
-//! and a seal never covers lines that are not on disk. An fsync before each reply would cost a
+//! journal holds beyond the trail's end. The appender thread appends chained lines to
+//! `audit.log` every [`APPEND_INTERVAL`], and seals every [`SEAL_INTERVAL`]; the trail is
+//! fsynced at every seal, so a power loss can lose at most the lines since the last seal (about
+//! 350 ms at worst, see [`SEAL_WAIT`]), and a seal never covers lines that are not on disk. The
+//! lines themselves are made, where the platform allows, by a preparer thread at idle priority
+//! that uses CPU no request wants; the appender never waits for it, and makes what it has not
+//! made when a seal or a filling journal cannot wait. An fsync before each reply would cost a
 //! 0.4 ms disk flush per request on this class of machine; a `write(2)` per request with its
 //! group-commit waits cost 13–18% of Encrypt throughput at 4 connections, and making each line
 //! and its hash on the request path about 10% (docs/benchmarks.md).
@@ -490,9 +493,9 @@ impl Ring {
     }
 }
 
-/// Makes chained lines from entries: the appender's, a start's after a crash, and
-/// [`verify`]'s for what the journal holds.
-#[derive(Debug)]
+/// Makes chained lines from entries: the appender's, the preparer's, a start's after a crash,
+/// and [`verify`]'s for what the journal holds.
+#[derive(Debug, Clone)]
 struct Chain {
     /// The last line's seq.
     seq: u64,
@@ -656,6 +659,66 @@ struct Shared {
     room: tokio::sync::Notify,
     key: SecretBytes,
     head_path: PathBuf,
+    /// The idle-priority thread that makes lines for the appender, where the platform lets
+    /// a thread run at idle priority; without it the appender makes every line itself.
+    preparer: Option<(Arc<Preparer>, std::thread::Thread)>,
+    /// Lines written, by who made them.
+    made: Made,
+}
+
+/// Lines written since the start, by who made them: whether the preparer keeps up shows in
+/// `/metrics`.
+#[derive(Debug, Default)]
+struct Made {
+    by_appender: std::sync::atomic::AtomicU64,
+    by_preparer: std::sync::atomic::AtomicU64,
+}
+
+/// How long a seal put in the journal may wait for the preparer to make its line before the
+/// appender makes the pending lines itself, fsyncs and writes the head. With the appender's
+/// rounds, a power loss can take at most about 350 ms of events: 200 ms between seals, this,
+/// and a round.
+const SEAL_WAIT: Duration = Duration::from_millis(100);
+
+/// What the appender hands the preparer and what it hands back. The appender only ever
+/// `try_lock`s it, so it never waits for the preparer, which may not run for a long time
+/// while other work keeps every core busy.
+#[derive(Debug, Default)]
+struct Handoff {
+    /// Entries to make lines of, copied out of the ring.
+    job: Option<Job>,
+    /// The preparer took a job and has not handed its lines back yet.
+    busy: bool,
+    /// Lines made, waiting for the appender.
+    done: Option<Prepared>,
+}
+
+/// Entries copied out of the ring bytes `from..to`, and the chain's end they continue.
+#[derive(Debug)]
+struct Job {
+    chain: Chain,
+    from: u64,
+    to: u64,
+    entries: Vec<u8>,
+}
+
+/// A job's lines, with the chain's end before and after them.
+#[derive(Debug)]
+struct Prepared {
+    before: (u64, HexHash),
+    chain: Chain,
+    from: u64,
+    to: u64,
+    lines: Vec<u8>,
+}
+
+/// The preparer's side: the handoff, the seal key (to make seal lines) and a count of the
+/// batches the appender wrote as prepared.
+#[derive(Debug)]
+struct Preparer {
+    handoff: Mutex<Handoff>,
+    key: SecretBytes,
+    used: std::sync::atomic::AtomicU64,
 }
 
 /// A handle for appending events.
@@ -759,6 +822,7 @@ impl Shared {
             scratch,
             lines,
         } = out;
+        let seq = chain.seq;
         lines.clear();
         let mut write = |lines: &mut Vec<u8>| {
             let wrote = file.write_all(lines);
@@ -774,20 +838,228 @@ impl Shared {
         })
         .and_then(|()| write(lines));
         if let Err(e) = written {
-            // Part of the batch may be in the file: refuse further events rather than chain
-            // onto an unknown state. The entries stay in the journal, and a restart cuts the
-            // partial line off and appends them from there.
-            let mut ring = self.ring.lock().map_err(poisoned)?;
-            ring.broken = Some(e.0.clone());
-            drop(ring);
-            self.room.notify_waiters();
-            return Err(e);
+            return Err(self.stop(e));
         }
-        self.journal.set_taken(to);
-        self.ring.lock().map_err(poisoned)?.taken = to;
+        self.made
+            .by_appender
+            .fetch_add(chain.seq - seq, std::sync::atomic::Ordering::Relaxed);
+        self.free(to)
+    }
+
+    /// A write failed, and part of a batch may be in the file: refuses further events rather
+    /// than chain onto an unknown state. The entries stay in the journal, and a restart cuts
+    /// the partial line off and appends them from there.
+    fn stop(&self, e: AuditError) -> AuditError {
+        if let Ok(mut ring) = self.ring.lock() {
+            ring.broken = Some(e.0.clone());
+        }
+        self.room.notify_waiters();
+        e
+    }
+
+    /// The entries before ring byte `taken` are in the trail file: frees their space.
+    fn free(&self, taken: u64) -> Result<(), AuditError> {
+        self.journal.set_taken(taken);
+        self.ring.lock().map_err(poisoned)?.taken = taken;
         self.room.notify_waiters();
         Ok(())
     }
+
+    /// One round of the appender thread. With a preparer: writes the lines it handed back,
+    /// if they still continue the chain, and hands it the entries that wait in the journal;
+    /// but when `urgent`, makes their lines itself (a job the preparer is still on then goes
+    /// stale, and its lines are dropped).
+    fn round(&self, out: &mut Appender, urgent: bool) -> Result<(), AuditError> {
+        let Some((preparer, thread)) = &self.preparer else {
+            return self.append(out);
+        };
+        let Ok(mut handoff) = preparer.handoff.try_lock() else {
+            return if urgent { self.append(out) } else { Ok(()) };
+        };
+        if let Some(done) = handoff.done.take()
+            && self.write_prepared(out, done)?
+        {
+            preparer
+                .used
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        if urgent {
+            drop(handoff);
+            return self.append(out);
+        }
+        if handoff.busy || handoff.job.is_some() {
+            return Ok(());
+        }
+        let (from, to) = {
+            let ring = self.ring.lock().map_err(poisoned)?;
+            (ring.taken, ring.put)
+        };
+        if from == to {
+            return Ok(());
+        }
+        // The entries stay in the ring (and `taken` at `from`) until their lines are written.
+        let [first, second] = self.journal.entries(from, to);
+        let mut entries = Vec::with_capacity(first.len() + second.len());
+        entries.extend_from_slice(first);
+        entries.extend_from_slice(second);
+        handoff.job = Some(Job {
+            chain: out.chain.clone(),
+            from,
+            to,
+            entries,
+        });
+        drop(handoff);
+        thread.unpark();
+        Ok(())
+    }
+
+    /// Writes `done`'s lines and frees their entries, unless the chain has moved on since
+    /// its job was handed out (the appender made those lines itself meanwhile). Whether it
+    /// wrote them.
+    fn write_prepared(&self, out: &mut Appender, done: Prepared) -> Result<bool, AuditError> {
+        let from = self.ring.lock().map_err(poisoned)?.taken;
+        if done.before != (out.chain.seq, out.chain.head) || done.from != from {
+            return Ok(false);
+        }
+        self.made.by_preparer.fetch_add(
+            done.chain.seq - done.before.0,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        if let Err(e) = out.file.write_all(&done.lines) {
+            return Err(self.stop(AuditError(format!("write failed: {e}"))));
+        }
+        let last_seal = done.chain.last_seal.or(out.chain.last_seal);
+        out.chain = done.chain;
+        out.chain.last_seal = last_seal;
+        self.free(done.to)?;
+        Ok(true)
+    }
+
+    /// Puts a seal in the journal when events came since the last one (and it has room);
+    /// the seal's seq if it did.
+    fn push_seal(&self) -> Result<Option<u64>, AuditError> {
+        let mut entry = Vec::new();
+        let crc = encode_seal(&mut entry)?;
+        let mut ring = self.ring.lock().map_err(poisoned)?;
+        if ring.unsealed == 0 {
+            return Ok(None);
+        }
+        ring.push(&self.journal, &mut entry, &crc)
+    }
+
+    /// Whether the journal is more than half full: the preparer is behind, and the appender
+    /// makes the lines itself rather than let callers wait for room.
+    fn filling(&self) -> Result<bool, AuditError> {
+        let ring = self.ring.lock().map_err(poisoned)?;
+        Ok(ring.put - ring.taken > self.journal.capacity() / 2)
+    }
+}
+
+/// The preparer thread: makes the lines of the jobs the appender hands it, at idle priority,
+/// so that the work runs when a core would otherwise idle instead of preempting a runtime
+/// worker together with the requests it holds (which left a 2-vCPU machine idle 1.2–2 µs
+/// longer per request, a third of the trail's cost to Encrypt throughput; docs/benchmarks.md).
+/// It holds no lock while it works, and the appender never waits for it. Ends when the trail
+/// is dropped.
+fn prepare_lines(preparer: &std::sync::Weak<Preparer>) {
+    while let Some(p) = preparer.upgrade() {
+        let job = match p.handoff.lock() {
+            Ok(mut handoff) => {
+                let job = handoff.job.take();
+                handoff.busy = job.is_some();
+                job
+            }
+            Err(_) => return,
+        };
+        let Some(job) = job else {
+            drop(p);
+            std::thread::park_timeout(APPEND_INTERVAL);
+            continue;
+        };
+        let mut chain = job.chain;
+        chain.last_seal = None;
+        let before = (chain.seq, chain.head);
+        let mut lines = Vec::with_capacity(job.entries.len() * 2);
+        // A failure leaves the job undone: the appender makes the lines itself when the seal
+        // or the journal cannot wait longer, and reports what failed.
+        let made = chain.lines(&job.entries, &p.key, &mut lines);
+        let Ok(mut handoff) = p.handoff.lock() else {
+            return;
+        };
+        handoff.busy = false;
+        if made.is_ok() {
+            handoff.done = Some(Prepared {
+                before,
+                chain,
+                from: job.from,
+                to: job.to,
+                lines,
+            });
+        }
+    }
+}
+
+/// Starts the preparer thread at idle priority; `None` where the platform does not let it
+/// run there (then the appender makes every line itself: it must not hand work to a thread
+/// that competes with the requests).
+fn start_preparer(key: &SecretBytes) -> Option<(Arc<Preparer>, std::thread::Thread)> {
+    let preparer = Arc::new(Preparer {
+        handoff: Mutex::new(Handoff::default()),
+        key: SecretBytes::new(key.expose().to_vec()),
+        used: std::sync::atomic::AtomicU64::new(0),
+    });
+    let weak = Arc::downgrade(&preparer);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let spawned = std::thread::Builder::new()
+        .name("arca-audit-idle".into())
+        .spawn(move || {
+            let idle = run_at_idle_priority();
+            let ok = idle.is_ok();
+            let _ = tx.send(idle);
+            if ok {
+                prepare_lines(&weak);
+            }
+        });
+    let thread = match spawned {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::warn!(error = %e, "audit trail: no preparer thread; the appender makes every line");
+            return None;
+        }
+    };
+    match rx.recv() {
+        Ok(Ok(())) => Some((preparer, thread.thread().clone())),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "audit trail: the preparer cannot run at idle priority; the appender makes every line");
+            None
+        }
+        Err(_) => None,
+    }
+}
+
+/// Puts the calling thread in the `SCHED_IDLE` class: it runs only when a core has nothing
+/// else to run.
+#[cfg(target_os = "linux")]
+#[allow(
+    unsafe_code,
+    reason = "sched_setscheduler(2) has no wrapper in std; it only reads the parameter struct"
+)]
+fn run_at_idle_priority() -> std::io::Result<()> {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: `param` is an initialised sched_param that outlives the call; pid 0 is the
+    // calling thread.
+    if unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn run_at_idle_priority() -> std::io::Result<()> {
+    Err(std::io::Error::other(
+        "no idle scheduling class on this platform",
+    ))
 }
 
 impl Drop for Shared {
@@ -946,6 +1218,8 @@ impl AuditLog {
             }),
             thread: std::sync::OnceLock::new(),
             room: tokio::sync::Notify::new(),
+            preparer: start_preparer(&key),
+            made: Made::default(),
             key,
             head_path: path.with_file_name("audit.head"),
         });
@@ -1007,16 +1281,24 @@ impl AuditLog {
     /// The chain's length and whether it still takes events (a failed write stops it, and
     /// every call then answers 503), for readiness and `arca status`.
     pub fn status(&self) -> AuditStatus {
+        let made = &self.shared.made;
+        let load = |n: &std::sync::atomic::AtomicU64| n.load(std::sync::atomic::Ordering::Relaxed);
+        let (lines_by_appender, lines_by_preparer) =
+            (load(&made.by_appender), load(&made.by_preparer));
         match self.shared.ring.lock() {
             Ok(ring) => AuditStatus {
                 events: ring.seq,
                 unsealed: ring.unsealed,
                 error: ring.broken.clone(),
+                lines_by_appender,
+                lines_by_preparer,
             },
             Err(_) => AuditStatus {
                 events: 0,
                 unsealed: 0,
                 error: Some("lock poisoned".into()),
+                lines_by_appender,
+                lines_by_preparer,
             },
         }
     }
@@ -1027,18 +1309,26 @@ impl AuditLog {
 /// [`SEAL_INTERVAL`]. Ends when the trail is dropped.
 fn append_and_seal(shared: &std::sync::Weak<Shared>) {
     let mut sealed = std::time::Instant::now();
+    // The seal waiting for its line: its seq and when it went into the journal.
+    let mut pending_seal: Option<(u64, std::time::Instant)> = None;
     let mut failing = false;
     while let Some(shared) = shared.upgrade() {
-        let result = if sealed.elapsed() >= SEAL_INTERVAL {
-            sealed = std::time::Instant::now();
-            seal(&shared)
-        } else {
-            shared
-                .appender
-                .lock()
-                .map_err(poisoned)
-                .and_then(|mut out| shared.append(&mut out))
-        };
+        let result = (|| {
+            if pending_seal.is_none() && sealed.elapsed() >= SEAL_INTERVAL {
+                sealed = std::time::Instant::now();
+                pending_seal = shared.push_seal()?.map(|seq| (seq, sealed));
+            }
+            let urgent =
+                pending_seal.is_some_and(|(_, t)| t.elapsed() >= SEAL_WAIT) || shared.filling()?;
+            let mut out = shared.appender.lock().map_err(poisoned)?;
+            shared.round(&mut out, urgent)?;
+            // Its line is written (by this round, or by a seal asked for meanwhile).
+            if pending_seal.is_some_and(|(seq, _)| out.chain.seq >= seq) {
+                pending_seal = None;
+            }
+            finish_seal(&shared, out)?;
+            Ok::<(), AuditError>(())
+        })();
         match result {
             Err(e) if !failing => {
                 tracing::error!(error = %e, "audit trail: append or seal failed");
@@ -1062,6 +1352,11 @@ pub struct AuditStatus {
     pub unsealed: u64,
     /// Why the trail stopped taking events, if it did.
     pub error: Option<String>,
+    /// Lines this process wrote that the appender thread made itself: all of them without a
+    /// preparer, else those a seal or a filling journal could not leave to it.
+    pub lines_by_appender: u64,
+    /// Lines this process wrote that the idle-priority preparer made.
+    pub lines_by_preparer: u64,
 }
 
 fn is_chained(path: &Path) -> std::io::Result<bool> {
@@ -1070,17 +1365,18 @@ fn is_chained(path: &Path) -> std::io::Result<bool> {
     Ok(first.trim().is_empty() || split_line(first.trim_end()).is_some())
 }
 
-/// When the trail has unsealed events: puts a seal in the journal, appends the journal up to
-/// and past it, fsyncs (so a seal never covers lines that are not on disk) and records the
-/// seal line as the head.
+/// Puts a seal in the journal when events came since the last one, appends all the journal
+/// holds, and when that wrote a seal line, fsyncs (so a seal never covers lines that are not
+/// on disk) and records it as the head.
 fn seal(shared: &Shared) -> Result<(), AuditError> {
     let mut out = shared.appender.lock().map_err(poisoned)?;
     let mut entry = Vec::new();
     let crc = encode_seal(&mut entry)?;
     loop {
         let mut ring = shared.ring.lock().map_err(poisoned)?;
+        // No event since the last seal put in the journal, whose line may still wait there.
         if ring.unsealed == 0 {
-            return Ok(());
+            break;
         }
         if ring.push(&shared.journal, &mut entry, &crc)?.is_some() {
             break;
@@ -1090,14 +1386,22 @@ fn seal(shared: &Shared) -> Result<(), AuditError> {
         shared.append(&mut out)?;
     }
     shared.append(&mut out)?;
+    finish_seal(shared, out).map(drop)
+}
+
+/// When lines written since the last call include a seal line: fsyncs the trail (so a seal
+/// never covers lines that are not on disk), releases `out`, and records the seal as the
+/// head. Whether it did.
+fn finish_seal(
+    shared: &Shared,
+    mut out: std::sync::MutexGuard<'_, Appender>,
+) -> Result<bool, AuditError> {
+    let Some((seq, hash)) = out.chain.last_seal.take() else {
+        return Ok(false);
+    };
     out.file
         .sync_data()
         .map_err(|e| AuditError(format!("fsync: {e}")))?;
-    let (seq, hash) = out
-        .chain
-        .last_seal
-        .take()
-        .ok_or_else(|| AuditError("the seal line was not made".into()))?;
     drop(out);
     let hash = String::from_utf8_lossy(&hash).into_owned();
     let head = Head {
@@ -1105,7 +1409,8 @@ fn seal(shared: &Shared) -> Result<(), AuditError> {
         mac: mac_hex(shared.key.expose(), "head", seq, &hash),
         hash,
     };
-    write_head(&shared.head_path, &head).map_err(|e| AuditError(format!("head file: {e}")))
+    write_head(&shared.head_path, &head).map_err(|e| AuditError(format!("head file: {e}")))?;
+    Ok(true)
 }
 
 /// Replaces the head file atomically and durably.
@@ -1735,5 +2040,115 @@ mod tests {
         let checked = verify(&path, &head, &key).unwrap();
         assert_eq!((checked.lines, checked.in_journal), (5, 3));
         drop(held);
+    }
+
+    /// The `policy` field of the task named `name` in this process (`/proc/self/task`).
+    fn thread_policy(name: &str) -> Option<u32> {
+        std::fs::read_dir("/proc/self/task").ok()?.find_map(|task| {
+            let dir = task.ok()?.path();
+            let comm = std::fs::read_to_string(dir.join("comm")).ok()?;
+            if comm.trim_end() != name {
+                return None;
+            }
+            let stat = std::fs::read_to_string(dir.join("stat")).ok()?;
+            // Fields after the parenthesised name; `policy` is field 41 of the line.
+            stat.rsplit_once(") ")?.1.split(' ').nth(38)?.parse().ok()
+        })
+    }
+
+    fn seqs(path: &Path) -> Vec<u64> {
+        std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .map(|l| last_line(l).unwrap().0)
+            .collect()
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn the_preparer_makes_the_lines_at_idle_priority() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        let key = SecretBytes::random(32);
+        let log = AuditLog::open(&path, SecretBytes::new(key.expose().to_vec())).unwrap();
+        assert_eq!(
+            thread_policy("arca-audit-idle"),
+            Some(libc::SCHED_IDLE as u32)
+        );
+        let (preparer, _) = log.shared.preparer.as_ref().unwrap();
+        let mut n = 0;
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        // Events in waves until the appender has written lines the preparer made.
+        while preparer.used.load(std::sync::atomic::Ordering::Relaxed) == 0 {
+            assert!(std::time::Instant::now() < deadline, "no prepared lines");
+            for _ in 0..500 {
+                log.record(event(n)).await.unwrap();
+                n += 1;
+            }
+            tokio::time::sleep(Duration::from_millis(60)).await;
+        }
+        log.seal_now().unwrap();
+        let seqs = seqs(&path);
+        assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>());
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(
+            text.lines().filter(|l| !l.contains(SEAL_ACTION)).count(),
+            n as usize
+        );
+        let checked = verify(&path, &path.with_file_name("audit.head"), &key).unwrap();
+        assert_eq!(checked.in_journal, 0);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    #[allow(
+        clippy::await_holding_lock,
+        reason = "the appender is held on purpose; record waits only for a full journal"
+    )]
+    async fn prepared_lines_the_chain_has_passed_are_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        let key = SecretBytes::random(32);
+        let log = AuditLog::open(&path, SecretBytes::new(key.expose().to_vec())).unwrap();
+        let shared = &*log.shared;
+        let (preparer, _) = shared.preparer.as_ref().unwrap();
+        // Holding the appender's lock keeps its thread out; this test plays its rounds.
+        let mut out = shared.appender.lock().unwrap();
+        for i in 0..10 {
+            log.record(event(i)).await.unwrap();
+        }
+        shared.round(&mut out, false).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while preparer.handoff.lock().unwrap().done.is_none() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the preparer made no lines"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // Meanwhile the appender made those lines itself (a seal could not wait).
+        shared.append(&mut out).unwrap();
+        for i in 10..15 {
+            log.record(event(i)).await.unwrap();
+        }
+        // The prepared lines no longer continue the chain: dropped, not written twice.
+        shared.round(&mut out, false).unwrap();
+        assert_eq!(preparer.used.load(std::sync::atomic::Ordering::Relaxed), 0);
+        assert_eq!(seqs(&path), (1..=10).collect::<Vec<_>>());
+        // The round handed the five new entries out instead; their lines come back and
+        // continue the chain.
+        while preparer.handoff.lock().unwrap().done.is_none() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the preparer made no lines"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        shared.round(&mut out, false).unwrap();
+        assert_eq!(preparer.used.load(std::sync::atomic::Ordering::Relaxed), 1);
+        assert_eq!(seqs(&path), (1..=15).collect::<Vec<_>>());
+        drop(out);
+        log.seal_now().unwrap();
+        verify(&path, &path.with_file_name("audit.head"), &key).unwrap();
     }
 }

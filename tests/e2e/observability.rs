@@ -80,6 +80,10 @@ async fn metrics_health_readiness_and_status() {
     );
     assert_eq!(sample(&text, "arca_ready"), Some(1.0));
     assert_eq!(sample(&text, "arca_audit_up"), Some(1.0));
+    for by in ["appender", "preparer"] {
+        let name = format!(r#"arca_audit_lines_total{{by="{by}"}}"#);
+        assert!(sample(&text, &name).is_some(), "{name} missing");
+    }
     assert!(text.ends_with("# EOF\n"));
 
     let status = json_output(Command::new(arca_bin()).args(["status", "--admin", &admin])).unwrap();

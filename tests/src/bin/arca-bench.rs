@@ -663,6 +663,16 @@ fn machine_cpu_seconds() -> Result<[f64; 3]> {
     Ok([at(0) + at(1) + at(2) + at(5) + at(6), at(3) + at(4), at(7)])
 }
 
+/// The text of `GET /metrics` on the admin listener at `addr`.
+fn scrape(addr: &str) -> Result<String> {
+    use std::io::Read;
+    let mut conn = std::net::TcpStream::connect(addr)?;
+    conn.write_all(format!("GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())?;
+    let mut text = String::new();
+    conn.read_to_string(&mut text)?;
+    Ok(text)
+}
+
 /// Encrypt requests/s with and without the audit trail: two builds of the same source, each
 /// on its own fresh data dir, cells in ABBA order at each concurrency.
 async fn audit_cost(args: &Args, baseline: &std::path::Path) -> Result<()> {
@@ -683,7 +693,12 @@ async fn audit_cost(args: &Args, baseline: &std::path::Path) -> Result<()> {
             work,
         })
     };
-    let audited = start(TestServer::start().context("starting arca")?).await?;
+    // The audited server's admin listener tells which thread made its lines.
+    let admin = format!("127.0.0.1:{}", free_port());
+    let audited = start(
+        TestServer::start_with(&["--admin-listen", &admin], Vec::new()).context("starting arca")?,
+    )
+    .await?;
     let unaudited = start(
         TestServer::start_bin(
             baseline.to_path_buf(),
@@ -802,6 +817,12 @@ async fn audit_cost(args: &Args, baseline: &std::path::Path) -> Result<()> {
         out,
         "audit lines: audited {a} (for {requests} measured requests), unaudited {u}"
     )?;
+    let made_by = scrape(&admin)?
+        .lines()
+        .filter(|l| l.starts_with("arca_audit_lines_total"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    writeln!(out, "audited lines made by: {made_by}")?;
     if a < requests || u > 0 {
         bail!("the baseline is not an unaudited build, or the audited one missed events");
     }
