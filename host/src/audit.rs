@@ -1931,10 +1931,7 @@ mod tests {
     /// verifies and goes on, and `query` sees the journal's events before that start.
     #[tokio::test]
     async fn a_start_appends_what_a_crash_left_in_the_journal() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("audit.log");
-        let key = SecretBytes::random(32);
-        let log = AuditLog::open(&path, SecretBytes::new(key.expose().to_vec())).unwrap();
+        let (_dir, path, key, log) = open_trail();
         for i in 0..5 {
             log.record(event(i)).await.unwrap();
         }
@@ -2025,10 +2022,7 @@ mod tests {
         reason = "the appender is held on purpose; record waits only for a full journal"
     )]
     async fn verify_counts_what_is_still_in_the_journal() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("audit.log");
-        let key = SecretBytes::random(32);
-        let log = AuditLog::open(&path, SecretBytes::new(key.expose().to_vec())).unwrap();
+        let (_dir, path, key, log) = open_trail();
         log.record(event(0)).await.unwrap();
         log.seal_now().unwrap();
         // Hold the appender so the next events stay in the journal.
@@ -2056,6 +2050,16 @@ mod tests {
         })
     }
 
+    /// A trail in a fresh directory: the directory (kept while the test runs), the trail's
+    /// path, its seal key, and the open trail.
+    fn open_trail() -> (tempfile::TempDir, PathBuf, SecretBytes, AuditLog) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        let key = SecretBytes::random(32);
+        let log = AuditLog::open(&path, SecretBytes::new(key.expose().to_vec())).unwrap();
+        (dir, path, key, log)
+    }
+
     fn seqs(path: &Path) -> Vec<u64> {
         std::fs::read_to_string(path)
             .unwrap()
@@ -2067,10 +2071,7 @@ mod tests {
     #[cfg(target_os = "linux")]
     #[tokio::test]
     async fn the_preparer_makes_the_lines_at_idle_priority() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("audit.log");
-        let key = SecretBytes::random(32);
-        let log = AuditLog::open(&path, SecretBytes::new(key.expose().to_vec())).unwrap();
+        let (_dir, path, key, log) = open_trail();
         assert_eq!(
             thread_policy("arca-audit-idle"),
             Some(libc::SCHED_IDLE as u32)
@@ -2106,10 +2107,7 @@ mod tests {
         reason = "the appender is held on purpose; record waits only for a full journal"
     )]
     async fn prepared_lines_the_chain_has_passed_are_dropped() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("audit.log");
-        let key = SecretBytes::random(32);
-        let log = AuditLog::open(&path, SecretBytes::new(key.expose().to_vec())).unwrap();
+        let (_dir, path, key, log) = open_trail();
         let shared = &*log.shared;
         let (preparer, _) = shared.preparer.as_ref().unwrap();
         // Holding the appender's lock keeps its thread out; this test plays its rounds.
@@ -2118,14 +2116,18 @@ mod tests {
             log.record(event(i)).await.unwrap();
         }
         shared.round(&mut out, false).unwrap();
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        while preparer.handoff.lock().unwrap().done.is_none() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the preparer made no lines"
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        // Until the preparer hands back the lines of the job the last round gave it.
+        let prepared = || {
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            while preparer.handoff.lock().unwrap().done.is_none() {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the preparer made no lines"
+                );
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        };
+        prepared();
         // Meanwhile the appender made those lines itself (a seal could not wait).
         shared.append(&mut out).unwrap();
         for i in 10..15 {
@@ -2137,13 +2139,7 @@ mod tests {
         assert_eq!(seqs(&path), (1..=10).collect::<Vec<_>>());
         // The round handed the five new entries out instead; their lines come back and
         // continue the chain.
-        while preparer.handoff.lock().unwrap().done.is_none() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the preparer made no lines"
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        prepared();
         shared.round(&mut out, false).unwrap();
         assert_eq!(preparer.used.load(std::sync::atomic::Ordering::Relaxed), 1);
         assert_eq!(seqs(&path), (1..=15).collect::<Vec<_>>());

@@ -8,18 +8,19 @@ use std::time::{Duration, Instant};
 use arca_host::audit::{AuditEvent, AuditLog, SEAL_ACTION, verify};
 use arca_host::secret::SecretBytes;
 
+/// An unauthenticated call's event: the fields do not matter here, the count does.
 fn event(i: u32) -> AuditEvent {
     AuditEvent {
         time: time::OffsetDateTime::now_utc(),
-        request_id: format!("request-{i}"),
-        action: "Encrypt".into(),
-        account: Some("1234567890123456".into()),
-        access_key_id: Some("LTAIeyph5q9gjbejegy72vnt".into()),
-        source_ip: "127.0.0.1".into(),
-        resource: Some("acs:kms:cn-hangzhou:1234567890123456:key/key-1".into()),
+        request_id: i.to_string(),
+        action: "DescribeRegions".into(),
+        source_ip: "::1".into(),
+        result: "InvalidAccessKeyId.NotFound",
+        status: 404,
+        account: None,
+        access_key_id: None,
+        resource: None,
         key_version: None,
-        result: "OK",
-        status: 200,
     }
 }
 
