@@ -712,13 +712,11 @@ struct Prepared {
     lines: Vec<u8>,
 }
 
-/// The preparer's side: the handoff, the seal key (to make seal lines) and a count of the
-/// batches the appender wrote as prepared.
+/// The preparer's side: the handoff, and the seal key (to make seal lines).
 #[derive(Debug)]
 struct Preparer {
     handoff: Mutex<Handoff>,
     key: SecretBytes,
-    used: std::sync::atomic::AtomicU64,
 }
 
 /// A handle for appending events.
@@ -876,12 +874,8 @@ impl Shared {
         let Ok(mut handoff) = preparer.handoff.try_lock() else {
             return if urgent { self.append(out) } else { Ok(()) };
         };
-        if let Some(done) = handoff.done.take()
-            && self.write_prepared(out, done)?
-        {
-            preparer
-                .used
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if let Some(done) = handoff.done.take() {
+            self.write_prepared(out, done)?;
         }
         if urgent {
             drop(handoff);
@@ -914,12 +908,11 @@ impl Shared {
     }
 
     /// Writes `done`'s lines and frees their entries, unless the chain has moved on since
-    /// its job was handed out (the appender made those lines itself meanwhile). Whether it
-    /// wrote them.
-    fn write_prepared(&self, out: &mut Appender, done: Prepared) -> Result<bool, AuditError> {
+    /// its job was handed out (the appender made those lines itself meanwhile).
+    fn write_prepared(&self, out: &mut Appender, done: Prepared) -> Result<(), AuditError> {
         let from = self.ring.lock().map_err(poisoned)?.taken;
         if done.before != (out.chain.seq, out.chain.head) || done.from != from {
-            return Ok(false);
+            return Ok(());
         }
         self.made.by_preparer.fetch_add(
             done.chain.seq - done.before.0,
@@ -931,8 +924,7 @@ impl Shared {
         let last_seal = done.chain.last_seal.or(out.chain.last_seal);
         out.chain = done.chain;
         out.chain.last_seal = last_seal;
-        self.free(done.to)?;
-        Ok(true)
+        self.free(done.to)
     }
 
     /// Puts a seal in the journal when events came since the last one (and it has room);
@@ -1006,7 +998,6 @@ fn start_preparer(key: &SecretBytes) -> Option<(Arc<Preparer>, std::thread::Thre
     let preparer = Arc::new(Preparer {
         handoff: Mutex::new(Handoff::default()),
         key: SecretBytes::new(key.expose().to_vec()),
-        used: std::sync::atomic::AtomicU64::new(0),
     });
     let weak = Arc::downgrade(&preparer);
     let (tx, rx) = std::sync::mpsc::channel();
@@ -2076,11 +2067,10 @@ mod tests {
             thread_policy("arca-audit-idle"),
             Some(libc::SCHED_IDLE as u32)
         );
-        let (preparer, _) = log.shared.preparer.as_ref().unwrap();
         let mut n = 0;
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         // Events in waves until the appender has written lines the preparer made.
-        while preparer.used.load(std::sync::atomic::Ordering::Relaxed) == 0 {
+        while log.status().lines_by_preparer == 0 {
             assert!(std::time::Instant::now() < deadline, "no prepared lines");
             for _ in 0..500 {
                 log.record(event(n)).await.unwrap();
@@ -2135,13 +2125,13 @@ mod tests {
         }
         // The prepared lines no longer continue the chain: dropped, not written twice.
         shared.round(&mut out, false).unwrap();
-        assert_eq!(preparer.used.load(std::sync::atomic::Ordering::Relaxed), 0);
+        assert_eq!(log.status().lines_by_preparer, 0);
         assert_eq!(seqs(&path), (1..=10).collect::<Vec<_>>());
         // The round handed the five new entries out instead; their lines come back and
         // continue the chain.
         prepared();
         shared.round(&mut out, false).unwrap();
-        assert_eq!(preparer.used.load(std::sync::atomic::Ordering::Relaxed), 1);
+        assert_eq!(log.status().lines_by_preparer, 5);
         assert_eq!(seqs(&path), (1..=15).collect::<Vec<_>>());
         drop(out);
         log.seal_now().unwrap();
