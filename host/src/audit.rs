@@ -914,29 +914,31 @@ impl Shared {
         if done.before != (out.chain.seq, out.chain.head) || done.from != from {
             return Ok(());
         }
+        if let Err(e) = out.file.write_all(&done.lines) {
+            return Err(self.stop(AuditError(format!("write failed: {e}"))));
+        }
         self.made.by_preparer.fetch_add(
             done.chain.seq - done.before.0,
             std::sync::atomic::Ordering::Relaxed,
         );
-        if let Err(e) = out.file.write_all(&done.lines) {
-            return Err(self.stop(AuditError(format!("write failed: {e}"))));
-        }
         let last_seal = done.chain.last_seal.or(out.chain.last_seal);
         out.chain = done.chain;
         out.chain.last_seal = last_seal;
         self.free(done.to)
     }
 
-    /// Puts a seal in the journal when events came since the last one (and it has room);
-    /// the seal's seq if it did.
-    fn push_seal(&self) -> Result<Option<u64>, AuditError> {
+    /// Puts a seal in the journal when events came since the last one.
+    fn push_seal(&self) -> Result<SealPush, AuditError> {
         let mut entry = Vec::new();
         let crc = encode_seal(&mut entry)?;
         let mut ring = self.ring.lock().map_err(poisoned)?;
         if ring.unsealed == 0 {
-            return Ok(None);
+            return Ok(SealPush::NotNeeded);
         }
-        ring.push(&self.journal, &mut entry, &crc)
+        Ok(match ring.push(&self.journal, &mut entry, &crc)? {
+            Some(seq) => SealPush::Put(seq),
+            None => SealPush::Full,
+        })
     }
 
     /// Whether the journal is more than half full: the preparer is behind, and the appender
@@ -945,6 +947,17 @@ impl Shared {
         let ring = self.ring.lock().map_err(poisoned)?;
         Ok(ring.put - ring.taken > self.journal.capacity() / 2)
     }
+}
+
+/// What [`Shared::push_seal`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SealPush {
+    /// No event came since the last seal put in the journal.
+    NotNeeded,
+    /// The seal went in with this seq.
+    Put(u64),
+    /// The journal has no room for it.
+    Full,
 }
 
 /// The preparer thread: makes the lines of the jobs the appender hands it, at idle priority,
@@ -1307,7 +1320,10 @@ fn append_and_seal(shared: &std::sync::Weak<Shared>) {
         let result = (|| {
             if pending_seal.is_none() && sealed.elapsed() >= SEAL_INTERVAL {
                 sealed = std::time::Instant::now();
-                pending_seal = shared.push_seal()?.map(|seq| (seq, sealed));
+                pending_seal = match shared.push_seal()? {
+                    SealPush::Put(seq) => Some((seq, sealed)),
+                    SealPush::NotNeeded | SealPush::Full => None,
+                };
             }
             let urgent =
                 pending_seal.is_some_and(|(_, t)| t.elapsed() >= SEAL_WAIT) || shared.filling()?;
@@ -1361,19 +1377,9 @@ fn is_chained(path: &Path) -> std::io::Result<bool> {
 /// on disk) and records it as the head.
 fn seal(shared: &Shared) -> Result<(), AuditError> {
     let mut out = shared.appender.lock().map_err(poisoned)?;
-    let mut entry = Vec::new();
-    let crc = encode_seal(&mut entry)?;
-    loop {
-        let mut ring = shared.ring.lock().map_err(poisoned)?;
-        // No event since the last seal put in the journal, whose line may still wait there.
-        if ring.unsealed == 0 {
-            break;
-        }
-        if ring.push(&shared.journal, &mut entry, &crc)?.is_some() {
-            break;
-        }
-        drop(ring);
-        // The journal is full: make room.
+    // With no event since the last seal put in the journal, that seal's line may still wait
+    // there: the append below writes it.
+    while shared.push_seal()? == SealPush::Full {
         shared.append(&mut out)?;
     }
     shared.append(&mut out)?;

@@ -663,16 +663,6 @@ fn machine_cpu_seconds() -> Result<[f64; 3]> {
     Ok([at(0) + at(1) + at(2) + at(5) + at(6), at(3) + at(4), at(7)])
 }
 
-/// The text of `GET /metrics` on the admin listener at `addr`.
-fn scrape(addr: &str) -> Result<String> {
-    use std::io::Read;
-    let mut conn = std::net::TcpStream::connect(addr)?;
-    conn.write_all(format!("GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())?;
-    let mut text = String::new();
-    conn.read_to_string(&mut text)?;
-    Ok(text)
-}
-
 /// Encrypt requests/s with and without the audit trail: two builds of the same source, each
 /// on its own fresh data dir, cells in ABBA order at each concurrency.
 async fn audit_cost(args: &Args, baseline: &std::path::Path) -> Result<()> {
@@ -817,7 +807,8 @@ async fn audit_cost(args: &Args, baseline: &std::path::Path) -> Result<()> {
         out,
         "audit lines: audited {a} (for {requests} measured requests), unaudited {u}"
     )?;
-    let made_by = scrape(&admin)?
+    let (_, metrics) = arca_client::get(&format!("http://{admin}/metrics")).await?;
+    let made_by = String::from_utf8_lossy(&metrics)
         .lines()
         .filter(|l| l.starts_with("arca_audit_lines_total"))
         .collect::<Vec<_>>()
