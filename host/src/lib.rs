@@ -120,6 +120,7 @@ pub async fn serve(
         rotations,
         access_policy: plugins.access_policy,
         dataplane: Arc::clone(&dataplane),
+        junk: api::junk::JunkBudget::default(),
     });
     let admin = Arc::new(admin::Admin::new(Arc::clone(&app)));
     // The admin listener outlives the API's drain, so probes see the server go unready.

@@ -51,6 +51,7 @@ pub struct Metrics {
     requests: Family<Labels<3>, Counter>,
     latency: Family<Labels<2>, Histogram, fn() -> Histogram>,
     rotations: Family<Labels<2>, Counter>,
+    unrecorded_junk: Counter,
 }
 
 fn latency_histogram() -> Histogram {
@@ -82,11 +83,19 @@ impl Default for Metrics {
             "Key and secret rotations, by kind and outcome",
             rotations.clone(),
         );
+        let unrecorded_junk = Counter::default();
+        registry.register(
+            "audit_unrecorded_junk",
+            "Unauthenticated failures answered without an audit line of their own, their \
+             source being over its budget (api::junk)",
+            unrecorded_junk.clone(),
+        );
         Self {
             registry,
             requests,
             latency,
             rotations,
+            unrecorded_junk,
         }
     }
 }
@@ -114,6 +123,11 @@ impl Metrics {
         self.rotations
             .get_or_create(&[("kind", kind), ("outcome", outcome)])
             .inc();
+    }
+
+    /// Counts one unauthenticated failure left out of the audit trail (see `api::junk`).
+    pub fn unrecorded_junk(&self) {
+        self.unrecorded_junk.inc();
     }
 
     /// The registry, for rendering.

@@ -208,3 +208,81 @@ async fn the_clock_skew_window_is_configurable() {
         }
     }
 }
+
+/// Only signed input picks the action: a V1 signature covers parameters, not headers, so an
+/// `x-acs-action` header that disagrees with the signed `Action` is refused (it used to win,
+/// turning a signed DescribeKey into a DisableKey); and a V3 query `Action` that disagrees
+/// with the signed header is refused too.
+#[tokio::test]
+async fn the_action_that_runs_is_the_action_that_was_signed() {
+    let s = server();
+    let c = s.client().unwrap();
+    let creds = s.credentials().unwrap();
+    let key = crate::new_key(&c, "Aliyun_AES_256").await;
+    let v1 = |extra_header: Option<&str>| {
+        let mut req = arca_client::signing::v1_signed_request(
+            &s.endpoint,
+            &creds.access_key_id,
+            creds.access_key_secret.as_bytes(),
+            "DescribeKey",
+            &[("KeyId", &key)],
+        );
+        if let Some(action) = extra_header {
+            req.headers_mut()
+                .insert("x-acs-action", action.parse().unwrap());
+        }
+        req
+    };
+    let (status, body) = send(v1(None)).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = send(v1(Some("DescribeKey"))).await;
+    assert_eq!(status, 200, "an agreeing header is fine: {body}");
+    let (status, body) = send(v1(Some("DisableKey"))).await;
+    assert_eq!(
+        (status, body["Code"].as_str()),
+        (400, Some("IncompleteSignature")),
+        "{body}"
+    );
+    let described = c.call("DescribeKey", &[("KeyId", &key)]).await.unwrap();
+    assert_eq!(described["KeyMetadata"]["KeyState"], "Enabled");
+
+    // V3 signs the header; a query `Action` beside it must agree with it.
+    let (status, body) = send(arca_client::signing::signed_request(
+        &s.endpoint,
+        &creds.access_key_id,
+        creds.access_key_secret.as_bytes(),
+        "DescribeKey",
+        &[("KeyId", &key), ("Action", "DisableKey")],
+    ))
+    .await;
+    assert_eq!(
+        (status, body["Code"].as_str()),
+        (400, Some("IncompleteSignature")),
+        "{body}"
+    );
+    let described = c.call("DescribeKey", &[("KeyId", &key)]).await.unwrap();
+    assert_eq!(described["KeyMetadata"]["KeyState"], "Enabled");
+}
+
+/// A body that is not a form would be covered by a V3 body hash and read by no one, its
+/// parameters silently dropped: it is refused.
+#[tokio::test]
+async fn a_body_that_is_not_a_form_is_refused() {
+    let s = server();
+    let creds = s.credentials().unwrap();
+    let mut req = arca_client::signing::signed_form_request(
+        &s.endpoint,
+        &creds.access_key_id,
+        creds.access_key_secret.as_bytes(),
+        "DescribeRegions",
+        &[("EncryptionContext", "{}")],
+    );
+    req.headers_mut()
+        .insert("content-type", "text/plain".parse().unwrap());
+    let (status, body) = send(req).await;
+    assert_eq!(
+        (status, body["Code"].as_str()),
+        (400, Some("InvalidParameter")),
+        "{body}"
+    );
+}

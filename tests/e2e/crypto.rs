@@ -331,3 +331,68 @@ async fn plaintext_never_reaches_the_audit_trail_or_the_logs() {
         assert!(!log.contains(leaked), "server log leaked a secret");
     }
 }
+
+/// The Node SDK flattens a context map into `EncryptionContext.app=billing`. That form binds
+/// exactly as the JSON form does (it used to be ignored: sealed with no context at all), and
+/// both forms at once are refused.
+#[tokio::test]
+async fn a_flattened_context_binds_like_the_json_one() {
+    let s = server();
+    let c = s.client().unwrap();
+    let key = new_key(&c, "Aliyun_AES_256").await;
+    let plaintext = B64.encode("payroll");
+    let sealed = c
+        .call(
+            "Encrypt",
+            &[
+                ("KeyId", &key),
+                ("Plaintext", &plaintext),
+                ("EncryptionContext.app", "billing"),
+                ("EncryptionContext.tier", "gold"),
+            ],
+        )
+        .await
+        .unwrap();
+    let blob = sealed["CiphertextBlob"].as_str().unwrap();
+    let e = c
+        .call("Decrypt", &[("CiphertextBlob", blob)])
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some("InvalidCiphertext"), "no context: refused");
+    let opened = c
+        .call(
+            "Decrypt",
+            &[
+                ("CiphertextBlob", blob),
+                ("EncryptionContext", r#"{"tier":"gold","app":"billing"}"#),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(opened["Plaintext"], plaintext);
+    let opened = c
+        .call(
+            "Decrypt",
+            &[
+                ("CiphertextBlob", blob),
+                ("EncryptionContext.tier", "gold"),
+                ("EncryptionContext.app", "billing"),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(opened["Plaintext"], plaintext);
+    let e = c
+        .call(
+            "Encrypt",
+            &[
+                ("KeyId", &key),
+                ("Plaintext", &plaintext),
+                ("EncryptionContext", r#"{"app":"billing"}"#),
+                ("EncryptionContext.app", "other"),
+            ],
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some("InvalidParameter"));
+}

@@ -6,6 +6,7 @@
 
 pub mod actions;
 pub mod auth;
+pub mod junk;
 pub mod params;
 pub mod server;
 
@@ -56,6 +57,8 @@ pub struct App {
     pub access_policy: Option<String>,
     /// The KMS instances' data planes.
     pub dataplane: Arc<crate::dataplane::DataPlane>,
+    /// How much of unauthenticated junk each source may write to the trail.
+    pub junk: junk::JunkBudget,
 }
 
 /// Request ids in the SDKs' UUID shape: a random per-process prefix and a counter. Unique and
@@ -158,6 +161,12 @@ where
         (r, _) => r.clone(),
     };
     let action = crate::metrics::known_name(&who.action, actions::NAMES);
+    if who.account.is_none() && !app.junk.admit(peer.ip()) {
+        // Unauthenticated, and its source over its budget: answered, counted, not written.
+        metrics().unrecorded_junk();
+        metrics().request(Plane::Api, action, code, started.elapsed());
+        return reply(status, body);
+    }
     let audited = app
         .audit
         .record(AuditEvent {
@@ -232,18 +241,15 @@ where
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|ct| ct.starts_with("application/x-www-form-urlencoded"));
-    let params = Params::parse(parts.uri.query(), is_form.then_some(&body[..]));
-    let header_str = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
-    let action = header_str("x-acs-action")
-        .or_else(|| params.optional("Action"))
-        .ok_or(ApiError::MissingParameter("Action"))?;
-    who.action = action.to_owned();
-    let version = header_str("x-acs-version")
-        .or_else(|| params.optional("Version"))
-        .ok_or(ApiError::MissingParameter("Version"))?;
-    if version != API_VERSION {
-        return Err(ApiError::InvalidVersion);
+    // A body that is not a form would be hashed by a V3 signature but read by no one: its
+    // parameters (an EncryptionContext, say) would silently drop out. Refuse it instead.
+    if !is_form && !body.is_empty() {
+        return Err(ApiError::invalid(
+            "Content-Type",
+            "a request body must be application/x-www-form-urlencoded",
+        ));
     }
+    let params = Params::parse(parts.uri.query(), is_form.then_some(&body[..]));
     let signed = SignedRequest {
         method: parts.method.as_str(),
         path: parts.uri.path(),
@@ -252,6 +258,11 @@ where
         params: &params,
         body: &body,
     };
+    let (action, version) = auth::action_and_version(&signed)?;
+    who.action = junk::action_token(action, actions::NAMES);
+    if version != API_VERSION {
+        return Err(ApiError::InvalidVersion);
+    }
     let authed = auth::authenticate(&signed, &app.kms, &app.nonces, app.kms.clock().now())?;
     who.account = Some(authed.credential.account.to_string());
     who.access_key_id = Some(authed.access_key_id.to_string());

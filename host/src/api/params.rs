@@ -1,6 +1,7 @@
 //! The merged parameter bag of one request: URL query ∪ form body, `+` decoded as space.
 //! Typed getters turn absent or malformed values into `MissingParameter` / `InvalidParameter`.
 
+use std::borrow::Cow;
 use std::str::FromStr;
 
 use crate::error::ApiError;
@@ -111,6 +112,33 @@ impl Params {
         items.into_values().collect()
     }
 
+    /// A structured parameter (a map, a list, a list of objects) as JSON text, in either form
+    /// the SDKs send: one JSON string `Name={"a":"b"}` (Python, Go, Java), or flattened into
+    /// `Name.a=b` (a map, as the Node SDK sends an `EncryptionContext`), `Name.1=x` (a list)
+    /// and `Name.1.Field=y` (a list of objects). Both forms at once are refused, since either
+    /// choice would silently drop what the other said.
+    ///
+    /// Every structured parameter is read through here, so that none can be sent in a form the
+    /// server overlooks: an overlooked `EncryptionContext` would seal with no context at all.
+    pub fn structured(&self, name: &'static str) -> Result<Option<Cow<'_, str>>, ApiError> {
+        let flat: Vec<(&str, &str)> = self
+            .pairs
+            .iter()
+            .filter_map(|(k, v)| {
+                let rest = k.strip_prefix(name)?.strip_prefix('.')?;
+                Some((rest, v.as_str()))
+            })
+            .collect();
+        match (self.get(name), flat.is_empty()) {
+            (whole, true) => Ok(whole.filter(|v| !v.is_empty()).map(Cow::Borrowed)),
+            (Some(_), false) => Err(ApiError::invalid(
+                name,
+                "sent both as one value and flattened (Name.key=value); send one form",
+            )),
+            (None, false) => Ok(Some(Cow::Owned(unflatten(&flat).to_string()))),
+        }
+    }
+
     /// A boolean; the Python SDK sends `True`/`False`, Go and Java `true`/`false`.
     pub fn bool(&self, name: &'static str) -> Result<Option<bool>, ApiError> {
         match self.optional(name) {
@@ -141,6 +169,45 @@ impl Params {
                 ),
             )),
         }
+    }
+}
+
+/// The JSON a flattened parameter stands for: a list when every member is numbered (`1`,
+/// `2.Field`, in index order), otherwise a map whose keys are the rest of the names as they are
+/// (a map key may itself contain dots).
+fn unflatten(flat: &[(&str, &str)]) -> serde_json::Value {
+    use serde_json::Value;
+    let numbered = |rest: &str| {
+        let (index, field) = rest.split_once('.').map_or((rest, None), |(i, f)| (i, Some(f)));
+        index.parse::<u32>().ok().map(|i| (i, field))
+    };
+    if flat.iter().all(|(rest, _)| numbered(rest).is_some()) {
+        let mut items: std::collections::BTreeMap<u32, Value> = Default::default();
+        for (rest, v) in flat {
+            let Some((i, field)) = numbered(rest) else {
+                continue;
+            };
+            match field {
+                None => {
+                    items.insert(i, Value::String((*v).to_owned()));
+                }
+                Some(f) => {
+                    let item = items
+                        .entry(i)
+                        .or_insert_with(|| Value::Object(Default::default()));
+                    if let Value::Object(o) = item {
+                        o.insert(f.to_owned(), Value::String((*v).to_owned()));
+                    }
+                }
+            }
+        }
+        Value::Array(items.into_values().collect())
+    } else {
+        Value::Object(
+            flat.iter()
+                .map(|(k, v)| ((*k).to_owned(), Value::String((*v).to_owned())))
+                .collect(),
+        )
     }
 }
 
@@ -220,6 +287,37 @@ mod tests {
             vec![vec![("Key", "k"), ("Value", "v")], vec![("Key", "x")]]
         );
         assert!(p.list("Tag").is_empty());
+    }
+
+    #[test]
+    fn structured_parameters_come_whole_or_flattened_never_both() {
+        let p = Params::parse(Some("EncryptionContext=%7B%22a%22%3A%22b%22%7D"), None);
+        assert_eq!(p.structured("EncryptionContext").unwrap().unwrap(), r#"{"a":"b"}"#);
+        let p = Params::parse(
+            Some("EncryptionContext.app=billing&EncryptionContext.x.y=z&EncryptionContextX=no"),
+            None,
+        );
+        let v: serde_json::Value =
+            serde_json::from_str(&p.structured("EncryptionContext").unwrap().unwrap()).unwrap();
+        assert_eq!(v, serde_json::json!({"app": "billing", "x.y": "z"}));
+        let p = Params::parse(Some("Tags.2.TagKey=k2&Tags.1.TagKey=k1&Tags.1.TagValue=v1"), None);
+        let v: serde_json::Value =
+            serde_json::from_str(&p.structured("Tags").unwrap().unwrap()).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!([{"TagKey": "k1", "TagValue": "v1"}, {"TagKey": "k2"}])
+        );
+        let p = Params::parse(Some("VersionStages.1=ACSCurrent&VersionStages.2=x"), None);
+        assert_eq!(
+            p.structured("VersionStages").unwrap().unwrap(),
+            r#"["ACSCurrent","x"]"#
+        );
+        let p = Params::parse(Some("EncryptionContext=%7B%7D&EncryptionContext.a=b"), None);
+        assert!(matches!(
+            p.structured("EncryptionContext"),
+            Err(ApiError::InvalidParameter { .. })
+        ));
+        assert!(Params::default().structured("Tags").unwrap().is_none());
     }
 
     #[test]

@@ -201,6 +201,43 @@ pub fn signed_form_request(
     )
 }
 
+/// A V1-signed (`HMAC-SHA1`) `POST /?…` for `action`: how the legacy SDK (`aliyun-python-sdk-
+/// core`) signs, every parameter in the query and covered by the signature. Headers are not
+/// signed in V1; the legacy SDK sends no `x-acs-action` header of its own accord.
+pub fn v1_signed_request(
+    host: &str,
+    access_key_id: &str,
+    secret: &[u8],
+    action: &str,
+    params: &[(&str, &str)],
+) -> http::Request<Full<Bytes>> {
+    use base64::Engine;
+    let (date, nonce) = (timestamp(), nonce());
+    let mut all: Vec<(&str, &str)> = vec![
+        ("AccessKeyId", access_key_id),
+        ("Action", action),
+        ("Format", "JSON"),
+        ("SignatureMethod", "HMAC-SHA1"),
+        ("SignatureNonce", &nonce),
+        ("SignatureVersion", "1.0"),
+        ("Timestamp", &date),
+        ("Version", crate::API_VERSION),
+    ];
+    all.extend_from_slice(params);
+    let canonical = sorted_query(all.iter().copied());
+    let string_to_sign = format!("POST&{}&{}", pct("/"), pct(&canonical));
+    let mut key = secret.to_vec();
+    key.push(b'&');
+    let key = hmac::Key::new(hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, &key);
+    let signature = base64::engine::general_purpose::STANDARD
+        .encode(hmac::sign(&key, string_to_sign.as_bytes()));
+    let uri = format!("http://{host}/?{canonical}&Signature={}", pct(&signature));
+    http::Request::post(uri)
+        .header("host", host)
+        .body(Full::new(Bytes::new()))
+        .unwrap_or_else(|_| http::Request::new(Full::new(Bytes::new())))
+}
+
 #[allow(clippy::too_many_arguments, reason = "every part of a signed request")]
 fn sign(
     host: &str,

@@ -20,9 +20,9 @@ fn arn(ctx: &Ctx<'_>, account: &AccountId, kind: &str, name: &str) -> String {
 
 /// A parameter holding a JSON array of strings.
 fn string_list(p: &Params, name: &'static str) -> Result<Option<Vec<String>>, ApiError> {
-    p.optional(name)
+    p.structured(name)?
         .map(|text| {
-            serde_json::from_str::<Vec<String>>(text)
+            serde_json::from_str::<Vec<String>>(&text)
                 .map_err(|_| ApiError::invalid(name, "must be a JSON array of strings"))
         })
         .transpose()
@@ -35,9 +35,9 @@ fn network_rule_names(p: &Params) -> Result<Option<Vec<String>>, ApiError> {
         #[serde(rename = "NetworkRules", default)]
         network_rules: Vec<String>,
     }
-    p.optional("AccessControlRules")
+    p.structured("AccessControlRules")?
         .map(|text| {
-            serde_json::from_str::<Rules>(text)
+            serde_json::from_str::<Rules>(&text)
                 .map(|r| r.network_rules)
                 .map_err(|_| {
                     ApiError::invalid(

@@ -14,7 +14,7 @@ use crate::kms::envelope::EncryptionContext;
 use crate::secret::SecretString;
 
 pub(super) fn context(p: &Params, name: &'static str) -> Result<EncryptionContext, ApiError> {
-    EncryptionContext::parse(p.get(name).unwrap_or_default())
+    EncryptionContext::parse(p.structured(name)?.as_deref().unwrap_or_default())
         .map_err(|e| ApiError::invalid(name, e.to_string()))
 }
 

@@ -138,8 +138,8 @@ impl Action for CreateKey {
                 description: p.optional("Description").unwrap_or_default().to_owned(),
                 rotation,
                 policy: p.optional("Policy").map(str::to_owned),
-                tags: match p.optional("Tags") {
-                    Some(raw) => super::tags::parse_tags_json(raw)?,
+                tags: match p.structured("Tags")? {
+                    Some(raw) => super::tags::parse_tags_json(&raw)?,
                     None => Vec::new(),
                 },
                 instance: p.optional_as("DKMSInstanceId")?,
@@ -267,8 +267,8 @@ impl Action for ListKeys {
     type Response = ListKeysReply;
 
     fn parse(p: &Params) -> Result<Self, ApiError> {
-        let filters = match p.optional("Filters") {
-            Some(raw) => parse_filters(raw)?,
+        let filters = match p.structured("Filters")? {
+            Some(raw) => parse_filters(&raw)?,
             None => Vec::new(),
         };
         Ok(Self {

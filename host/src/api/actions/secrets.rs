@@ -1,5 +1,7 @@
 //! Secrets Manager actions (spec §6.9, §10 "Secrets Manager").
 
+use std::borrow::Cow;
+
 use serde::Serialize;
 
 use super::keys::{Empty, PolicyReply, date, policy_name};
@@ -123,7 +125,7 @@ impl Action for CreateSecret {
             Some(t) => SecretType::parse(t)?,
             None => SecretType::Generic,
         };
-        let extended_config = p.optional("ExtendedConfig").map(str::to_owned);
+        let extended_config = p.structured("ExtendedConfig")?.map(Cow::into_owned);
         let raw_name = p.required("SecretName")?;
         let name: SecretName = match (secret_type, raw_name) {
             // RAM secrets are named by the service after the account they hold a key of.
@@ -178,8 +180,8 @@ impl Action for CreateSecret {
             encryption_key: p.optional_as("EncryptionKeyId")?,
             extended_config,
             rotation,
-            tags: match p.optional("Tags") {
-                Some(raw) => super::tags::parse_tags_json(raw)?,
+            tags: match p.structured("Tags")? {
+                Some(raw) => super::tags::parse_tags_json(&raw)?,
                 None => Vec::new(),
             },
             policy: p.optional("Policy").map(str::to_owned),
@@ -328,8 +330,10 @@ impl Action for BatchGetSecretValue {
     type Response = BatchReply;
 
     fn parse(p: &Params) -> Result<Self, ApiError> {
-        let raw = p.required("SecretsList")?;
-        let items: Vec<WireItem> = serde_json::from_str(raw).map_err(|_| {
+        let raw = p
+            .structured("SecretsList")?
+            .ok_or(ApiError::MissingParameter("SecretsList"))?;
+        let items: Vec<WireItem> = serde_json::from_str(&raw).map_err(|_| {
             ApiError::invalid(
                 "SecretsList",
                 "must be a JSON array of {SecretName, VersionId, VersionStage, FetchExtendedConfig}",
@@ -417,8 +421,8 @@ impl Action for PutSecretValue {
             Some(t) => DataType::parse(t)?,
             None => DataType::Text,
         };
-        let stages = match p.optional("VersionStages") {
-            Some(raw) => Some(serde_json::from_str::<Vec<String>>(raw).map_err(|_| {
+        let stages = match p.structured("VersionStages")? {
+            Some(raw) => Some(serde_json::from_str::<Vec<String>>(&raw).map_err(|_| {
                 ApiError::invalid("VersionStages", "must be a JSON array of stage names")
             })?),
             None => None,
@@ -639,8 +643,8 @@ impl Action for ListSecrets {
     fn parse(p: &Params) -> Result<Self, ApiError> {
         Ok(Self {
             page: Page::parse(p)?,
-            filters: match p.optional("Filters") {
-                Some(raw) => parse_filters(raw)?,
+            filters: match p.structured("Filters")? {
+                Some(raw) => parse_filters(&raw)?,
                 None => Vec::new(),
             },
             fetch_tags: p.bool("FetchTags")?.unwrap_or(false),

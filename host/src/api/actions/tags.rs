@@ -169,7 +169,10 @@ impl Action for TagResource {
     fn parse(p: &Params) -> Result<Self, ApiError> {
         Ok(Self {
             target: one_target(p)?,
-            tags: parse_tags_json(p.required("Tags")?)?,
+            tags: parse_tags_json(
+                &p.structured("Tags")?
+                    .ok_or(ApiError::MissingParameter("Tags"))?,
+            )?,
         })
     }
 
@@ -200,7 +203,10 @@ impl Action for UntagResource {
     fn parse(p: &Params) -> Result<Self, ApiError> {
         Ok(Self {
             target: one_target(p)?,
-            keys: parse_tag_keys(p.required("TagKeys")?),
+            keys: parse_tag_keys(
+                &p.structured("TagKeys")?
+                    .ok_or(ApiError::MissingParameter("TagKeys"))?,
+            ),
         })
     }
 

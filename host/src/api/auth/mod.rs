@@ -106,6 +106,39 @@ pub fn authenticate(
     })
 }
 
+/// The action and version `req` names, read only from what its signature scheme covers.
+///
+/// V3 signs the `x-acs-action` and `x-acs-version` headers (they must be in `SignedHeaders`)
+/// and its query; V1 signs every parameter and no header. So V3 takes the headers and V1 the
+/// `Action`/`Version` parameters, and a copy in the other place that disagrees is refused: an
+/// unsigned header must never pick the action a V1 signature was made for. The signature
+/// itself is checked later, by [`authenticate`]; until then these are only claims, recorded
+/// as such in the audit trail.
+pub fn action_and_version<'r>(req: &SignedRequest<'r>) -> Result<(&'r str, &'r str), ApiError> {
+    let v3 = req
+        .headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.starts_with("ACS"));
+    let pick = |header: &str, param: &'static str| -> Result<&'r str, ApiError> {
+        let from_header = req.headers.get(header).and_then(|v| v.to_str().ok());
+        let from_param = req.params.optional(param);
+        let (signed, other) = if v3 {
+            (from_header, from_param)
+        } else {
+            (from_param, from_header)
+        };
+        let value = signed.ok_or(ApiError::MissingParameter(param))?;
+        match other {
+            Some(o) if o != value => Err(ApiError::IncompleteSignature(
+                "the x-acs-action/x-acs-version headers and the Action/Version parameters disagree",
+            )),
+            _ => Ok(value),
+        }
+    };
+    Ok((pick("x-acs-action", "Action")?, pick("x-acs-version", "Version")?))
+}
+
 /// Which signature scheme `req` uses, with the V3 `Authorization` header parsed.
 fn scheme(req: &SignedRequest<'_>) -> Result<Scheme, ApiError> {
     let authorization = req

@@ -9,6 +9,16 @@ use arca_client::signing::canonical_query;
 
 pub(super) const ALGORITHM: &str = "ACS3-HMAC-SHA256";
 
+/// The headers every V3 signature must cover.
+const REQUIRED_SIGNED_HEADERS: [&str; 6] = [
+    "host",
+    "x-acs-action",
+    "x-acs-version",
+    "x-acs-date",
+    "x-acs-signature-nonce",
+    "x-acs-content-sha256",
+];
+
 /// The parsed `Authorization` header.
 #[derive(Debug)]
 pub(super) struct Header {
@@ -44,12 +54,15 @@ impl Header {
             .split(';')
             .map(|h| h.trim().to_ascii_lowercase())
             .collect();
-        // The date and nonce must be covered by the signature, or they could be swapped for a
-        // replay; the host binds the request to this server.
-        for required in ["host", "x-acs-date", "x-acs-signature-nonce"] {
+        // Everything that decides what happens must be covered by the signature: the action
+        // and version (an unsigned header could turn a signed read into a write), the date and
+        // nonce (or they could be swapped for a replay), the body's hash (or the body could be
+        // swapped) and the host (which binds the request to this server).
+        for required in REQUIRED_SIGNED_HEADERS {
             if !signed_headers.iter().any(|h| h == required) {
                 return Err(ApiError::IncompleteSignature(
-                    "SignedHeaders must include host, x-acs-date and x-acs-signature-nonce",
+                    "SignedHeaders must include host, x-acs-action, x-acs-version, x-acs-date, \
+                     x-acs-signature-nonce and x-acs-content-sha256",
                 ));
             }
         }
@@ -189,12 +202,25 @@ mod tests {
     }
 
     #[test]
-    fn nonce_and_date_must_be_signed() {
-        let auth = "ACS3-HMAC-SHA256 Credential=a,SignedHeaders=host;x-acs-date,Signature=00";
-        assert!(matches!(
-            Header::parse(auth),
-            Err(ApiError::IncompleteSignature(_))
-        ));
+    fn every_deciding_header_must_be_signed() {
+        let all = REQUIRED_SIGNED_HEADERS.join(";");
+        let ok = format!("ACS3-HMAC-SHA256 Credential=a,SignedHeaders={all},Signature=00");
+        assert!(Header::parse(&ok).is_ok());
+        for left_out in REQUIRED_SIGNED_HEADERS {
+            let some: Vec<&str> = REQUIRED_SIGNED_HEADERS
+                .iter()
+                .copied()
+                .filter(|h| *h != left_out)
+                .collect();
+            let auth = format!(
+                "ACS3-HMAC-SHA256 Credential=a,SignedHeaders={},Signature=00",
+                some.join(";")
+            );
+            assert!(
+                matches!(Header::parse(&auth), Err(ApiError::IncompleteSignature(_))),
+                "{left_out} left out of SignedHeaders must be refused"
+            );
+        }
         let auth = "ACS3-HMAC-SHA256 Credential=a,Signature=00";
         assert!(Header::parse(auth).is_err());
     }
