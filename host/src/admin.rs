@@ -267,6 +267,24 @@ impl Admin {
             "Audit lines not yet covered by a seal",
             i64::try_from(audit.unsealed).unwrap_or(i64::MAX),
         );
+        if let Some((seq, hash)) = &audit.sealed {
+            gauge(
+                &mut r,
+                "audit_sealed_seq",
+                "The sealed head's seq (the head's hash is on audit_sealed_head)",
+                i64::try_from(*seq).unwrap_or(i64::MAX),
+            );
+            // The hash as a label: one series per scrape while events flow, so a recording
+            // rule should copy it out rather than keep the series (docs/security.md).
+            let head = Family::<Labels, Gauge>::default();
+            head.get_or_create(&vec![("seq", seq.to_string()), ("hash", hash.clone())])
+                .set(1);
+            r.register(
+                "audit_sealed_head",
+                "The sealed head, to anchor outside the machine (`arca audit verify --anchor SEQ:HASH`)",
+                head,
+            );
+        }
         let lines = Family::<Labels, Counter>::default();
         for (by, n) in [
             ("appender", audit.lines_by_appender),

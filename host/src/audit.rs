@@ -38,6 +38,9 @@ use time::OffsetDateTime;
 
 use crate::secret::SecretBytes;
 
+mod head;
+pub use head::{Anchor, GAP_ACTION, Gap, Standing, accept_gap, sealed_head};
+
 /// How often the trail is fsynced and sealed when it has new lines.
 pub const SEAL_INTERVAL: Duration = Duration::from_millis(200);
 /// The `prev` of the first line.
@@ -681,6 +684,8 @@ struct Shared {
     preparer: Option<(Arc<Preparer>, std::thread::Thread)>,
     /// Lines written, by who made them.
     made: Made,
+    /// The sealed head as last written, for `/status` and `/metrics`.
+    sealed: Mutex<Option<Head>>,
 }
 
 /// Lines written since the start, by who made them: whether the preparer keeps up shows in
@@ -1217,7 +1222,17 @@ impl AuditLog {
             .read(true)
             .append(true)
             .open(path)?;
-        let (seq, head) = recover(&mut file)?.unwrap_or((0, GENESIS.to_owned()));
+        let last = recover(&mut file)?;
+        let head_path = path.with_file_name("audit.head");
+        if let Some(problem) = head::standing(&mut file, &head_path, &key, last.as_ref())?.problem()
+        {
+            return Err(std::io::Error::other(format!(
+                "{problem}. Find out why before going on; to go on, run `arca audit \
+                 accept-gap --data-dir <dir>` with the server stopped: it writes a sealed gap \
+                 record into the trail, which `arca audit verify` reports for good"
+            )));
+        }
+        let (seq, head) = last.unwrap_or((0, GENESIS.to_owned()));
         let mut chain = Chain::new(seq, &head).map_err(std::io::Error::other)?;
         let journal = Journal {
             map: open_journal(path, &mut file, &mut chain, &key)?,
@@ -1242,7 +1257,8 @@ impl AuditLog {
             preparer: start_preparer(&key),
             made: Made::default(),
             key,
-            head_path: path.with_file_name("audit.head"),
+            head_path,
+            sealed: Mutex::new(head::read(&path.with_file_name("audit.head")).ok().flatten()),
         });
         let appender = Arc::downgrade(&shared);
         let thread = std::thread::Builder::new()
@@ -1306,6 +1322,12 @@ impl AuditLog {
         let load = |n: &std::sync::atomic::AtomicU64| n.load(std::sync::atomic::Ordering::Relaxed);
         let (lines_by_appender, lines_by_preparer) =
             (load(&made.by_appender), load(&made.by_preparer));
+        let sealed = self
+            .shared
+            .sealed
+            .lock()
+            .ok()
+            .and_then(|h| h.as_ref().map(|h| (h.seq, h.hash.clone())));
         match self.shared.ring.lock() {
             Ok(ring) => AuditStatus {
                 events: ring.seq,
@@ -1313,6 +1335,7 @@ impl AuditLog {
                 error: ring.broken.clone(),
                 lines_by_appender,
                 lines_by_preparer,
+                sealed,
             },
             Err(_) => AuditStatus {
                 events: 0,
@@ -1320,6 +1343,7 @@ impl AuditLog {
                 error: Some("lock poisoned".into()),
                 lines_by_appender,
                 lines_by_preparer,
+                sealed,
             },
         }
     }
@@ -1381,6 +1405,8 @@ pub struct AuditStatus {
     pub lines_by_appender: u64,
     /// Lines this process wrote that the idle-priority preparer made.
     pub lines_by_preparer: u64,
+    /// The sealed head (seq and hash), to anchor outside the machine.
+    pub sealed: Option<(u64, String)>,
 }
 
 fn is_chained(path: &Path) -> std::io::Result<bool> {
@@ -1424,6 +1450,9 @@ fn finish_seal(
         hash,
     };
     write_head(&shared.head_path, &head).map_err(|e| AuditError(format!("head file: {e}")))?;
+    if let Ok(mut sealed) = shared.sealed.lock() {
+        *sealed = Some(head);
+    }
     Ok(true)
 }
 
@@ -1454,6 +1483,8 @@ pub struct Verified {
     /// server is running or crashed within [`APPEND_INTERVAL`] of writing them. The next start
     /// appends them.
     pub in_journal: u64,
+    /// The seqs of gap records ([`accept_gap`]): places where lines are known to be missing.
+    pub gaps: Vec<u64>,
 }
 
 /// The first problem [`verify`] found.
@@ -1512,6 +1543,15 @@ pub enum Tamper {
         /// The sealed head's seq.
         sealed: u64,
     },
+    /// The trail does not hold the anchored line (a head recorded outside the machine): it
+    /// was rolled back, or rewritten from there on.
+    #[error(
+        "the trail does not hold the anchored line seq {seq} with the anchored hash: it was rolled back or rewritten"
+    )]
+    AnchorMissing {
+        /// The anchor's seq.
+        seq: u64,
+    },
     /// The head file's MAC does not verify, or its line differs.
     #[error("the sealed head (audit.head) does not match the trail or does not verify")]
     BadHead,
@@ -1526,6 +1566,17 @@ pub enum Tamper {
 /// itself: a seal is appended and fsynced before the head names it, so a file that ends before
 /// the head was cut short, whatever the journal holds.
 pub fn verify(log: &Path, head: &Path, key: &SecretBytes) -> Result<Verified, Tamper> {
+    verify_anchored(log, head, key, None)
+}
+
+/// [`verify`], and the trail must also hold the line `anchor` names: a head recorded outside
+/// the machine earlier, which catches a rollback of the trail and its head file together.
+pub fn verify_anchored(
+    log: &Path,
+    head: &Path,
+    key: &SecretBytes,
+    anchor: Option<&Anchor>,
+) -> Result<Verified, Tamper> {
     let sealed: Option<Head> = match std::fs::read(head) {
         Ok(bytes) => Some(serde_json::from_slice(&bytes).map_err(|_| Tamper::BadHead)?),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
@@ -1546,6 +1597,9 @@ pub fn verify(log: &Path, head: &Path, key: &SecretBytes) -> Result<Verified, Ta
         seals: 0,
         since_seal: 0,
         head_seen: false,
+        anchor,
+        anchor_seen: false,
+        gaps: Vec::new(),
     };
     let mut raw = Vec::new();
     loop {
@@ -1575,7 +1629,13 @@ pub fn verify(log: &Path, head: &Path, key: &SecretBytes) -> Result<Verified, Ta
     for text in &journal {
         walk.line(text)?;
     }
+    if let Some(a) = anchor
+        && !walk.anchor_seen
+    {
+        return Err(Tamper::AnchorMissing { seq: a.seq });
+    }
     Ok(Verified {
+        gaps: walk.gaps,
         lines: walk.lines,
         seals: walk.seals,
         unsealed: walk.since_seal,
@@ -1593,6 +1653,9 @@ struct Walk<'a> {
     seals: u64,
     since_seal: u64,
     head_seen: bool,
+    anchor: Option<&'a Anchor>,
+    anchor_seen: bool,
+    gaps: Vec<u64>,
 }
 
 impl Walk<'_> {
@@ -1627,6 +1690,23 @@ impl Walk<'_> {
             self.since_seal = 0;
         } else {
             self.since_seal += 1;
+        }
+        if let Some(a) = self.anchor
+            && a.seq == seq
+        {
+            if a.hash != hash {
+                return Err(Tamper::AnchorMissing { seq });
+            }
+            self.anchor_seen = true;
+        }
+        // A request's event always has a request id and an error code from a closed set, so
+        // no request can pass for a gap record.
+        let field = |name: &str| value.get(name).and_then(serde_json::Value::as_str);
+        if field("action") == Some(GAP_ACTION)
+            && field("result") == Some("Gap")
+            && field("request_id") == Some("")
+        {
+            self.gaps.push(seq);
         }
         if let Some(h) = self.sealed
             && h.seq == seq

@@ -180,6 +180,30 @@ enum AuditCommand {
         /// The data directory.
         #[arg(long, default_value = "./arca-data")]
         data_dir: PathBuf,
+        /// A sealed head recorded outside this machine earlier (`SEQ:HASH`, from `arca audit
+        /// head` or `/status`): the trail must still hold that line, which catches a rollback
+        /// of the trail and its head file together.
+        #[arg(long)]
+        anchor: Option<arca_host::audit::Anchor>,
+        #[command(flatten)]
+        root: RootKeyArgs,
+    },
+    /// Print the sealed head (`seq`, `hash`, and `SEQ:HASH` as `--anchor` takes it), checked
+    /// against the root key, to record outside this machine.
+    Head {
+        /// The data directory.
+        #[arg(long, default_value = "./arca-data")]
+        data_dir: PathBuf,
+        #[command(flatten)]
+        root: RootKeyArgs,
+    },
+    /// With the server stopped: accept that the trail does not hold its sealed head (lines
+    /// were removed), by writing a sealed gap record into the chain so that the server can
+    /// start again. The gap stays visible to `arca audit verify` for good.
+    AcceptGap {
+        /// The data directory.
+        #[arg(long, default_value = "./arca-data")]
+        data_dir: PathBuf,
         #[command(flatten)]
         root: RootKeyArgs,
     },
@@ -362,14 +386,20 @@ async fn run(command: Command) -> anyhow::Result<()> {
             print_json(&reply)
         }
         Command::Audit {
-            command: AuditCommand::Verify { data_dir, root },
+            command:
+                AuditCommand::Verify {
+                    data_dir,
+                    anchor,
+                    root,
+                },
         } => {
             let root = tool_root_key(root).await?;
             let key = root.load_existing(&data_dir)?.audit_key();
-            let found = arca_host::audit::verify(
+            let found = arca_host::audit::verify_anchored(
                 &data_dir.join("audit.log"),
                 &data_dir.join("audit.head"),
                 &key,
+                anchor.as_ref(),
             );
             match found {
                 Ok(v) => print_json(&serde_json::json!({
@@ -378,9 +408,36 @@ async fn run(command: Command) -> anyhow::Result<()> {
                     "Seals": v.seals,
                     "UnsealedTail": v.unsealed,
                     "InJournal": v.in_journal,
+                    "Anchored": anchor.is_some(),
+                    "Gaps": v.gaps,
                 })),
                 Err(tamper) => anyhow::bail!("audit trail does not verify: {tamper}"),
             }
+        }
+        Command::Audit {
+            command: AuditCommand::Head { data_dir, root },
+        } => {
+            let root = tool_root_key(root).await?;
+            let key = root.load_existing(&data_dir)?.audit_key();
+            let head = arca_host::audit::sealed_head(&data_dir.join("audit.head"), &key)?
+                .context("the trail has not been sealed yet")?;
+            print_json(&serde_json::json!({
+                "Seq": head.seq,
+                "Hash": head.hash,
+                "Anchor": format!("{}:{}", head.seq, head.hash),
+            }))
+        }
+        Command::Audit {
+            command: AuditCommand::AcceptGap { data_dir, root },
+        } => {
+            let root = tool_root_key(root).await?;
+            let key = root.load_existing(&data_dir)?.audit_key();
+            let gap = arca_host::audit::accept_gap(&data_dir.join("audit.log"), &key)?;
+            print_json(&serde_json::json!({
+                "GapSeq": gap.seq,
+                "Missing": gap.what,
+                "Anchor": format!("{}:{}", gap.head.seq, gap.head.hash),
+            }))
         }
         Command::Audit {
             command:

@@ -275,3 +275,116 @@ async fn the_chain_continues_across_restarts() {
     assert!(ok, "{out}");
     assert_eq!(query(&s.data_dir, &["--action", "CreateKey"]).len(), 3);
 }
+
+/// `arca audit <command> --data-dir <dir> [args]`, its JSON output.
+fn audit_cli(dir: &Path, command: &str, args: &[&str]) -> anyhow::Result<serde_json::Value> {
+    arca_tests::json_output(
+        Command::new(arca_bin())
+            .args(["audit", command, "--data-dir", dir.to_str().unwrap()])
+            .args(args),
+    )
+}
+
+/// Cutting the newest lines while the server is stopped used to go unnoticed: the next start
+/// resumed from the cut and `verify` passed. Now the start refuses with a clear message; an
+/// operator goes on only through `accept-gap`, whose sealed record `verify` reports for good.
+/// An anchor taken earlier catches a rollback of the trail and its head file together.
+#[tokio::test]
+async fn a_trail_cut_while_stopped_is_refused_until_the_gap_is_recorded() {
+    let mut s = server();
+    let c = s.client().unwrap();
+    let key = new_key(&c, "Aliyun_AES_256").await;
+    for _ in 0..3 {
+        c.call("DescribeKey", &[("KeyId", &key)]).await.unwrap();
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    s.kill9().unwrap();
+    let dir = s.data_dir.clone();
+    let early = audit_cli(&dir, "head", &[]).unwrap();
+    let early_anchor = early["Anchor"].as_str().unwrap().to_owned();
+    let saved = (
+        std::fs::read(dir.join("audit.log")).unwrap(),
+        std::fs::read(dir.join("audit.head")).unwrap(),
+    );
+
+    // More calls, sealed; the head moves on.
+    s.restart().unwrap();
+    let c = s.client().unwrap();
+    for _ in 0..3 {
+        c.call("DescribeKey", &[("KeyId", &key)]).await.unwrap();
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    s.kill9().unwrap();
+    let late_anchor = audit_cli(&dir, "head", &[]).unwrap()["Anchor"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_ne!(early_anchor, late_anchor);
+    assert!(audit_cli(&dir, "verify", &["--anchor", &early_anchor]).is_ok());
+    assert!(audit_cli(&dir, "verify", &["--anchor", &late_anchor]).is_ok());
+
+    // Both files rolled back together verify on their own, but not against the later anchor.
+    let now = (
+        std::fs::read(dir.join("audit.log")).unwrap(),
+        std::fs::read(dir.join("audit.head")).unwrap(),
+    );
+    std::fs::write(dir.join("audit.log"), &saved.0).unwrap();
+    std::fs::write(dir.join("audit.head"), &saved.1).unwrap();
+    assert!(verify(&dir).0);
+    let rolled_back = audit_cli(&dir, "verify", &["--anchor", &late_anchor]).unwrap_err();
+    assert!(rolled_back.to_string().contains("anchored"), "{rolled_back}");
+    std::fs::write(dir.join("audit.log"), &now.0).unwrap();
+    std::fs::write(dir.join("audit.head"), &now.1).unwrap();
+
+    // The newest lines cut while stopped: the start refuses, and says how to go on.
+    let lines: Vec<String> = String::from_utf8(now.0)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    write(&dir, &lines[..lines.len() - 2]);
+    let refused = s.restart().unwrap_err().to_string();
+    assert!(
+        refused.contains("does not hold its sealed head") && refused.contains("accept-gap"),
+        "{refused}"
+    );
+    assert!(audit_cli(&dir, "accept-gap", &[]).is_ok());
+    s.restart().unwrap();
+    let c = s.client().unwrap();
+    c.call("DescribeKey", &[("KeyId", &key)]).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    s.kill9().unwrap();
+    let verified = audit_cli(&dir, "verify", &[]).unwrap();
+    let gap = u64::try_from(lines.len() - 1).unwrap();
+    assert_eq!(verified["Gaps"], serde_json::json!([gap]), "{verified}");
+    assert!(audit_cli(&dir, "verify", &["--anchor", &late_anchor]).is_err());
+    // A whole trail has no gap to accept.
+    assert!(audit_cli(&dir, "accept-gap", &[]).is_err());
+}
+
+/// An unauthenticated request naming a 200 KB action of control bytes used to write a 1.2 MB
+/// audit line. Its action is now a short escaped token, and every line is bounded.
+#[tokio::test]
+async fn unauthenticated_junk_writes_only_bounded_lines() {
+    let mut s = server();
+    let junk = "\u{1}".repeat(200_000);
+    let body = form_urlencoded::Serializer::new(String::new())
+        .append_pair("Action", &junk)
+        .append_pair("Version", "2016-01-20")
+        .finish();
+    let req = http::Request::post(format!("http://{}/", s.endpoint))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+        .unwrap();
+    let (status, _) = crate::send(req).await;
+    assert_eq!(status, 400);
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    s.kill9().unwrap();
+    let text = std::fs::read_to_string(s.data_dir.join("audit.log")).unwrap();
+    let junk_line = text
+        .lines()
+        .find(|l| l.contains("\\\\x01\\\\x01"))
+        .expect("the junk request is in the trail");
+    assert!(junk_line.len() < 1024, "{} bytes", junk_line.len());
+    assert!(verify(&s.data_dir).0);
+}
