@@ -423,3 +423,42 @@ def test_hmac_keys_and_data_key_pairs(tenant):
     assert adv_bare.key_version_id and adv_bare.public_key.startswith(b"-----BEGIN PUBLIC KEY-----")
     refused("InvalidParameter", 400, client.generate_data_key_pair, models.GenerateDataKeyPairRequest(
         key_id=aes, key_pair_spec="Aliyun_AES_256"))
+
+
+def test_a_chosen_iv_or_aad_reaches_nothing_of_the_gateway(tenant):
+    """The data plane takes the caller's Iv and raw Aad. Sealing under the same key as the
+    gateway's blobs let a data-plane caller Encrypt zeros under a blob's IV and read its
+    keystream (opening the blob without its EncryptionContext), and choose an Aad that mints a
+    gateway blob. The instance domain now has a key (and AAD tag) of its own."""
+    from sdk import models
+    aes = tenant.key()
+    client = tenant.client(tenant.app("ivs", [KEY_USER], ["key/*"]))
+    payload = "the gateway's secret payload"
+    blob_b64 = tenant.kms("Encrypt", KeyId=aes, Plaintext=payload,
+                          EncryptionContext=json.dumps({"tenant": "t1"}))["CiphertextBlob"]
+    blob = base64.b64decode(blob_b64)
+    version, iv, sealed = blob[:36], blob[36:48], blob[48:]
+    ciphertext = sealed[:-16]
+
+    # The keystream attack: zeros under the blob's IV.
+    zeros = client.encrypt(models.EncryptRequest(key_id=aes, plaintext=bytes(len(ciphertext)), iv=iv))
+    recovered = bytes(a ^ b for a, b in zip(ciphertext, zeros.ciphertext_blob))
+    assert recovered != payload.encode()
+
+    # A forged gateway blob: the data plane sealing with a gateway blob's AAD (no context).
+    gateway_aad = version + b"arca-ec/1" + b"\x00\x00\x00\x00"
+    forged = client.encrypt(models.EncryptRequest(key_id=aes, plaintext=b"forged", iv=iv, aad=gateway_aad))
+    forged_blob = base64.b64encode(version + iv + forged.ciphertext_blob).decode()
+    fails("InvalidCiphertext", 400, tenant.kms, "Decrypt", CiphertextBlob=forged_blob)
+
+    # And the data plane does not open the gateway's blob even with its exact AAD.
+    context_aad = (version + b"arca-ec/1" + (1).to_bytes(4, "big") + (6).to_bytes(4, "big") + b"tenant"
+                   + b"s" + (2).to_bytes(4, "big") + b"t1")
+    refused("InvalidCiphertext", 400, client.decrypt, models.DecryptRequest(
+        key_id=aes, ciphertext_blob=sealed, iv=iv, aad=context_aad))
+    # The gateway still opens its own blob, and the data plane its own ciphertexts.
+    assert tenant.kms("Decrypt", CiphertextBlob=blob_b64,
+                      EncryptionContext=json.dumps({"tenant": "t1"}))["Plaintext"] == payload
+    mine = client.encrypt(models.EncryptRequest(key_id=aes, plaintext=b"mine", iv=iv, aad=b"a"))
+    assert client.decrypt(models.DecryptRequest(key_id=aes, ciphertext_blob=mine.ciphertext_blob,
+                                                iv=iv, aad=b"a")).plaintext == b"mine"

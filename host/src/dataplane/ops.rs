@@ -19,6 +19,7 @@ use crate::crypto::aead::NONCE_LEN;
 use crate::crypto::asymmetric::SignAlgorithm;
 use crate::ids::{KeyRef, KeyVersionId, SecretRef};
 use crate::kms::Caller;
+use crate::kms::crypto_ops::Domain;
 use crate::kms::access_points::ClientKeyContext;
 use crate::kms::envelope::{Blob, raw_aad};
 use crate::kms::instances::InstanceRecord;
@@ -151,6 +152,19 @@ fn nonce(iv: &[u8]) -> Result<[u8; NONCE_LEN], Failure> {
     }
     iv.try_into()
         .map_err(|_| Failure::bad("InvalidParameter", "Iv must be 12 bytes."))
+}
+
+/// The IV for a sealing with a caller's `Iv`. An HSM key's instance domain is separated from
+/// its gateway domain by the AAD only (its material cannot be derived from), so a chosen IV
+/// could reuse a gateway blob's keystream: such keys take server-chosen IVs only.
+fn caller_nonce(key: &KeyRecord, iv: &[u8]) -> Result<[u8; NONCE_LEN], Failure> {
+    if !iv.is_empty() && key.protection == crate::kms::model::ProtectionLevel::Hsm {
+        return Err(Failure::bad(
+            "InvalidParameter",
+            "Iv cannot be chosen for an HSM key; leave it empty and keep the Iv returned.",
+        ));
+    }
+    nonce(iv)
 }
 
 fn data_key_length(n: i32) -> Result<usize, Failure> {
@@ -361,12 +375,12 @@ impl<'a> Call<'a> {
             ));
         }
         let plaintext = SecretBytes::new(req.plaintext);
-        let iv = nonce(&req.iv)?;
+        let iv = caller_nonce(&key, &req.iv)?;
         let version = key.primary_version.clone();
         let sealed = self
             .plane
             .kms
-            .gcm_seal(&key, &version, iv, req.aad, plaintext.expose())
+            .gcm_seal(&key, &version, Domain::Instance, iv, req.aad, plaintext.expose())
             .await?;
         out.version = Some(version);
         reply(&proto::EncryptResponse {
@@ -399,7 +413,7 @@ impl<'a> Call<'a> {
             match self
                 .plane
                 .kms
-                .gcm_open(key, version, iv, aad.to_vec(), sealed.to_vec())
+                .gcm_open(key, version, Domain::Instance, iv, aad.to_vec(), sealed.to_vec())
                 .await
             {
                 Ok((_, plaintext)) => {
@@ -450,7 +464,7 @@ impl<'a> Call<'a> {
         let sealed = self
             .plane
             .kms
-            .gcm_seal(&key, &version, iv, req.aad, data_key.expose())
+            .gcm_seal(&key, &version, Domain::Instance, iv, req.aad, data_key.expose())
             .await?;
         out.version = Some(version);
         reply(&proto::GenerateDataKeyResponse {
@@ -473,12 +487,12 @@ impl<'a> Call<'a> {
         plaintext: &[u8],
     ) -> Result<(Vec<u8>, [u8; NONCE_LEN], KeyVersionId), Failure> {
         enabled(key)?;
-        let iv = nonce(iv)?;
+        let iv = caller_nonce(key, iv)?;
         let version = key.primary_version.clone();
         let sealed = self
             .plane
             .kms
-            .gcm_seal(key, &version, iv, raw_aad(&version, aad), plaintext)
+            .gcm_seal(key, &version, Domain::Instance, iv, raw_aad(&version, aad), plaintext)
             .await?;
         let mut blob = ADVANCE_PREFIX.to_vec();
         blob.extend_from_slice(
@@ -552,7 +566,7 @@ impl<'a> Call<'a> {
         let (_, plaintext) = self
             .plane
             .kms
-            .gcm_open(&key, &blob.version, blob.nonce, aad, blob.sealed)
+            .gcm_open(&key, &blob.version, Domain::Instance, blob.nonce, aad, blob.sealed)
             .await?;
         out.version = Some(blob.version.clone());
         reply(&proto::DecryptResponse {
@@ -845,7 +859,7 @@ impl<'a> Call<'a> {
             let sealed = self
                 .plane
                 .kms
-                .gcm_seal(&key, &version, iv, req.aad, private.expose())
+                .gcm_seal(&key, &version, Domain::Instance, iv, req.aad, private.expose())
                 .await?;
             (sealed, iv, version)
         };

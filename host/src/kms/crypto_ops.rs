@@ -90,6 +90,47 @@ fn usable_for_encryption(key: &KeyRecord) -> Result<(), Error> {
     Ok(())
 }
 
+/// The two cryptographic domains a symmetric key serves. The shared gateway makes blobs with
+/// server-chosen IVs and AADs of its own shape (version ‖ canonical context); the instance
+/// data plane takes the caller's IV and raw AAD, as Alibaba's instance API does. Sealing both
+/// under one key would let a data-plane caller replay a blob's IV for its keystream, or choose
+/// an AAD that mints a gateway blob. So the instance domain uses a second key derived from the
+/// material (software keys) and, always, AADs behind a tag no gateway AAD starts with; an HSM
+/// key, whose material cannot be derived from, takes no caller-chosen IV there
+/// (`dataplane::ops`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Domain {
+    /// Blobs of the shared gateway (and of services' server-side encryption).
+    Gateway,
+    /// Raw ciphertexts and Advance blobs of a KMS instance's data plane.
+    Instance,
+}
+
+/// The HKDF info naming a software key's instance-domain key.
+const INSTANCE_KEY_INFO: &[u8] = b"arca/kms-instance-data-plane/v1";
+/// What every instance-domain AAD starts with: a gateway AAD starts with a key version id.
+const INSTANCE_AAD_TAG: &[u8] = b"\0arca-instance/1\0";
+
+impl Domain {
+    fn aad(self, aad: Vec<u8>) -> Vec<u8> {
+        match self {
+            Domain::Gateway => aad,
+            Domain::Instance => [INSTANCE_AAD_TAG, &aad].concat(),
+        }
+    }
+}
+
+/// Whether a data-plane AAD may be tried as the data plane sealed before the domains were
+/// split: not when it has a gateway blob's shape (this version's id, then a context), which
+/// would let the data plane open gateway blobs. An Advance blob's AAD (the version, then
+/// `arca-raw/1`) is the data plane's own.
+fn legacy_instance_aad(version: &KeyVersionId, aad: &[u8]) -> bool {
+    match aad.strip_prefix(version.as_str().as_bytes()) {
+        None => true,
+        Some(rest) => rest.starts_with(super::envelope::RAW_AAD_TAG),
+    }
+}
+
 impl Kms {
     /// A version's prepared material, unsealed once and then served from memory.
     ///
@@ -150,6 +191,7 @@ impl Kms {
                 account_id: record.account_id,
                 instance: key.instance.clone(),
                 cipher,
+                instance_cipher: None,
             });
             if let Ok(mut m) = self.versions.write() {
                 m.insert(version.clone(), Arc::clone(&loaded));
@@ -171,8 +213,18 @@ impl Kms {
         let material = software::open_sealed(&self.sealer, version, &sealed)
             .map_err(|e| Error::Internal(format!("key version {version}: {e}")))?;
         let unusable = |_| Error::Internal(format!("key version {version}: material unusable"));
+        let mut instance_cipher = None;
         let cipher = match (key.spec.symmetric(), key.spec.asymmetric(), key.spec.mac()) {
             (Some(alg), _, _) => {
+                let derived = crate::crypto::derive_key(material.expose(), INSTANCE_KEY_INFO);
+                let derived = SecretBytes::new(
+                    derived
+                        .expose()
+                        .get(..alg.key_len())
+                        .ok_or_else(|| unusable(()))?
+                        .to_vec(),
+                );
+                instance_cipher = Some(AeadKey::new(alg, &derived).map_err(|_| unusable(()))?);
                 Prepared::Symmetric(AeadKey::new(alg, &material).map_err(|_| unusable(()))?)
             }
             (None, Some(kind), _) => {
@@ -188,6 +240,7 @@ impl Kms {
             account_id: record.account_id,
             instance: key.instance,
             cipher,
+            instance_cipher,
         });
         if let Ok(mut m) = self.versions.write() {
             m.insert(version.clone(), Arc::clone(&loaded));
@@ -221,7 +274,14 @@ impl Kms {
         let mut nonce = [0u8; NONCE_LEN];
         fill_random(&mut nonce);
         let buf = self
-            .gcm_seal(key, version, nonce, aad(version, context), plaintext)
+            .gcm_seal(
+                key,
+                version,
+                Domain::Gateway,
+                nonce,
+                aad(version, context),
+                plaintext,
+            )
             .await?;
         let blob = Blob {
             version: version.clone(),
@@ -250,20 +310,23 @@ impl Kms {
         }
     }
 
-    /// AES/SM4-GCM under `version` of `key` with caller-chosen AAD: where every symmetric
-    /// sealing happens, for blobs and for the instance data plane's raw ciphertexts. Returns
+    /// AES/SM4-GCM under `version` of `key` in `domain`: where every symmetric sealing
+    /// happens, for blobs and for the instance data plane's raw ciphertexts. Returns
     /// ciphertext ‖ tag.
     pub(crate) async fn gcm_seal(
         &self,
         key: &KeyRecord,
         version: &KeyVersionId,
+        domain: Domain,
         nonce: [u8; NONCE_LEN],
         aad: Vec<u8>,
         plaintext: &[u8],
     ) -> Result<Vec<u8>, Error> {
         let loaded = self.load_version(&key.account_id, version)?;
-        match &loaded.cipher {
-            Prepared::Symmetric(cipher) => {
+        let aad = domain.aad(aad);
+        match (&loaded.cipher, domain, &loaded.instance_cipher) {
+            (Prepared::Symmetric(cipher), Domain::Gateway, _)
+            | (Prepared::Symmetric(_), Domain::Instance, Some(cipher)) => {
                 let mut buf = plaintext.to_vec();
                 if cipher.seal(&nonce, &aad, &mut buf).is_err() {
                     // The buffer still holds plaintext: wipe it before reporting.
@@ -272,23 +335,32 @@ impl Kms {
                 }
                 Ok(buf)
             }
-            Prepared::Hsm(hsm) => {
+            (Prepared::Hsm(hsm), _, _) => {
                 let (v, input) = (version.clone(), SecretBytes::new(plaintext.to_vec()));
                 hsm.run(move |h| h.gcm_seal(&v, &nonce, &aad, input.expose()))
                     .await
                     .map_err(super::hsm_error)
             }
-            Prepared::Asymmetric(_) | Prepared::HsmPair(_) | Prepared::Mac(_) => Err(
+            (Prepared::Symmetric(_), Domain::Instance, None) => {
+                Err(Error::Internal("no instance key was derived".into()))
+            }
+            (Prepared::Asymmetric(_) | Prepared::HsmPair(_) | Prepared::Mac(_), _, _) => Err(
                 Error::Unsupported("the key is not a symmetric ENCRYPT/DECRYPT key"),
             ),
         }
     }
 
     /// Opens what [`Kms::gcm_seal`] sealed, after checking that `key` is usable.
+    ///
+    /// In the instance domain, a ciphertext that does not open under the instance key is tried
+    /// once more as the data plane sealed before the domains were split (under the version's
+    /// own key, with the caller's AAD as it is), unless its AAD has a gateway blob's shape: so
+    /// old data-plane ciphertexts keep opening, and no gateway blob opens here.
     pub(crate) async fn gcm_open(
         &self,
         key: &KeyRecord,
         version: &KeyVersionId,
+        domain: Domain,
         nonce: [u8; NONCE_LEN],
         aad: Vec<u8>,
         sealed: Vec<u8>,
@@ -298,22 +370,47 @@ impl Kms {
             KeyState::Enabled => {}
             other => return Err(Error::KeyState(other)),
         }
-        let out = match &loaded.cipher {
-            Prepared::Symmetric(cipher) => {
+        let out = match (&loaded.cipher, domain, &loaded.instance_cipher) {
+            (Prepared::Symmetric(cipher), Domain::Gateway, _) => {
                 let mut out = SecretBytes::new(sealed);
                 cipher
                     .open(&nonce, &aad, out.expose_mut())
                     .map_err(|_| Error::InvalidCiphertext)?;
                 out
             }
-            Prepared::Hsm(hsm) => {
+            (Prepared::Symmetric(gateway), Domain::Instance, Some(cipher)) => {
+                let mut out = SecretBytes::new(sealed.clone());
+                if cipher
+                    .open(&nonce, &domain.aad(aad.clone()), out.expose_mut())
+                    .is_ok()
+                {
+                    out
+                } else if legacy_instance_aad(version, &aad) {
+                    let mut out = SecretBytes::new(sealed);
+                    gateway
+                        .open(&nonce, &aad, out.expose_mut())
+                        .map_err(|_| Error::InvalidCiphertext)?;
+                    out
+                } else {
+                    return Err(Error::InvalidCiphertext);
+                }
+            }
+            (Prepared::Hsm(hsm), _, _) => {
                 let v = version.clone();
+                let aad = domain.aad(aad);
                 hsm.run(move |h| h.gcm_open(&v, &nonce, &aad, &sealed))
                     .await
                     .map_err(super::hsm_error)?
             }
             // A symmetric blob header naming an asymmetric key's version: not ours to open.
-            Prepared::Asymmetric(_) | Prepared::HsmPair(_) | Prepared::Mac(_) => {
+            (
+                Prepared::Symmetric(_)
+                | Prepared::Asymmetric(_)
+                | Prepared::HsmPair(_)
+                | Prepared::Mac(_),
+                _,
+                _,
+            ) => {
                 return Err(Error::InvalidCiphertext);
             }
         };
@@ -363,7 +460,14 @@ impl Kms {
         super::service_keys::guard(caller, &key)?;
         let aad = aad(&blob.version, context);
         let (loaded, out) = self
-            .gcm_open(&key, &blob.version, blob.nonce, aad, blob.sealed)
+            .gcm_open(
+                &key,
+                &blob.version,
+                Domain::Gateway,
+                blob.nonce,
+                aad,
+                blob.sealed,
+            )
             .await?;
         let text = std::str::from_utf8(out.expose()).map_err(|_| Error::InvalidCiphertext)?;
         Ok(Opened {

@@ -96,11 +96,14 @@ pub fn aad(version: &KeyVersionId, context: &EncryptionContext) -> Vec<u8> {
     aad
 }
 
+/// What an Advance blob's AAD holds after the version id.
+pub(crate) const RAW_AAD_TAG: &[u8] = b"arca-raw/1";
+
 /// The GCM AAD for an instance data-plane Advance blob under `version` with the caller's raw
 /// `Aad` bytes. Domain-separated from [`aad`], so a blob of one kind never opens as the other.
 pub fn raw_aad(version: &KeyVersionId, aad: &[u8]) -> Vec<u8> {
     let mut out = version.as_str().as_bytes().to_vec();
-    out.extend_from_slice(b"arca-raw/1");
+    out.extend_from_slice(RAW_AAD_TAG);
     out.extend_from_slice(aad);
     out
 }

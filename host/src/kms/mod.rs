@@ -60,6 +60,9 @@ pub(crate) struct LoadedVersion {
     /// The KMS instance whose quota each use counts against.
     pub(crate) instance: Option<crate::ids::InstanceId>,
     pub(crate) cipher: Prepared,
+    /// A symmetric software key's second key, derived from its material, for the instance
+    /// data plane ([`crypto_ops::Domain::Instance`]).
+    pub(crate) instance_cipher: Option<AeadKey>,
 }
 
 /// A version's material, ready to use.
