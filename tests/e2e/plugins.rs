@@ -1277,3 +1277,55 @@ time-ms = 10000
     assert_eq!(killed, "1");
     assert_eq!(run("sql:pg:SELECT 7").await.unwrap(), "7");
 }
+
+/// The server-wide access policy sees the key each request uses: the key that sealed a
+/// Decrypt's, ReEncrypt's or ExportDataKey's ciphertext (which names no key), and the key
+/// behind an alias. The hostile policy denies those actions on any key it is shown; before,
+/// Decrypt reached it with no resource and an alias only as the alias, and both were allowed.
+#[tokio::test]
+async fn the_access_policy_sees_every_key_a_request_uses() {
+    let tmp = tempfile::tempdir().unwrap();
+    let plugins = tmp.path().join("plugins");
+    let d = plugins.join("hostile");
+    std::fs::create_dir_all(&d).unwrap();
+    let wasm = component("tests/components/hostile-policy/hostile_policy.wasm");
+    std::fs::write(
+        d.join("plugin.toml"),
+        hostile_manifest(4).replace("@WASM@", &wasm.display().to_string()),
+    )
+    .unwrap();
+    let plugins_arg = plugins.display().to_string();
+    let s = TestServer::start_with_args(&["--plugins-dir", &plugins_arg, "--access-policy", "hostile"])
+        .unwrap();
+    let c = s.client().unwrap();
+    let key = crate::new_key(&c, "Aliyun_AES_256").await;
+    c.call("CreateAlias", &[("AliasName", "alias/app"), ("KeyId", &key)])
+        .await
+        .unwrap();
+    let sealed = c
+        .call("Encrypt", &[("KeyId", "alias/app"), ("Plaintext", "hi")])
+        .await
+        .unwrap();
+    let blob = sealed["CiphertextBlob"].as_str().unwrap();
+    let denied = |e: arca_client::Error| {
+        let arca_client::Error::Api { status, code, message, .. } = &e else {
+            panic!("{e}")
+        };
+        assert_eq!((*status, code.as_str()), (403, "Forbidden.NoPermission"), "{e}");
+        assert!(message.contains(&format!(":key/{key}")), "{message}");
+    };
+    denied(c.call("Decrypt", &[("CiphertextBlob", blob)]).await.unwrap_err());
+    denied(
+        c.call(
+            "ReEncrypt",
+            &[("CiphertextBlob", blob), ("DestinationKeyId", &key)],
+        )
+        .await
+        .unwrap_err(),
+    );
+    denied(
+        c.call("GenerateDataKey", &[("KeyId", "alias/app")])
+            .await
+            .unwrap_err(),
+    );
+}

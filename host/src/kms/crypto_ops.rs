@@ -477,6 +477,21 @@ impl Kms {
         })
     }
 
+    /// The key that sealed `blob`, when the caller could open it (its own, or granted by the
+    /// key's policy): what the access policy is asked about before a Decrypt. Opens nothing.
+    pub fn key_of_blob(&self, caller: &Caller, blob: &str) -> Result<Option<KeyRecord>, Error> {
+        let Ok(blob) = Blob::parse(blob) else {
+            return Ok(None);
+        };
+        let Some((owner, key_id)) = self.version_owner(&blob.version)? else {
+            return Ok(None);
+        };
+        let Some((key, _)) = self.key_at(&super::keys::key_path(&owner, &key_id))? else {
+            return Ok(None);
+        };
+        Ok(super::policy::check(caller, &key).is_ok().then_some(key))
+    }
+
     /// `ReEncrypt`: opens under the source context and seals under the destination key.
     pub async fn re_encrypt(
         &self,

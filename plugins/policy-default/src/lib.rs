@@ -27,6 +27,11 @@ impl AccessPolicy for DefaultPolicy {
             return Decision::Deny(format!("{} is not available to client keys", req.action));
         };
         let resource = req.resource_arn.as_deref().map(resource_of);
+        // Every request that uses a key or reads a secret must say which: one that names
+        // none would otherwise pass every policy's resource list.
+        if resource.is_none() && req.action != "GenerateRandom" {
+            return Decision::Deny(format!("{} names no resource", req.action));
+        }
         for policy in &req.policies {
             if covers(policy, &req, permission, resource) {
                 return Decision::Allow(format!("policy {}", policy.name));
@@ -54,6 +59,7 @@ fn covers(
     instance_ok
         && policy.permissions.iter().any(|p| p == permission)
         && resource.is_none_or(|r| policy.resources.iter().any(|pattern| matches(pattern, r)))
+        // (no resource: GenerateRandom only, see `decide`)
         && (policy.network_rules.is_empty()
             || policy
                 .network_rules

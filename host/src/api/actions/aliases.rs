@@ -35,6 +35,13 @@ macro_rules! alias_target_action {
                 Some(self.key.to_string())
             }
 
+
+            fn key_refs(&mut self) -> Vec<&mut KeyRef> {
+
+                vec![&mut self.key]
+
+            }
+
             async fn handle(self, ctx: &Ctx<'_>) -> Result<Empty, ApiError> {
                 ctx.kms.$method(&ctx.caller, &self.alias, &self.key).await?;
                 Ok(Empty {})
@@ -148,6 +155,13 @@ impl Action for ListAliasesByKeyId {
 
     fn resource(&self) -> Option<String> {
         Some(self.key.to_string())
+    }
+
+
+    fn key_refs(&mut self) -> Vec<&mut KeyRef> {
+
+        vec![&mut self.key]
+
     }
 
     async fn handle(self, ctx: &Ctx<'_>) -> Result<AliasesReply, ApiError> {

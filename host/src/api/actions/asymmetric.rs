@@ -91,6 +91,13 @@ impl Action for AsymmetricSign {
         Some(self.target.key.to_string())
     }
 
+
+    fn key_refs(&mut self) -> Vec<&mut KeyRef> {
+
+        vec![&mut self.target.key]
+
+    }
+
     async fn handle(self, ctx: &Ctx<'_>) -> Result<SignReply, ApiError> {
         let t = &self.target;
         let (key_id, sig) = ctx
@@ -138,6 +145,13 @@ impl Action for AsymmetricVerify {
 
     fn resource(&self) -> Option<String> {
         Some(self.target.key.to_string())
+    }
+
+
+    fn key_refs(&mut self) -> Vec<&mut KeyRef> {
+
+        vec![&mut self.target.key]
+
     }
 
     async fn handle(self, ctx: &Ctx<'_>) -> Result<VerifyReply, ApiError> {
@@ -194,6 +208,13 @@ impl Action for AsymmetricEncrypt {
         Some(self.target.key.to_string())
     }
 
+
+    fn key_refs(&mut self) -> Vec<&mut KeyRef> {
+
+        vec![&mut self.target.key]
+
+    }
+
     async fn handle(self, ctx: &Ctx<'_>) -> Result<EncryptReply, ApiError> {
         let t = &self.target;
         let (key_id, ct) = ctx
@@ -247,6 +268,13 @@ impl Action for AsymmetricDecrypt {
         Some(self.target.key.to_string())
     }
 
+
+    fn key_refs(&mut self) -> Vec<&mut KeyRef> {
+
+        vec![&mut self.target.key]
+
+    }
+
     async fn handle(self, ctx: &Ctx<'_>) -> Result<DecryptReply, ApiError> {
         let t = &self.target;
         let (key_id, plain) = ctx
@@ -284,6 +312,13 @@ impl Action for GetPublicKey {
 
     fn resource(&self) -> Option<String> {
         Some(self.0.key.to_string())
+    }
+
+
+    fn key_refs(&mut self) -> Vec<&mut KeyRef> {
+
+        vec![&mut self.0.key]
+
     }
 
     async fn handle(self, ctx: &Ctx<'_>) -> Result<PublicKeyReply, ApiError> {

@@ -70,6 +70,13 @@ impl Action for Encrypt {
         Some(self.key.to_string())
     }
 
+
+    fn key_refs(&mut self) -> Vec<&mut KeyRef> {
+
+        vec![&mut self.key]
+
+    }
+
     async fn handle(self, ctx: &Ctx<'_>) -> Result<SealedReply, ApiError> {
         let plaintext = self.plaintext.into_bytes();
         let sealed = ctx
@@ -106,6 +113,10 @@ impl Action for Decrypt {
             blob: p.required("CiphertextBlob")?.to_owned(),
             context: context(p, "EncryptionContext")?,
         })
+    }
+
+    fn blobs(&self) -> Vec<&str> {
+        vec![&self.blob]
     }
 
     async fn handle(self, ctx: &Ctx<'_>) -> Result<DecryptReply, ApiError> {
@@ -157,6 +168,22 @@ impl Action for ReEncrypt {
 
     fn resource(&self) -> Option<String> {
         Some(self.destination.to_string())
+    }
+
+    fn key_refs(&mut self) -> Vec<&mut KeyRef> {
+        let mut refs = vec![&mut self.destination];
+        if let Some((source, _, _)) = &mut self.asymmetric_source {
+            refs.push(source);
+        }
+        refs
+    }
+
+    fn blobs(&self) -> Vec<&str> {
+        if self.asymmetric_source.is_some() {
+            Vec::new()
+        } else {
+            vec![&self.blob]
+        }
     }
 
     async fn handle(self, ctx: &Ctx<'_>) -> Result<SealedReply, ApiError> {
@@ -239,6 +266,13 @@ impl Action for GenerateDataKey {
         Some(self.key.to_string())
     }
 
+
+    fn key_refs(&mut self) -> Vec<&mut KeyRef> {
+
+        vec![&mut self.key]
+
+    }
+
     async fn handle(self, ctx: &Ctx<'_>) -> Result<DataKeyReply, ApiError> {
         let dk = ctx
             .kms
@@ -265,6 +299,10 @@ impl Action for GenerateDataKeyWithoutPlaintext {
 
     fn resource(&self) -> Option<String> {
         self.0.resource()
+    }
+
+    fn key_refs(&mut self) -> Vec<&mut KeyRef> {
+        self.0.key_refs()
     }
 
     async fn handle(self, ctx: &Ctx<'_>) -> Result<SealedReply, ApiError> {
@@ -345,6 +383,10 @@ impl Action for GenerateAndExportDataKey {
         self.generate.resource()
     }
 
+    fn key_refs(&mut self) -> Vec<&mut KeyRef> {
+        self.generate.key_refs()
+    }
+
     async fn handle(self, ctx: &Ctx<'_>) -> Result<ExportedReply, ApiError> {
         let g = &self.generate;
         let (sealed, exported) = ctx
@@ -384,6 +426,10 @@ impl Action for ExportDataKey {
             context: context(p, "EncryptionContext")?,
             target: export_target(p)?,
         })
+    }
+
+    fn blobs(&self) -> Vec<&str> {
+        vec![&self.blob]
     }
 
     async fn handle(self, ctx: &Ctx<'_>) -> Result<ExportReply, ApiError> {

@@ -46,6 +46,13 @@ impl Action for GetParametersForImport {
         Some(self.key.to_string())
     }
 
+
+    fn key_refs(&mut self) -> Vec<&mut KeyRef> {
+
+        vec![&mut self.key]
+
+    }
+
     async fn handle(self, ctx: &Ctx<'_>) -> Result<ParametersReply, ApiError> {
         let params = ctx
             .kms
@@ -92,6 +99,13 @@ impl Action for ImportKeyMaterial {
         Some(self.key.to_string())
     }
 
+
+    fn key_refs(&mut self) -> Vec<&mut KeyRef> {
+
+        vec![&mut self.key]
+
+    }
+
     async fn handle(self, ctx: &Ctx<'_>) -> Result<Empty, ApiError> {
         ctx.kms
             .import_key_material(
@@ -120,6 +134,13 @@ impl Action for DeleteKeyMaterial {
 
     fn resource(&self) -> Option<String> {
         Some(self.0.to_string())
+    }
+
+
+    fn key_refs(&mut self) -> Vec<&mut KeyRef> {
+
+        vec![&mut self.0]
+
     }
 
     async fn handle(self, ctx: &Ctx<'_>) -> Result<Empty, ApiError> {

@@ -175,6 +175,13 @@ impl Action for DescribeKey {
         Some(self.0.to_string())
     }
 
+
+    fn key_refs(&mut self) -> Vec<&mut KeyRef> {
+
+        vec![&mut self.0]
+
+    }
+
     async fn handle(self, ctx: &Ctx<'_>) -> Result<KeyMetadataReply, ApiError> {
         let key = ctx.kms.resolve(&ctx.caller, &self.0)?;
         Ok(KeyMetadataReply {
@@ -317,6 +324,13 @@ macro_rules! key_state_action {
                 Some(self.0.to_string())
             }
 
+
+            fn key_refs(&mut self) -> Vec<&mut KeyRef> {
+
+                vec![&mut self.0]
+
+            }
+
             async fn handle(self, ctx: &Ctx<'_>) -> Result<Empty, ApiError> {
                 ctx.kms.$method(&ctx.caller, &self.0).await?;
                 Ok(Empty {})
@@ -362,6 +376,13 @@ impl Action for UpdateKeyDescription {
 
     fn resource(&self) -> Option<String> {
         Some(self.key.to_string())
+    }
+
+
+    fn key_refs(&mut self) -> Vec<&mut KeyRef> {
+
+        vec![&mut self.key]
+
     }
 
     async fn handle(self, ctx: &Ctx<'_>) -> Result<Empty, ApiError> {
@@ -420,6 +441,13 @@ impl Action for GetKeyPolicy {
         Some(self.0.to_string())
     }
 
+
+    fn key_refs(&mut self) -> Vec<&mut KeyRef> {
+
+        vec![&mut self.0]
+
+    }
+
     async fn handle(self, ctx: &Ctx<'_>) -> Result<PolicyReply, ApiError> {
         Ok(PolicyReply {
             policy: ctx.kms.get_key_policy(&ctx.caller, &self.0)?,
@@ -448,6 +476,13 @@ impl Action for SetKeyPolicy {
 
     fn resource(&self) -> Option<String> {
         Some(self.key.to_string())
+    }
+
+
+    fn key_refs(&mut self) -> Vec<&mut KeyRef> {
+
+        vec![&mut self.key]
+
     }
 
     async fn handle(self, ctx: &Ctx<'_>) -> Result<Empty, ApiError> {

@@ -50,6 +50,13 @@ impl Action for CreateKeyVersion {
         Some(self.0.to_string())
     }
 
+
+    fn key_refs(&mut self) -> Vec<&mut KeyRef> {
+
+        vec![&mut self.0]
+
+    }
+
     async fn handle(self, ctx: &Ctx<'_>) -> Result<KeyVersionReply, ApiError> {
         let v = ctx.kms.create_key_version(&ctx.caller, &self.0).await?;
         ctx.note_version(&v.version_id);
@@ -79,6 +86,13 @@ impl Action for DescribeKeyVersion {
 
     fn resource(&self) -> Option<String> {
         Some(self.key.to_string())
+    }
+
+
+    fn key_refs(&mut self) -> Vec<&mut KeyRef> {
+
+        vec![&mut self.key]
+
     }
 
     async fn handle(self, ctx: &Ctx<'_>) -> Result<KeyVersionReply, ApiError> {
@@ -120,6 +134,13 @@ impl Action for ListKeyVersions {
 
     fn resource(&self) -> Option<String> {
         Some(self.key.to_string())
+    }
+
+
+    fn key_refs(&mut self) -> Vec<&mut KeyRef> {
+
+        vec![&mut self.key]
+
     }
 
     async fn handle(self, ctx: &Ctx<'_>) -> Result<KeyVersionsReply, ApiError> {
@@ -169,6 +190,13 @@ impl Action for UpdateRotationPolicy {
         Some(self.key.to_string())
     }
 
+
+    fn key_refs(&mut self) -> Vec<&mut KeyRef> {
+
+        vec![&mut self.key]
+
+    }
+
     async fn handle(self, ctx: &Ctx<'_>) -> Result<Empty, ApiError> {
         ctx.kms
             .update_rotation_policy(&ctx.caller, &self.key, self.enable, self.interval)
@@ -203,6 +231,13 @@ impl Action for ScheduleKeyDeletion {
 
     fn resource(&self) -> Option<String> {
         Some(self.key.to_string())
+    }
+
+
+    fn key_refs(&mut self) -> Vec<&mut KeyRef> {
+
+        vec![&mut self.key]
+
     }
 
     async fn handle(self, ctx: &Ctx<'_>) -> Result<Empty, ApiError> {
@@ -248,6 +283,13 @@ impl Action for SetDeletionProtection {
 
     fn resource(&self) -> Option<String> {
         Some(self.key.to_string())
+    }
+
+
+    fn key_refs(&mut self) -> Vec<&mut KeyRef> {
+
+        vec![&mut self.key]
+
     }
 
     async fn handle(self, ctx: &Ctx<'_>) -> Result<Empty, ApiError> {

@@ -52,6 +52,13 @@ impl Action for GenerateMac {
         Some(self.key.to_string())
     }
 
+
+    fn key_refs(&mut self) -> Vec<&mut KeyRef> {
+
+        vec![&mut self.key]
+
+    }
+
     async fn handle(self, ctx: &Ctx<'_>) -> Result<MacReply, ApiError> {
         let mac = ctx
             .kms
@@ -98,6 +105,13 @@ impl Action for VerifyMac {
 
     fn resource(&self) -> Option<String> {
         Some(self.key.to_string())
+    }
+
+
+    fn key_refs(&mut self) -> Vec<&mut KeyRef> {
+
+        vec![&mut self.key]
+
     }
 
     async fn handle(self, ctx: &Ctx<'_>) -> Result<VerifyMacReply, ApiError> {

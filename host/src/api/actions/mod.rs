@@ -26,7 +26,7 @@ use serde::Serialize;
 
 use crate::error::ApiError;
 use crate::ids::AccountId;
-use crate::ids::KeyVersionId;
+use crate::ids::{KeyRef, KeyVersionId, key_arn};
 use crate::kms::{Caller, Kms};
 use crate::plugin::{AccessRequest, Decision, PluginHost, Principal, PrincipalKind};
 
@@ -136,6 +136,16 @@ pub(crate) trait Action: Sized + Send {
     fn resource(&self) -> Option<String> {
         None
     }
+    /// The keys the request names (`KeyId` and the like). Before the action runs, the
+    /// pipeline resolves each (an alias to its key) for the access policy, and pins an alias
+    /// to the key the policy saw, so that moving the alias meanwhile changes nothing.
+    fn key_refs(&mut self) -> Vec<&mut KeyRef> {
+        Vec::new()
+    }
+    /// Ciphertext blobs the request opens: the policy sees the key that sealed each.
+    fn blobs(&self) -> Vec<&str> {
+        Vec::new()
+    }
     /// Does the work through `ctx.kms`.
     fn handle(self, ctx: &Ctx<'_>)
     -> impl Future<Output = Result<Self::Response, ApiError>> + Send;
@@ -175,10 +185,36 @@ async fn run<A: Action>(
     request_id: &str,
     outcome: &mut Outcome,
 ) -> Result<Vec<u8>, ApiError> {
-    let action = A::parse(params)?;
+    let mut action = A::parse(params)?;
     outcome.resource = action.resource();
+    // The policy sees the resource as named (an alias, say), then every key the request
+    // touches, resolved: the key an alias names, and the key that sealed a blob.
     ctx.check_access(A::NAME, outcome.resource.as_deref())
         .await?;
+    if ctx.gate.is_some() {
+        let mut keys = Vec::new();
+        for key in action.key_refs() {
+            let record = ctx.kms.resolve(&ctx.caller, key)?;
+            if matches!(key, KeyRef::Alias(_) | KeyRef::AliasArn { .. }) {
+                // Pinned: the action uses the key the policy saw, even if the alias moves.
+                *key = KeyRef::Id(record.key_id.clone());
+            }
+            keys.push(key_arn(ctx.kms.region(), &record.account_id, &record.key_id));
+        }
+        for blob in action.blobs() {
+            // A blob whose key the caller cannot see fails in the action, as garbage.
+            if let Some(record) = ctx.kms.key_of_blob(&ctx.caller, blob)? {
+                keys.push(key_arn(ctx.kms.region(), &record.account_id, &record.key_id));
+            }
+        }
+        let named = outcome
+            .resource
+            .as_deref()
+            .map(|r| resource_arn(ctx.kms.region(), &ctx.caller.account, r));
+        for key in keys.iter().filter(|k| Some(*k) != named.as_ref()) {
+            ctx.check_access(A::NAME, Some(key)).await?;
+        }
+    }
     if params.bool("DryRun")? == Some(true) {
         return Err(ApiError::DryRun);
     }

@@ -10,6 +10,10 @@
 //! - `Garbage`: returns a reason that is not UTF-8.
 //! - `Deny`: denies, with a reason.
 //! - `Log`: writes a log line, then allows.
+//!
+//! Besides, it denies `Decrypt`, `ReEncrypt`, `ExportDataKey` and `GenerateDataKey` on any
+//! resolved key (`…:key/<id>`), so a test can show that those requests reach the policy with
+//! the key they use: the key inside a ciphertext, the key behind an alias.
 
 use arca_plugin_sdk::policy::{AccessPolicy, Decision, Request};
 
@@ -26,6 +30,13 @@ fn recurse(n: u64, sink: &mut [u64; 64]) -> u64 {
 
 impl AccessPolicy for Hostile {
     fn decide(req: Request) -> Decision {
+        const GUARDED: [&str; 4] = ["Decrypt", "ReEncrypt", "ExportDataKey", "GenerateDataKey"];
+        if let Some(arn) = req.resource_arn.as_deref()
+            && arn.contains(":key/")
+            && GUARDED.contains(&req.action.as_str())
+        {
+            return Decision::Deny(format!("{} may not use {arn}", req.action));
+        }
         let mode = req
             .resource_arn
             .as_deref()
