@@ -109,10 +109,13 @@ pub async fn serve(
     if let Err(e) = dataplane.start_all().await {
         tracing::error!(error = %e, "cannot start the KMS instances' data planes");
     }
+    let started = dir.kms.clock().now();
     let app = Arc::new(api::App {
         kms: dir.kms,
-        nonces: api::auth::NonceCache::with_window(
+        nonces: api::auth::NonceCache::with_journal(
             i64::try_from(max_clock_skew.as_secs()).unwrap_or(i64::MAX),
+            dir.replay_journal,
+            started,
         ),
         audit: dir.audit,
         request_ids: api::RequestIds::default(),

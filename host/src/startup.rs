@@ -77,6 +77,8 @@ pub struct DataDir {
     pub audit: AuditLog,
     /// Where the admin credentials were written.
     pub credentials_path: PathBuf,
+    /// Where the replay cache keeps its nonces across restarts.
+    pub replay_journal: crate::api::auth::NonceJournal,
 }
 
 /// Why the data directory could not be opened. Messages are for the operator.
@@ -175,6 +177,9 @@ pub async fn open_with_clock(
     })?;
     let sealer = root.sealer();
     let audit_key = root.audit_key();
+    let replay_path = dir.join("nonces.journal");
+    let replay_journal = crate::api::auth::NonceJournal::open(&replay_path, &root.replay_key())
+        .map_err(io_err(&replay_path))?;
     check_root_key(&store, &sealer)?;
     let kms = Arc::new(Kms::new(
         Arc::new(store),
@@ -222,6 +227,7 @@ pub async fn open_with_clock(
         kms,
         audit,
         credentials_path,
+        replay_journal,
     })
 }
 

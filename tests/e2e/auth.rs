@@ -286,3 +286,33 @@ async fn a_body_that_is_not_a_form_is_refused() {
         "{body}"
     );
 }
+
+/// The replay cache outlives the process: a request captured before a restart (or a crash)
+/// is still refused as a replay after it.
+#[tokio::test]
+async fn a_replay_is_refused_across_a_restart() {
+    let mut s = server();
+    let creds = s.credentials().unwrap();
+    let (date, n) = (timestamp(), nonce());
+    let make = || {
+        signed_request_at(
+            &s.endpoint,
+            &creds.access_key_id,
+            creds.access_key_secret.as_bytes(),
+            "DescribeRegions",
+            &[],
+            &date,
+            &n,
+        )
+    };
+    let (status, body) = send(make()).await;
+    assert_eq!(status, 200, "{body}");
+    s.kill9().unwrap();
+    s.restart().unwrap();
+    let (status, body) = send(make()).await;
+    assert_eq!(
+        (status, body["Code"].as_str()),
+        (400, Some("SignatureNonceUsed")),
+        "{body}"
+    );
+}

@@ -160,6 +160,11 @@ impl RootKey {
         crypto::derive_key(self.0.expose(), b"arca/audit-seal/v1")
     }
 
+    /// The key of the replay cache's digests, so that they are the same after a restart.
+    pub fn replay_key(&self) -> crate::secret::SecretBytes {
+        crypto::derive_key(self.0.expose(), b"arca/replay-cache/v1")
+    }
+
     /// The sealer for stored secrets, derived from this root key.
     pub fn sealer(&self) -> Sealer {
         let kek = crypto::derive_key(self.0.expose(), b"arca/store-seal/v1");

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use http::HeaderMap;
 use time::OffsetDateTime;
 
-pub use nonce::NonceCache;
+pub use nonce::{NonceCache, NonceJournal};
 
 use crate::error::ApiError;
 use crate::ids::AccessKeyId;
@@ -75,7 +75,7 @@ pub fn authenticate(
         .timestamp
         .and_then(crate::clock::parse_utc)
         .ok_or(ApiError::IllegalTimestamp)?;
-    if (timestamp - now).whole_seconds().abs() > nonces.window() {
+    if (timestamp - now).whole_seconds().abs() > nonces.window() || nonces.fenced(timestamp) {
         return Err(ApiError::TimestampExpired);
     }
     let nonce = claim
