@@ -64,6 +64,8 @@ pub struct Listeners {
     /// How far a request's signed time may be from the server's clock; nonces are
     /// remembered this long (memory: eight bytes and some per request in the window).
     pub max_clock_skew: std::time::Duration,
+    /// The host names (`Host`, with or without the port) the API answers to; empty: any.
+    pub server_names: Vec<String>,
 }
 
 /// Serves the API for an opened data dir on `listener` until `shutdown` completes, running
@@ -78,6 +80,7 @@ pub async fn serve(
         api: listener,
         admin: admin_listener,
         max_clock_skew,
+        server_names,
     } = listeners;
     let kms = Arc::clone(&dir.kms);
     let rotations = Arc::new(
@@ -124,6 +127,7 @@ pub async fn serve(
         access_policy: plugins.access_policy,
         dataplane: Arc::clone(&dataplane),
         junk: api::junk::JunkBudget::default(),
+        server_names,
     });
     let admin = Arc::new(admin::Admin::new(Arc::clone(&app)));
     // The admin listener outlives the API's drain, so probes see the server go unready.

@@ -61,6 +61,13 @@ enum Command {
         /// for replay protection is about 8-16 bytes × requests/s × this.
         #[arg(long, default_value_t = 900, value_parser = clap::value_parser!(u64).range(1..=86_400))]
         max_clock_skew: u64,
+        /// A host name (with or without `:port`) this deployment answers to; repeat for
+        /// several. When given, a request whose `Host` is none of them is refused: a V3
+        /// signature covers `host`, so a request signed for another deployment (a restored
+        /// replica, another region) is not accepted here. (V1 signs no header, so its `Host`
+        /// is checked but not bound by the signature.)
+        #[arg(long = "server-name")]
+        server_names: Vec<String>,
         /// Read the root key from this file instead of DATA_DIR/root.key (or ARCA_ROOT_KEY).
         #[arg(long, conflicts_with = "root_key_hsm")]
         root_key_file: Option<PathBuf>,
@@ -311,6 +318,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             region,
             admin_listen,
             max_clock_skew,
+            server_names,
             root_key_file,
             root_key_hsm,
             plugins_dir,
@@ -326,6 +334,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 Extras {
                     admin_listen,
                     max_clock_skew,
+                    server_names,
                     plugins_dir,
                     access_policy,
                     instances,
@@ -555,6 +564,7 @@ struct InstanceArgs {
 struct Extras {
     admin_listen: Option<SocketAddr>,
     max_clock_skew: u64,
+    server_names: Vec<String>,
     plugins_dir: Option<PathBuf>,
     access_policy: Option<String>,
     instances: InstanceArgs,
@@ -598,6 +608,7 @@ async fn serve(
     let Extras {
         admin_listen,
         max_clock_skew,
+        server_names,
         plugins_dir,
         access_policy,
         instances,
@@ -649,6 +660,7 @@ async fn serve(
         api: listener,
         admin: admin_listener,
         max_clock_skew: std::time::Duration::from_secs(max_clock_skew),
+        server_names,
     };
     arca_host::serve(dir, plugins, listeners, shutdown_signal()).await;
     tracing::info!("stopped");

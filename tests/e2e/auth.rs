@@ -293,10 +293,11 @@ async fn a_body_that_is_not_a_form_is_refused() {
 async fn a_replay_is_refused_across_a_restart() {
     let mut s = server();
     let creds = s.credentials().unwrap();
+    let endpoint = s.endpoint.clone();
     let (date, n) = (timestamp(), nonce());
     let make = || {
         signed_request_at(
-            &s.endpoint,
+            &endpoint,
             &creds.access_key_id,
             creds.access_key_secret.as_bytes(),
             "DescribeRegions",
@@ -313,6 +314,34 @@ async fn a_replay_is_refused_across_a_restart() {
     assert_eq!(
         (status, body["Code"].as_str()),
         (400, Some("SignatureNonceUsed")),
+        "{body}"
+    );
+}
+
+/// With `--server-name`, a request signed for another host name (another deployment) is
+/// refused; one signed for a listed name is served.
+#[tokio::test]
+async fn only_the_listed_host_names_are_answered() {
+    let s = TestServer::start_with_args(&["--server-name", "kms.example.test"]).unwrap();
+    let creds = s.credentials().unwrap();
+    let for_host = |host: &str| {
+        let mut req = arca_client::signing::signed_request(
+            host,
+            &creds.access_key_id,
+            creds.access_key_secret.as_bytes(),
+            "DescribeRegions",
+            &[],
+        );
+        let path = req.uri().path_and_query().unwrap().as_str().to_owned();
+        *req.uri_mut() = format!("http://{}{path}", s.endpoint).parse().unwrap();
+        req
+    };
+    let (status, body) = send(for_host("kms.example.test")).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = send(for_host("kms.other-region.test")).await;
+    assert_eq!(
+        (status, body["Code"].as_str()),
+        (400, Some("InvalidParameter")),
         "{body}"
     );
 }

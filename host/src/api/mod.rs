@@ -59,6 +59,8 @@ pub struct App {
     pub dataplane: Arc<crate::dataplane::DataPlane>,
     /// How much of unauthenticated junk each source may write to the trail.
     pub junk: junk::JunkBudget,
+    /// The host names this deployment answers to (`--server-name`); empty: any.
+    pub server_names: Vec<String>,
 }
 
 /// Request ids in the SDKs' UUID shape: a random per-process prefix and a counter. Unique and
@@ -111,6 +113,10 @@ fn error_body(e: &ApiError, request_id: &str, host_id: &str) -> Vec<u8> {
         "Recommend": format!("https://api.aliyun.com/troubleshoot?q={code}&product=Kms"),
     }))
     .unwrap_or_default()
+}
+
+fn header_str<'h>(headers: &'h http::HeaderMap, name: &str) -> Option<&'h str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
 }
 
 /// What the pipeline knows about the caller so far, for the audit record.
@@ -260,6 +266,16 @@ where
     };
     let (action, version) = auth::action_and_version(&signed)?;
     who.action = junk::action_token(action, actions::NAMES);
+    if !app.server_names.is_empty() {
+        let host = header_str(&parts.headers, header::HOST.as_str()).unwrap_or_default();
+        let bare = host.rsplit_once(':').map_or(host, |(name, _)| name);
+        if !app.server_names.iter().any(|n| n == host || n == bare) {
+            return Err(ApiError::invalid(
+                "Host",
+                "this deployment does not answer to that host name (--server-name)",
+            ));
+        }
+    }
     if version != API_VERSION {
         return Err(ApiError::InvalidVersion);
     }

@@ -286,20 +286,24 @@ impl kms::Host for PluginState {
     ) -> wasmtime::Result<Result<String, types::Error>> {
         let caller = guest_try!(self.kms_caller("Decrypt"));
         let kms = std::sync::Arc::clone(&self.plugin.services.kms);
+        // The grant is checked on the key inside the blob before anything is opened: checked
+        // after, the answer (denied, or a decryption error) would tell a plugin whether a blob
+        // of an ungranted key is valid under its context.
+        let sealed_by = guest_try!(kms.key_of_blob(&caller, &blob).map_err(from_kms));
+        let granted = sealed_by
+            .as_ref()
+            .is_some_and(|k| self.key_granted(&caller, k.key_id.as_str(), &k.key_id));
+        if !granted {
+            return Ok(Err(error(
+                types::ErrorKind::Denied,
+                "the key of this ciphertext is not granted to this plugin".to_owned(),
+            )));
+        }
         let opened = guest_try!(
             kms.decrypt(&caller, &blob, &context(ctx))
                 .await
                 .map_err(from_kms)
         );
-        if !self.key_granted(&caller, opened.key_id.as_str(), &opened.key_id) {
-            return Ok(Err(error(
-                types::ErrorKind::Denied,
-                format!(
-                    "key `{}` is not granted to this plugin",
-                    opened.key_id.as_str()
-                ),
-            )));
-        }
         Ok(Ok(opened.plaintext.expose().to_string()))
     }
 
