@@ -1258,7 +1258,11 @@ impl AuditLog {
             made: Made::default(),
             key,
             head_path,
-            sealed: Mutex::new(head::read(&path.with_file_name("audit.head")).ok().flatten()),
+            sealed: Mutex::new(
+                head::read(&path.with_file_name("audit.head"))
+                    .ok()
+                    .flatten(),
+            ),
         });
         let appender = Arc::downgrade(&shared);
         let thread = std::thread::Builder::new()

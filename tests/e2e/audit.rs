@@ -332,7 +332,10 @@ async fn a_trail_cut_while_stopped_is_refused_until_the_gap_is_recorded() {
     std::fs::write(dir.join("audit.head"), &saved.1).unwrap();
     assert!(verify(&dir).0);
     let rolled_back = audit_cli(&dir, "verify", &["--anchor", &late_anchor]).unwrap_err();
-    assert!(rolled_back.to_string().contains("anchored"), "{rolled_back}");
+    assert!(
+        rolled_back.to_string().contains("anchored"),
+        "{rolled_back}"
+    );
     std::fs::write(dir.join("audit.log"), &now.0).unwrap();
     std::fs::write(dir.join("audit.head"), &now.1).unwrap();
 

@@ -1295,26 +1295,44 @@ async fn the_access_policy_sees_every_key_a_request_uses() {
     )
     .unwrap();
     let plugins_arg = plugins.display().to_string();
-    let s = TestServer::start_with_args(&["--plugins-dir", &plugins_arg, "--access-policy", "hostile"])
-        .unwrap();
+    let s =
+        TestServer::start_with_args(&["--plugins-dir", &plugins_arg, "--access-policy", "hostile"])
+            .unwrap();
     let c = s.client().unwrap();
     let key = crate::new_key(&c, "Aliyun_AES_256").await;
-    c.call("CreateAlias", &[("AliasName", "alias/app"), ("KeyId", &key)])
-        .await
-        .unwrap();
+    c.call(
+        "CreateAlias",
+        &[("AliasName", "alias/app"), ("KeyId", &key)],
+    )
+    .await
+    .unwrap();
     let sealed = c
         .call("Encrypt", &[("KeyId", "alias/app"), ("Plaintext", "hi")])
         .await
         .unwrap();
     let blob = sealed["CiphertextBlob"].as_str().unwrap();
     let denied = |e: arca_client::Error| {
-        let arca_client::Error::Api { status, code, message, .. } = &e else {
+        let arca_client::Error::Api {
+            status,
+            code,
+            message,
+            ..
+        } = &e
+        else {
             panic!("{e}")
         };
-        assert_eq!((*status, code.as_str()), (403, "Forbidden.NoPermission"), "{e}");
+        assert_eq!(
+            (*status, code.as_str()),
+            (403, "Forbidden.NoPermission"),
+            "{e}"
+        );
         assert!(message.contains(&format!(":key/{key}")), "{message}");
     };
-    denied(c.call("Decrypt", &[("CiphertextBlob", blob)]).await.unwrap_err());
+    denied(
+        c.call("Decrypt", &[("CiphertextBlob", blob)])
+            .await
+            .unwrap_err(),
+    );
     denied(
         c.call(
             "ReEncrypt",
@@ -1327,5 +1345,42 @@ async fn the_access_policy_sees_every_key_a_request_uses() {
         c.call("GenerateDataKey", &[("KeyId", "alias/app")])
             .await
             .unwrap_err(),
+    );
+}
+
+/// A manifest may pin its component's SHA-256: the right bytes load, other bytes (a file
+/// swapped beside the manifest) are refused with both hashes named.
+#[tokio::test]
+async fn a_pinned_component_loads_only_with_its_hash() {
+    let f = fixture().await;
+    let wasm = component("tests/components/hostile-policy/hostile_policy.wasm");
+    let actual = hex::encode(aws_lc_rs::digest::digest(
+        &aws_lc_rs::digest::SHA256,
+        &std::fs::read(&wasm).unwrap(),
+    ));
+    let pinned = |name: &str, hash: &str| {
+        format!(
+            "name = \"{name}\"\nworld = \"access-policy\"\nversion = \"1\"\ncomponent = \"@WASM@\"\n\
+             component-sha256 = \"{hash}\"\ncapabilities = [\"log\"]\n"
+        )
+    };
+    let wrong = "ab".repeat(32);
+    let dir = f.plugins_dir(
+        "p",
+        &[
+            ("good", pinned("good", &actual.to_uppercase()), wasm.clone()),
+            ("swapped", pinned("swapped", &wrong), wasm),
+        ],
+    );
+    let services = Services::new(Arc::clone(&f.kms), SqlConnections::none());
+    let host = Arc::new(PluginHost::new(Some(dir), f.dir.join("cache"), services).unwrap());
+    let report = host.load().await;
+    assert_eq!(report.loaded, ["good"], "{report:?}");
+    let all = report.failed.join("\n");
+    assert!(
+        all.contains(&format!(
+            "has SHA-256 {actual}, but the manifest pins {wrong}"
+        )),
+        "{all}"
     );
 }

@@ -177,10 +177,12 @@ impl Params {
 /// (a map key may itself contain dots).
 fn unflatten(flat: &[(&str, &str)]) -> serde_json::Value {
     use serde_json::Value;
-    let numbered = |rest: &str| {
-        let (index, field) = rest.split_once('.').map_or((rest, None), |(i, f)| (i, Some(f)));
+    fn numbered(rest: &str) -> Option<(u32, Option<&str>)> {
+        let (index, field) = rest
+            .split_once('.')
+            .map_or((rest, None), |(i, f)| (i, Some(f)));
         index.parse::<u32>().ok().map(|i| (i, field))
-    };
+    }
     if flat.iter().all(|(rest, _)| numbered(rest).is_some()) {
         let mut items: std::collections::BTreeMap<u32, Value> = Default::default();
         for (rest, v) in flat {
@@ -292,7 +294,10 @@ mod tests {
     #[test]
     fn structured_parameters_come_whole_or_flattened_never_both() {
         let p = Params::parse(Some("EncryptionContext=%7B%22a%22%3A%22b%22%7D"), None);
-        assert_eq!(p.structured("EncryptionContext").unwrap().unwrap(), r#"{"a":"b"}"#);
+        assert_eq!(
+            p.structured("EncryptionContext").unwrap().unwrap(),
+            r#"{"a":"b"}"#
+        );
         let p = Params::parse(
             Some("EncryptionContext.app=billing&EncryptionContext.x.y=z&EncryptionContextX=no"),
             None,
@@ -300,7 +305,10 @@ mod tests {
         let v: serde_json::Value =
             serde_json::from_str(&p.structured("EncryptionContext").unwrap().unwrap()).unwrap();
         assert_eq!(v, serde_json::json!({"app": "billing", "x.y": "z"}));
-        let p = Params::parse(Some("Tags.2.TagKey=k2&Tags.1.TagKey=k1&Tags.1.TagValue=v1"), None);
+        let p = Params::parse(
+            Some("Tags.2.TagKey=k2&Tags.1.TagKey=k1&Tags.1.TagValue=v1"),
+            None,
+        );
         let v: serde_json::Value =
             serde_json::from_str(&p.structured("Tags").unwrap().unwrap()).unwrap();
         assert_eq!(

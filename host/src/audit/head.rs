@@ -48,9 +48,9 @@ impl Standing {
             Standing::HeadMissing => Some(
                 "the sealed head (audit.head) is missing although the trail holds seals".into(),
             ),
-            Standing::HeadForged => Some(
-                "the sealed head (audit.head) does not verify under this root key".into(),
-            ),
+            Standing::HeadForged => {
+                Some("the sealed head (audit.head) does not verify under this root key".into())
+            }
             Standing::Cut { sealed, last } => Some(format!(
                 "the trail does not hold its sealed head: seq {sealed} was sealed, and the \
                  trail ends at seq {last} or holds another line there (lines were removed or \
@@ -61,7 +61,7 @@ impl Standing {
 }
 
 /// Reads `audit.head`; `None` when there is none.
-pub fn read(path: &Path) -> std::io::Result<Option<Head>> {
+pub(super) fn read(path: &Path) -> std::io::Result<Option<Head>> {
     match std::fs::read(path) {
         Ok(bytes) => serde_json::from_slice(&bytes)
             .map(Some)
@@ -208,7 +208,9 @@ pub fn accept_gap(log: &Path, key: &SecretBytes) -> std::io::Result<Gap> {
             time: now,
             event,
         };
-        chain.line(entry, key, &mut lines).map_err(std::io::Error::other)?;
+        chain
+            .line(entry, key, &mut lines)
+            .map_err(std::io::Error::other)?;
     }
     trail.write_all(&lines)?;
     trail.sync_data()?;

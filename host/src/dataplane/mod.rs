@@ -236,8 +236,14 @@ impl DataPlane {
             .to_owned();
         let client_key = auth::client_key_id(&parts.headers).ok().map(str::to_owned);
         let mut outcome = ops::Outcome::default();
-        let result = match Limited::new(body, MAX_BODY).collect().await {
-            Ok(body) => {
+        // The gateway's deadline: a body trickled in byte by byte must not hold a slot forever.
+        let read = tokio::time::timeout(
+            crate::api::BODY_READ_TIMEOUT,
+            Limited::new(body, MAX_BODY).collect(),
+        );
+        let result = match read.await {
+            Err(_) => Err(crate::error::ApiError::BodyTimeout.into()),
+            Ok(Ok(body)) => {
                 let body = body.to_bytes();
                 let span = tracing::info_span!("request", request_id = %request_id, %instance);
                 self.serve_one(
@@ -252,7 +258,7 @@ impl DataPlane {
                 .instrument(span)
                 .await
             }
-            Err(_) => Err(Failure::new(
+            Ok(Err(_)) => Err(Failure::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "RequestEntityTooLarge",
                 "The request body is too large.",

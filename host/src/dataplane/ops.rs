@@ -19,8 +19,8 @@ use crate::crypto::aead::NONCE_LEN;
 use crate::crypto::asymmetric::SignAlgorithm;
 use crate::ids::{KeyRef, KeyVersionId, SecretRef};
 use crate::kms::Caller;
-use crate::kms::crypto_ops::Domain;
 use crate::kms::access_points::ClientKeyContext;
+use crate::kms::crypto_ops::Domain;
 use crate::kms::envelope::{Blob, raw_aad};
 use crate::kms::instances::InstanceRecord;
 use crate::kms::model::{KeyRecord, KeyState};
@@ -380,7 +380,14 @@ impl<'a> Call<'a> {
         let sealed = self
             .plane
             .kms
-            .gcm_seal(&key, &version, Domain::Instance, iv, req.aad, plaintext.expose())
+            .gcm_seal(
+                &key,
+                &version,
+                Domain::Instance,
+                iv,
+                req.aad,
+                plaintext.expose(),
+            )
             .await?;
         out.version = Some(version);
         reply(&proto::EncryptResponse {
@@ -413,7 +420,14 @@ impl<'a> Call<'a> {
             match self
                 .plane
                 .kms
-                .gcm_open(key, version, Domain::Instance, iv, aad.to_vec(), sealed.to_vec())
+                .gcm_open(
+                    key,
+                    version,
+                    Domain::Instance,
+                    iv,
+                    aad.to_vec(),
+                    sealed.to_vec(),
+                )
                 .await
             {
                 Ok((_, plaintext)) => {
@@ -464,7 +478,14 @@ impl<'a> Call<'a> {
         let sealed = self
             .plane
             .kms
-            .gcm_seal(&key, &version, Domain::Instance, iv, req.aad, data_key.expose())
+            .gcm_seal(
+                &key,
+                &version,
+                Domain::Instance,
+                iv,
+                req.aad,
+                data_key.expose(),
+            )
             .await?;
         out.version = Some(version);
         reply(&proto::GenerateDataKeyResponse {
@@ -492,7 +513,14 @@ impl<'a> Call<'a> {
         let sealed = self
             .plane
             .kms
-            .gcm_seal(key, &version, Domain::Instance, iv, raw_aad(&version, aad), plaintext)
+            .gcm_seal(
+                key,
+                &version,
+                Domain::Instance,
+                iv,
+                raw_aad(&version, aad),
+                plaintext,
+            )
             .await?;
         let mut blob = ADVANCE_PREFIX.to_vec();
         blob.extend_from_slice(
@@ -566,7 +594,14 @@ impl<'a> Call<'a> {
         let (_, plaintext) = self
             .plane
             .kms
-            .gcm_open(&key, &blob.version, Domain::Instance, blob.nonce, aad, blob.sealed)
+            .gcm_open(
+                &key,
+                &blob.version,
+                Domain::Instance,
+                blob.nonce,
+                aad,
+                blob.sealed,
+            )
             .await?;
         out.version = Some(blob.version.clone());
         reply(&proto::DecryptResponse {
@@ -859,7 +894,14 @@ impl<'a> Call<'a> {
             let sealed = self
                 .plane
                 .kms
-                .gcm_seal(&key, &version, Domain::Instance, iv, req.aad, private.expose())
+                .gcm_seal(
+                    &key,
+                    &version,
+                    Domain::Instance,
+                    iv,
+                    req.aad,
+                    private.expose(),
+                )
                 .await?;
             (sealed, iv, version)
         };

@@ -183,6 +183,9 @@ struct RawManifest {
     world: String,
     version: String,
     component: PathBuf,
+    /// The component's SHA-256 (hex), when the author or operator pins it.
+    #[serde(default)]
+    component_sha256: Option<String>,
     #[serde(default)]
     capabilities: Vec<String>,
     #[serde(default)]
@@ -202,6 +205,9 @@ pub struct Manifest {
     pub version: String,
     /// The component file (absolute).
     pub component: PathBuf,
+    /// The SHA-256 the component's bytes must have (lower-case hex), when pinned: a file
+    /// swapped beside the manifest is then refused instead of run with the manifest's grants.
+    pub component_sha256: Option<String>,
     /// Granted capabilities, sorted.
     pub capabilities: Vec<Capability>,
     /// Per-resource grants.
@@ -270,12 +276,20 @@ impl Manifest {
         if concurrency == 0 || concurrency > 256 {
             return Err("limits.concurrency must be 1..=256".into());
         }
+        let component_sha256 = match raw.component_sha256 {
+            Some(h) if h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()) => {
+                Some(h.to_ascii_lowercase())
+            }
+            Some(_) => return Err("component-sha256 must be 64 hex digits".into()),
+            None => None,
+        };
         let dir = path.parent().unwrap_or(Path::new("."));
         Ok(Manifest {
             name: raw.name,
             world,
             version: raw.version,
             component: dir.join(raw.component),
+            component_sha256,
             capabilities,
             grants,
             limits: Limits {

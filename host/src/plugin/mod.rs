@@ -513,6 +513,15 @@ impl PluginHost {
         }
         let wasm = std::fs::read(&manifest.component)
             .map_err(|e| fail(format!("component {}: {e}", manifest.component.display())))?;
+        if let Some(pinned) = &manifest.component_sha256 {
+            let actual = crate::crypto::sha256_hex(&wasm);
+            if actual != *pinned {
+                return Err(fail(format!(
+                    "component {} has SHA-256 {actual}, but the manifest pins {pinned}",
+                    manifest.component.display()
+                )));
+            }
+        }
         let (component, outcome, cache_key) = self
             .engine
             .compile_cached(&wasm, &self.cache_dir)

@@ -157,11 +157,8 @@ impl Action for ListAliasesByKeyId {
         Some(self.key.to_string())
     }
 
-
     fn key_refs(&mut self) -> Vec<&mut KeyRef> {
-
         vec![&mut self.key]
-
     }
 
     async fn handle(self, ctx: &Ctx<'_>) -> Result<AliasesReply, ApiError> {

@@ -91,11 +91,8 @@ impl Action for AsymmetricSign {
         Some(self.target.key.to_string())
     }
 
-
     fn key_refs(&mut self) -> Vec<&mut KeyRef> {
-
         vec![&mut self.target.key]
-
     }
 
     async fn handle(self, ctx: &Ctx<'_>) -> Result<SignReply, ApiError> {
@@ -147,11 +144,8 @@ impl Action for AsymmetricVerify {
         Some(self.target.key.to_string())
     }
 
-
     fn key_refs(&mut self) -> Vec<&mut KeyRef> {
-
         vec![&mut self.target.key]
-
     }
 
     async fn handle(self, ctx: &Ctx<'_>) -> Result<VerifyReply, ApiError> {
@@ -208,11 +202,8 @@ impl Action for AsymmetricEncrypt {
         Some(self.target.key.to_string())
     }
 
-
     fn key_refs(&mut self) -> Vec<&mut KeyRef> {
-
         vec![&mut self.target.key]
-
     }
 
     async fn handle(self, ctx: &Ctx<'_>) -> Result<EncryptReply, ApiError> {
@@ -268,11 +259,8 @@ impl Action for AsymmetricDecrypt {
         Some(self.target.key.to_string())
     }
 
-
     fn key_refs(&mut self) -> Vec<&mut KeyRef> {
-
         vec![&mut self.target.key]
-
     }
 
     async fn handle(self, ctx: &Ctx<'_>) -> Result<DecryptReply, ApiError> {
@@ -314,11 +302,8 @@ impl Action for GetPublicKey {
         Some(self.0.key.to_string())
     }
 
-
     fn key_refs(&mut self) -> Vec<&mut KeyRef> {
-
         vec![&mut self.0.key]
-
     }
 
     async fn handle(self, ctx: &Ctx<'_>) -> Result<PublicKeyReply, ApiError> {

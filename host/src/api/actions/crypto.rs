@@ -70,11 +70,8 @@ impl Action for Encrypt {
         Some(self.key.to_string())
     }
 
-
     fn key_refs(&mut self) -> Vec<&mut KeyRef> {
-
         vec![&mut self.key]
-
     }
 
     async fn handle(self, ctx: &Ctx<'_>) -> Result<SealedReply, ApiError> {
@@ -266,11 +263,8 @@ impl Action for GenerateDataKey {
         Some(self.key.to_string())
     }
 
-
     fn key_refs(&mut self) -> Vec<&mut KeyRef> {
-
         vec![&mut self.key]
-
     }
 
     async fn handle(self, ctx: &Ctx<'_>) -> Result<DataKeyReply, ApiError> {

@@ -46,11 +46,8 @@ impl Action for GetParametersForImport {
         Some(self.key.to_string())
     }
 
-
     fn key_refs(&mut self) -> Vec<&mut KeyRef> {
-
         vec![&mut self.key]
-
     }
 
     async fn handle(self, ctx: &Ctx<'_>) -> Result<ParametersReply, ApiError> {
@@ -99,11 +96,8 @@ impl Action for ImportKeyMaterial {
         Some(self.key.to_string())
     }
 
-
     fn key_refs(&mut self) -> Vec<&mut KeyRef> {
-
         vec![&mut self.key]
-
     }
 
     async fn handle(self, ctx: &Ctx<'_>) -> Result<Empty, ApiError> {
@@ -136,11 +130,8 @@ impl Action for DeleteKeyMaterial {
         Some(self.0.to_string())
     }
 
-
     fn key_refs(&mut self) -> Vec<&mut KeyRef> {
-
         vec![&mut self.0]
-
     }
 
     async fn handle(self, ctx: &Ctx<'_>) -> Result<Empty, ApiError> {

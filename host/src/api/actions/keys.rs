@@ -175,11 +175,8 @@ impl Action for DescribeKey {
         Some(self.0.to_string())
     }
 
-
     fn key_refs(&mut self) -> Vec<&mut KeyRef> {
-
         vec![&mut self.0]
-
     }
 
     async fn handle(self, ctx: &Ctx<'_>) -> Result<KeyMetadataReply, ApiError> {
@@ -378,11 +375,8 @@ impl Action for UpdateKeyDescription {
         Some(self.key.to_string())
     }
 
-
     fn key_refs(&mut self) -> Vec<&mut KeyRef> {
-
         vec![&mut self.key]
-
     }
 
     async fn handle(self, ctx: &Ctx<'_>) -> Result<Empty, ApiError> {
@@ -441,11 +435,8 @@ impl Action for GetKeyPolicy {
         Some(self.0.to_string())
     }
 
-
     fn key_refs(&mut self) -> Vec<&mut KeyRef> {
-
         vec![&mut self.0]
-
     }
 
     async fn handle(self, ctx: &Ctx<'_>) -> Result<PolicyReply, ApiError> {
@@ -478,11 +469,8 @@ impl Action for SetKeyPolicy {
         Some(self.key.to_string())
     }
 
-
     fn key_refs(&mut self) -> Vec<&mut KeyRef> {
-
         vec![&mut self.key]
-
     }
 
     async fn handle(self, ctx: &Ctx<'_>) -> Result<Empty, ApiError> {

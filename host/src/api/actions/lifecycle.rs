@@ -50,11 +50,8 @@ impl Action for CreateKeyVersion {
         Some(self.0.to_string())
     }
 
-
     fn key_refs(&mut self) -> Vec<&mut KeyRef> {
-
         vec![&mut self.0]
-
     }
 
     async fn handle(self, ctx: &Ctx<'_>) -> Result<KeyVersionReply, ApiError> {
@@ -88,11 +85,8 @@ impl Action for DescribeKeyVersion {
         Some(self.key.to_string())
     }
 
-
     fn key_refs(&mut self) -> Vec<&mut KeyRef> {
-
         vec![&mut self.key]
-
     }
 
     async fn handle(self, ctx: &Ctx<'_>) -> Result<KeyVersionReply, ApiError> {
@@ -136,11 +130,8 @@ impl Action for ListKeyVersions {
         Some(self.key.to_string())
     }
 
-
     fn key_refs(&mut self) -> Vec<&mut KeyRef> {
-
         vec![&mut self.key]
-
     }
 
     async fn handle(self, ctx: &Ctx<'_>) -> Result<KeyVersionsReply, ApiError> {
@@ -190,11 +181,8 @@ impl Action for UpdateRotationPolicy {
         Some(self.key.to_string())
     }
 
-
     fn key_refs(&mut self) -> Vec<&mut KeyRef> {
-
         vec![&mut self.key]
-
     }
 
     async fn handle(self, ctx: &Ctx<'_>) -> Result<Empty, ApiError> {
@@ -233,11 +221,8 @@ impl Action for ScheduleKeyDeletion {
         Some(self.key.to_string())
     }
 
-
     fn key_refs(&mut self) -> Vec<&mut KeyRef> {
-
         vec![&mut self.key]
-
     }
 
     async fn handle(self, ctx: &Ctx<'_>) -> Result<Empty, ApiError> {
@@ -285,11 +270,8 @@ impl Action for SetDeletionProtection {
         Some(self.key.to_string())
     }
 
-
     fn key_refs(&mut self) -> Vec<&mut KeyRef> {
-
         vec![&mut self.key]
-
     }
 
     async fn handle(self, ctx: &Ctx<'_>) -> Result<Empty, ApiError> {

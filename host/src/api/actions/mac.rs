@@ -52,11 +52,8 @@ impl Action for GenerateMac {
         Some(self.key.to_string())
     }
 
-
     fn key_refs(&mut self) -> Vec<&mut KeyRef> {
-
         vec![&mut self.key]
-
     }
 
     async fn handle(self, ctx: &Ctx<'_>) -> Result<MacReply, ApiError> {
@@ -107,11 +104,8 @@ impl Action for VerifyMac {
         Some(self.key.to_string())
     }
 
-
     fn key_refs(&mut self) -> Vec<&mut KeyRef> {
-
         vec![&mut self.key]
-
     }
 
     async fn handle(self, ctx: &Ctx<'_>) -> Result<VerifyMacReply, ApiError> {

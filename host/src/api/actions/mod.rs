@@ -199,12 +199,20 @@ async fn run<A: Action>(
                 // Pinned: the action uses the key the policy saw, even if the alias moves.
                 *key = KeyRef::Id(record.key_id.clone());
             }
-            keys.push(key_arn(ctx.kms.region(), &record.account_id, &record.key_id));
+            keys.push(key_arn(
+                ctx.kms.region(),
+                &record.account_id,
+                &record.key_id,
+            ));
         }
         for blob in action.blobs() {
             // A blob whose key the caller cannot see fails in the action, as garbage.
             if let Some(record) = ctx.kms.key_of_blob(&ctx.caller, blob)? {
-                keys.push(key_arn(ctx.kms.region(), &record.account_id, &record.key_id));
+                keys.push(key_arn(
+                    ctx.kms.region(),
+                    &record.account_id,
+                    &record.key_id,
+                ));
             }
         }
         let named = outcome

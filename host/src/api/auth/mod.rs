@@ -136,7 +136,10 @@ pub fn action_and_version<'r>(req: &SignedRequest<'r>) -> Result<(&'r str, &'r s
             _ => Ok(value),
         }
     };
-    Ok((pick("x-acs-action", "Action")?, pick("x-acs-version", "Version")?))
+    Ok((
+        pick("x-acs-action", "Action")?,
+        pick("x-acs-version", "Version")?,
+    ))
 }
 
 /// Which signature scheme `req` uses, with the V3 `Authorization` header parsed.

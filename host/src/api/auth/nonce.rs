@@ -27,7 +27,7 @@ use super::MAX_SKEW_SECONDS;
 use crate::secret::SecretBytes;
 
 /// Entries the journal holds: 16 MiB.
-pub const SLOTS: usize = 1 << 20;
+pub(super) const SLOTS: usize = 1 << 20;
 const SLOT: usize = 16;
 
 /// Remembers recent nonces.
@@ -187,7 +187,10 @@ impl NonceCache {
         stamped.unix_timestamp().div_euclid(60) <= self.fence
     }
 
-    #[allow(deprecated, reason = "std's SipHasher is the keyed SipHash-2-4 it still ships")]
+    #[allow(
+        deprecated,
+        reason = "std's SipHasher is the keyed SipHash-2-4 it still ships"
+    )]
     fn digest(&self, access_key: &str, nonce: &str) -> u64 {
         let mut h = std::hash::SipHasher::new_with_keys(self.keys.0, self.keys.1);
         (access_key, nonce).hash(&mut h);
@@ -280,7 +283,10 @@ mod tests {
         assert!(c.insert("ak", "n2", t(1_700_000_000 - 600), now));
         drop(c);
         let c = NonceCache::with_journal(900, NonceJournal::open(&path, &key).unwrap(), now);
-        assert!(!c.insert("ak", "n1", now, now), "a replay after the restart");
+        assert!(
+            !c.insert("ak", "n1", now, now),
+            "a replay after the restart"
+        );
         assert!(!c.insert("ak", "n2", t(1_700_000_000 - 600), now));
         assert!(c.insert("ak", "n3", now, now));
         assert!(!c.fenced(now));
