@@ -178,8 +178,9 @@ pub async fn open_with_clock(
     let sealer = root.sealer();
     let audit_key = root.audit_key();
     let replay_path = dir.join("nonces.journal");
-    let replay_journal = crate::api::auth::NonceJournal::open(&replay_path, &root.replay_key())
-        .map_err(io_err(&replay_path))?;
+    let replay_journal =
+        crate::api::auth::NonceJournal::open(&replay_path, &root.replay_key(), clock.now())
+            .map_err(io_err(&replay_path))?;
     check_root_key(&store, &sealer)?;
     let kms = Arc::new(Kms::new(
         Arc::new(store),

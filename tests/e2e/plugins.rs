@@ -1375,7 +1375,10 @@ async fn a_pinned_component_loads_only_with_its_hash() {
     let services = Services::new(Arc::clone(&f.kms), SqlConnections::none());
     let host = Arc::new(PluginHost::new(Some(dir), f.dir.join("cache"), services).unwrap());
     let report = host.load().await;
-    assert_eq!(report.loaded, ["good"], "{report:?}");
+    assert!(
+        report.loaded.len() == 1 && report.loaded[0].starts_with("good"),
+        "{report:?}"
+    );
     let all = report.failed.join("\n");
     assert!(
         all.contains(&format!(

@@ -89,7 +89,9 @@ pub(super) fn standing(
     last: Option<&(u64, String)>,
 ) -> std::io::Result<Standing> {
     let Some(head) = read(head_path)? else {
-        return Ok(if holds_a_seal(trail)? {
+        // The first head is written just after the first seal is fsynced: a crash between the
+        // two leaves one seal and no head. Two seals without a head are a removed head.
+        return Ok(if seals_up_to_two(trail)? >= 2 {
             Standing::HeadMissing
         } else {
             Standing::Whole
@@ -114,19 +116,23 @@ pub(super) fn standing(
     })
 }
 
-/// Whether the trail holds a seal line: read from the start up to the first one (within the
-/// first [`SEAL_INTERVAL`](super::SEAL_INTERVAL) of events), or the whole of a trail that has
-/// none (a crash before the first seal leaves only a few lines).
-fn holds_a_seal(trail: &mut File) -> std::io::Result<bool> {
+/// How many seal lines the trail holds, counting up to two: read from the start up to the
+/// second (within the first two [`SEAL_INTERVAL`](super::SEAL_INTERVAL)s of events), or the
+/// whole of a trail that has fewer (a crash that early leaves only a few lines).
+fn seals_up_to_two(trail: &mut File) -> std::io::Result<usize> {
     trail.seek(SeekFrom::Start(0))?;
     let reader = BufReader::new(&mut *trail);
+    let mut seals = 0;
     for line in reader.split(b'\n') {
         // Only a seal line has this member: a value holding the text has its quotes escaped.
         if line?.windows(9).any(|w| w == b",\"seal\":\"") {
-            return Ok(true);
+            seals += 1;
+            if seals == 2 {
+                break;
+            }
         }
     }
-    Ok(false)
+    Ok(seals)
 }
 
 /// The hash of the line with `seq`, read backwards from the end (the head is at most a few

@@ -54,16 +54,25 @@ pub struct NonceJournal {
     map: memmap2::MmapMut,
     next: usize,
     keys: (u64, u64),
+    /// What the file held at open that may still be in a window (the longest is a day).
+    loaded: Vec<(i64, u64)>,
+    /// Whether the ring had wrapped, and the oldest minute it held: see the module doc.
+    wrapped_since: Option<i64>,
 }
+
+/// The longest clock-skew window (`--max-clock-skew` allows a day), in minutes.
+const LONGEST_WINDOW_MINUTES: i64 = 24 * 60 + 1;
 
 impl NonceJournal {
     /// Opens (creating) the journal at `path`, with digests keyed by `key` (derived from the
-    /// root key, so that they are the same after a restart).
+    /// root key, so that they are the same after a restart), and reads what it holds from
+    /// within a day of `now`, rewriting the file with just that. Done at start-up, before the
+    /// listeners: a scan of the whole ring.
     #[allow(
         unsafe_code,
         reason = "mapping a file: memmap2 cannot rule out another process changing it"
     )]
-    pub fn open(path: &Path, key: &SecretBytes) -> std::io::Result<Self> {
+    pub fn open(path: &Path, key: &SecretBytes, now: OffsetDateTime) -> std::io::Result<Self> {
         let file = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -83,22 +92,36 @@ impl NonceJournal {
                 .and_then(|b| b.try_into().ok())
                 .map_or(0, u64::from_le_bytes)
         };
-        Ok(Self {
+        let oldest_kept = now.unix_timestamp().div_euclid(60) - LONGEST_WINDOW_MINUTES;
+        let (mut loaded, mut full, mut oldest) = (Vec::new(), true, i64::MAX);
+        for slot in map.chunks_exact(SLOT) {
+            let (minute, digest) = slot.split_at(8);
+            let minute = i64::from_le_bytes(minute.try_into().unwrap_or([0; 8]));
+            if minute == 0 {
+                full = false;
+                continue;
+            }
+            oldest = oldest.min(minute);
+            if minute >= oldest_kept {
+                loaded.push((
+                    minute,
+                    u64::from_le_bytes(digest.try_into().unwrap_or([0; 8])),
+                ));
+            }
+        }
+        let mut journal = Self {
             map,
             next: 0,
             keys: (word(0), word(8)),
-        })
-    }
-
-    fn slot(&self, i: usize) -> (i64, u64) {
-        let at = i * SLOT;
-        let read = |o: usize| -> [u8; 8] {
-            self.map
-                .get(at + o..at + o + 8)
-                .and_then(|b| b.try_into().ok())
-                .unwrap_or([0; 8])
+            loaded: Vec::new(),
+            wrapped_since: full.then_some(oldest),
         };
-        (i64::from_le_bytes(read(0)), u64::from_le_bytes(read(8)))
+        journal.map.fill(0);
+        for (minute, digest) in &loaded {
+            journal.put(*minute, *digest);
+        }
+        journal.loaded = loaded;
+        Ok(journal)
     }
 
     fn put(&mut self, minute: i64, digest: u64) {
@@ -138,32 +161,17 @@ impl NonceCache {
         let window = seconds.max(1);
         let oldest_live = oldest_live(now, window);
         let mut buckets: BTreeMap<i64, HashSet<u64>> = BTreeMap::new();
-        let (mut full, mut oldest) = (true, i64::MAX);
-        for i in 0..SLOTS {
-            let (minute, digest) = journal.slot(i);
-            if minute == 0 {
-                full = false;
-                continue;
-            }
-            oldest = oldest.min(minute);
+        for (minute, digest) in std::mem::take(&mut journal.loaded) {
             if minute >= oldest_live {
                 buckets.entry(minute).or_default().insert(digest);
             }
         }
         // A ring that wrapped lost entries older than its oldest: fence those minutes (and
         // that one, which it may hold only in part) while they are in the window.
-        let fence = if full && oldest >= oldest_live {
-            oldest
-        } else {
-            i64::MIN
+        let fence = match journal.wrapped_since {
+            Some(oldest) if oldest >= oldest_live => oldest,
+            _ => i64::MIN,
         };
-        journal.map.fill(0);
-        journal.next = 0;
-        for (minute, digests) in &buckets {
-            for digest in digests {
-                journal.put(*minute, *digest);
-            }
-        }
         let keys = journal.keys;
         Self {
             keys,
@@ -278,11 +286,11 @@ mod tests {
         let path = dir.path().join("nonces.journal");
         let key = SecretBytes::random(32);
         let now = t(1_700_000_000);
-        let c = NonceCache::with_journal(900, NonceJournal::open(&path, &key).unwrap(), now);
+        let c = NonceCache::with_journal(900, NonceJournal::open(&path, &key, now).unwrap(), now);
         assert!(c.insert("ak", "n1", now, now));
         assert!(c.insert("ak", "n2", t(1_700_000_000 - 600), now));
         drop(c);
-        let c = NonceCache::with_journal(900, NonceJournal::open(&path, &key).unwrap(), now);
+        let c = NonceCache::with_journal(900, NonceJournal::open(&path, &key, now).unwrap(), now);
         assert!(
             !c.insert("ak", "n1", now, now),
             "a replay after the restart"
@@ -294,12 +302,13 @@ mod tests {
         // Twenty minutes on, n1 left the window: it is forgotten (and would fail the clock
         // check); n3 again twice.
         let later = t(1_700_000_000 + 1200);
-        let c = NonceCache::with_journal(900, NonceJournal::open(&path, &key).unwrap(), later);
+        let c =
+            NonceCache::with_journal(900, NonceJournal::open(&path, &key, later).unwrap(), later);
         assert_eq!(c.len(), 0);
         drop(c);
         // Another root key: other digests, so nothing matches (and nothing is wrongly refused).
         let other = SecretBytes::random(32);
-        let c = NonceCache::with_journal(900, NonceJournal::open(&path, &other).unwrap(), now);
+        let c = NonceCache::with_journal(900, NonceJournal::open(&path, &other, now).unwrap(), now);
         assert!(c.insert("ak", "n-new", now, now));
     }
 }
