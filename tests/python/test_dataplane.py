@@ -435,7 +435,7 @@ def test_a_chosen_iv_or_aad_reaches_nothing_of_the_gateway(tenant):
     client = tenant.client(tenant.app("ivs", [KEY_USER], ["key/*"]))
     payload = "the gateway's secret payload"
     blob_b64 = tenant.kms("Encrypt", KeyId=aes, Plaintext=payload,
-                          EncryptionContext=json.dumps({"tenant": "t1"}))["CiphertextBlob"]
+                          EncryptionContext={"tenant": "t1"})["CiphertextBlob"]
     blob = base64.b64decode(blob_b64)
     version, iv, sealed = blob[:36], blob[36:48], blob[48:]
     ciphertext = sealed[:-16]
@@ -458,7 +458,7 @@ def test_a_chosen_iv_or_aad_reaches_nothing_of_the_gateway(tenant):
         key_id=aes, ciphertext_blob=sealed, iv=iv, aad=context_aad))
     # The gateway still opens its own blob, and the data plane its own ciphertexts.
     assert tenant.kms("Decrypt", CiphertextBlob=blob_b64,
-                      EncryptionContext=json.dumps({"tenant": "t1"}))["Plaintext"] == payload
+                      EncryptionContext={"tenant": "t1"})["Plaintext"] == payload
     mine = client.encrypt(models.EncryptRequest(key_id=aes, plaintext=b"mine", iv=iv, aad=b"a"))
     assert client.decrypt(models.DecryptRequest(key_id=aes, ciphertext_blob=mine.ciphertext_blob,
                                                 iv=iv, aad=b"a")).plaintext == b"mine"
