@@ -59,6 +59,8 @@ pub struct PluginSetup {
 pub struct Listeners {
     /// The API (the Alibaba RPC gateway).
     pub api: TcpListener,
+    /// Serve the API over TLS only, with this acceptor (`--tls-cert`/`--tls-key`).
+    pub tls: Option<api::tls::Acceptor>,
     /// `/metrics`, `/healthz`, `/readyz` and `/status`, if wanted.
     pub admin: Option<TcpListener>,
     /// How far a request's signed time may be from the server's clock; nonces are
@@ -78,6 +80,7 @@ pub async fn serve(
 ) {
     let Listeners {
         api: listener,
+        tls,
         admin: admin_listener,
         max_clock_skew,
         server_names,
@@ -138,7 +141,7 @@ pub async fn serve(
             let admin = Arc::clone(&admin);
             async move { admin::handle(&admin, req).await }
         };
-        tokio::spawn(api::server::serve_http(l, service, async {
+        tokio::spawn(api::server::serve_http(l, None, service, async {
             let _ = admin_stopped.await;
         }))
     });
@@ -150,7 +153,7 @@ pub async fn serve(
             admin.set_serving(false);
         }
     };
-    api::server::run(listener, app.clone(), api_shutdown).await;
+    api::server::run(listener, tls, app.clone(), api_shutdown).await;
     let _ = admin_stop.send(());
     if let Some(task) = admin_task {
         let _ = task.await;

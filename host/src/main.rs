@@ -68,6 +68,13 @@ enum Command {
         /// is checked but not bound by the signature.)
         #[arg(long = "server-name")]
         server_names: Vec<String>,
+        /// Serve the API over HTTPS only, with the certificate chain in this PEM file (leaf
+        /// first); needs --tls-key.
+        #[arg(long, requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// The private key (PEM: PKCS#8, PKCS#1 or SEC1) for --tls-cert.
+        #[arg(long, requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
         /// Read the root key from this file instead of DATA_DIR/root.key (or ARCA_ROOT_KEY).
         #[arg(long, conflicts_with = "root_key_hsm")]
         root_key_file: Option<PathBuf>,
@@ -319,6 +326,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
             admin_listen,
             max_clock_skew,
             server_names,
+            tls_cert,
+            tls_key,
             root_key_file,
             root_key_hsm,
             plugins_dir,
@@ -335,6 +344,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                     admin_listen,
                     max_clock_skew,
                     server_names,
+                    tls: tls_cert.zip(tls_key),
                     plugins_dir,
                     access_policy,
                     instances,
@@ -565,6 +575,8 @@ struct Extras {
     admin_listen: Option<SocketAddr>,
     max_clock_skew: u64,
     server_names: Vec<String>,
+    /// `--tls-cert` and `--tls-key`.
+    tls: Option<(PathBuf, PathBuf)>,
     plugins_dir: Option<PathBuf>,
     access_policy: Option<String>,
     instances: InstanceArgs,
@@ -609,12 +621,18 @@ async fn serve(
         admin_listen,
         max_clock_skew,
         server_names,
+        tls,
         plugins_dir,
         access_policy,
         instances,
         hsm,
         root_key_hsm,
     } = extras;
+    // Read before anything else, so that a wrong file fails the start at once.
+    let tls = tls
+        .map(|(cert, key)| arca_host::api::tls::acceptor_from_pem(&cert, &key))
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
     let hsm = open_hsm(hsm).await?.map(std::sync::Arc::new);
     let root_key = match &hsm {
         Some(hsm) if root_key_hsm => RootKeySource::Hsm(std::sync::Arc::clone(hsm)),
@@ -640,8 +658,17 @@ async fn serve(
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
     let addr = listener.local_addr()?;
+    if tls.is_none() && !addr.ip().is_loopback() {
+        tracing::warn!(
+            %addr,
+            "serving the API over plain HTTP on a non-loopback address: signatures protect \
+             requests, but plaintexts, data keys and secret values cross the network in the \
+             clear; use --tls-cert and --tls-key, or a TLS proxy"
+        );
+    }
+    let scheme = if tls.is_some() { "https" } else { "http" };
     tracing::info!(
-        endpoint = %format!("http://{addr}"),
+        endpoint = %format!("{scheme}://{addr}"),
         region,
         credentials = %dir.credentials_path.display(),
         "Arca is serving; admin credentials are in the credentials file"
@@ -658,6 +685,7 @@ async fn serve(
     };
     let listeners = arca_host::Listeners {
         api: listener,
+        tls,
         admin: admin_listener,
         max_clock_skew: std::time::Duration::from_secs(max_clock_skew),
         server_names,

@@ -462,3 +462,21 @@ def test_a_chosen_iv_or_aad_reaches_nothing_of_the_gateway(tenant):
     mine = client.encrypt(models.EncryptRequest(key_id=aes, plaintext=b"mine", iv=iv, aad=b"a"))
     assert client.decrypt(models.DecryptRequest(key_id=aes, ciphertext_blob=mine.ciphertext_blob,
                                                 iv=iv, aad=b"a")).plaintext == b"mine"
+
+
+def test_a_slow_body_is_cut_off(tenant):
+    """A body trickled in (here: promised and never sent) gets 408 after the gateway's 10 s
+    deadline instead of holding a connection slot forever."""
+    import socket
+    import ssl
+    host, port = tenant.instance["Endpoint"].rsplit(":", 1)
+    ctx = ssl.create_default_context(cadata=tenant.instance["CaCertificateChainPem"])
+    ctx.check_hostname = False
+    started = time.time()
+    with socket.create_connection((host, int(port)), timeout=30) as raw:
+        with ctx.wrap_socket(raw) as tls:
+            tls.sendall(b"POST / HTTP/1.1\r\nHost: kms\r\nContent-Type: application/x-protobuf\r\n"
+                        b"Content-Length: 100\r\n\r\n")
+            reply = tls.recv(4096)
+    assert reply.startswith(b"HTTP/1.1 408"), reply[:80]
+    assert time.time() - started < 25

@@ -9,6 +9,7 @@ pub mod auth;
 pub mod junk;
 pub mod params;
 pub mod server;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

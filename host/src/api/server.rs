@@ -1,6 +1,7 @@
-//! The accept loop: one hyper HTTP/1.1 connection task per client, keep-alive, a bound on
-//! concurrent connections, a header-read timeout against slow-loris clients, and graceful
-//! shutdown that lets in-flight requests finish.
+//! The accept loop: one hyper HTTP/1.1 connection task per client, over TLS when configured,
+//! keep-alive, a bound on concurrent connections, a header-read timeout against slow-loris
+//! clients (and a handshake timeout), and graceful shutdown that lets in-flight requests
+//! finish.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -28,19 +29,29 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long shutdown waits for in-flight requests.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
-/// Serves the API on `listener` until `shutdown` completes, then drains open connections.
-pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Output = ()>) {
+/// Serves the API on `listener` (over TLS with `tls`) until `shutdown` completes, then drains
+/// open connections.
+pub async fn run(
+    listener: TcpListener,
+    tls: Option<super::tls::Acceptor>,
+    app: Arc<App>,
+    shutdown: impl Future<Output = ()>,
+) {
     let service = move |req, peer| {
         let app = Arc::clone(&app);
         async move { handle(&app, req, peer).await }
     };
-    serve_http(listener, service, shutdown).await;
+    serve_http(listener, tls, service, shutdown).await;
 }
 
-/// Serves `listener` with `service` until `shutdown` completes, then drains open connections.
-/// The API and the admin listener share it, and so its limits.
-pub async fn serve_http<S, F>(listener: TcpListener, service: S, shutdown: impl Future<Output = ()>)
-where
+/// Serves `listener` with `service` (over TLS with `tls`) until `shutdown` completes, then
+/// drains open connections. The API and the admin listener share it, and so its limits.
+pub async fn serve_http<S, F>(
+    listener: TcpListener,
+    tls: Option<super::tls::Acceptor>,
+    service: S,
+    shutdown: impl Future<Output = ()>,
+) where
     S: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<Full<Bytes>>> + Send + 'static,
 {
@@ -73,13 +84,39 @@ where
             let reply = serve(req, peer);
             async move { Ok::<_, Infallible>(reply.await) }
         });
-        let conn = http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(HEADER_READ_TIMEOUT)
-            .serve_connection(TokioIo::new(stream), service);
-        let conn = graceful.watch(conn);
+        let watcher = graceful.watcher();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
+            let http = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
+                .clone();
+            let served = match tls {
+                None => {
+                    watcher
+                        .watch(http.serve_connection(TokioIo::new(stream), service))
+                        .await
+                }
+                Some(acceptor) => {
+                    let handshake = tokio::time::timeout(
+                        super::tls::HANDSHAKE_TIMEOUT,
+                        acceptor.0.accept(stream),
+                    );
+                    match handshake.await {
+                        Ok(Ok(stream)) => {
+                            watcher
+                                .watch(http.serve_connection(TokioIo::new(stream), service))
+                                .await
+                        }
+                        Ok(Err(e)) => {
+                            tracing::debug!(error = %e, %peer, "TLS handshake failed");
+                            Ok(())
+                        }
+                        Err(_) => Ok(()),
+                    }
+                }
+            };
+            if let Err(e) = served {
                 tracing::debug!(error = %e, %peer, "connection ended with an error");
             }
             drop(permit);
