@@ -40,6 +40,10 @@ enum LogFormat {
 }
 
 #[derive(Debug, Subcommand)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "parsed once at start; `serve` simply takes the most flags"
+)]
 enum Command {
     /// Serve the API (creating the data directory on first start).
     Serve {
