@@ -510,7 +510,7 @@ capabilities = ["log", "random", "clock", "kms", "secrets", "sql", "http"]
 keys = ["alias/granted"]
 secrets = ["db/*"]
 sql-connections = ["unconfigured"]
-http-hosts = ["{web}"]
+http-hosts = ["{web}", "localhost:9"]
 [limits]
 time-ms = 5000
 "#
@@ -549,6 +549,24 @@ time-ms = 5000
             "{named}: {e}"
         );
     }
+    // A ciphertext of a key outside the grant is refused before it is opened: the answer is
+    // the same whether its context is right or wrong, so it tells nothing about the blob.
+    let foreign = f
+        .kms
+        .encrypt(
+            &f.caller,
+            &"alias/other".parse().unwrap(),
+            &arca_host::secret::SecretBytes::new(b"x".to_vec()),
+            &Default::default(),
+        )
+        .await
+        .unwrap()
+        .blob;
+    let e = run(format!("decrypt:{foreign}")).await.unwrap_err();
+    assert!(
+        e.to_string().contains("Denied") && e.to_string().contains("not granted"),
+        "{e}"
+    );
     let dk = run("datakey:alias/granted".into()).await.unwrap();
     assert_eq!(dk, format!("{granted_key} 44"), "base64 of 32 bytes");
     // random: bytes from the host, and a trap beyond the documented maximum.
@@ -575,6 +593,15 @@ time-ms = 5000
     let e = run(format!("http:https://{web}/")).await.unwrap_err();
     assert!(
         e.to_string().contains("https egress is not supported"),
+        "{e}"
+    );
+    // A granted name that resolves to an internal address (as a rebinding DNS answer would)
+    // is refused: the connection goes only where the check looked, and a name only to public
+    // addresses unless they are granted by address.
+    let e = run("http:http://localhost:9/x".into()).await.unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("internal addresses are reached only when granted"),
         "{e}"
     );
     // secrets: outside the grant is denied; inside it, looked up (none exist here).

@@ -5,6 +5,7 @@
 //! - `clock`: the host's time in seconds.
 //! - `kms:<key>`: encrypt `probe` under the key and decrypt it back.
 //! - `datakey:<key>`: a 32-byte data key; returns its plaintext length.
+//! - `decrypt:<blob>`: decrypt a ciphertext (with the context `purpose=other`).
 //! - `secret:<name>`: read a secret.
 //! - `sql:<connection>:<statement>`: run a query, return the first column of the first row.
 //! - `login:<connection>:<user>:<password>`: check a login.
@@ -37,6 +38,8 @@ impl Rotator for Probe {
             let blob =
                 kms::encrypt(key, "probe", &[("purpose".into(), "probe".into())]).map_err(show)?;
             kms::decrypt(&blob, &[("purpose".into(), "probe".into())]).map_err(show)?
+        } else if let Some(blob) = cmd.strip_prefix("decrypt:") {
+            kms::decrypt(blob, &[("purpose".into(), "other".into())]).map_err(show)?
         } else if let Some(key) = cmd.strip_prefix("datakey:") {
             let dk = kms::generate_data_key(key, 32, &[]).map_err(show)?;
             format!("{} {}", dk.key_id, dk.plaintext.len())
