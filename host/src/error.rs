@@ -388,7 +388,9 @@ impl From<crate::rotation::RotationError> for ApiError {
         use crate::rotation::RotationError;
         match e {
             RotationError::Kms(e) => e.into(),
-            e @ RotationError::NoRotator(_) => Self::UnsupportedOperation(e.to_string().into()),
+            e @ (RotationError::NoRotator(_) | RotationError::WrongRotator { .. }) => {
+                Self::UnsupportedOperation(e.to_string().into())
+            }
             e @ (RotationError::Busy | RotationError::Step { .. }) => {
                 Self::Unavailable(e.to_string())
             }

@@ -32,6 +32,14 @@ pub enum RotationError {
     /// No rotator plugin is loaded for this secret.
     #[error("no rotator plugin `{0}` is loaded for this secret")]
     NoRotator(String),
+    /// The rotator the secret names is not meant for its type.
+    #[error("rotator `{rotator}` does not rotate {secret_type} secrets")]
+    WrongRotator {
+        /// The rotator named.
+        rotator: String,
+        /// The secret's type.
+        secret_type: &'static str,
+    },
     /// Another task is driving this secret's rotation right now.
     #[error("the secret is being rotated by another request")]
     Busy,
@@ -68,6 +76,24 @@ impl Drop for Flight<'_> {
         if let Ok(mut s) = self.set.lock() {
             s.remove(&self.key);
         }
+    }
+}
+
+impl Rotations {
+    /// The loaded rotator for `record`, if it is meant for the secret's type.
+    fn rotator(&self, record: &SecretRecord) -> Result<String, RotationError> {
+        let rotator = rotator_for(record);
+        if !self.plugins.has(&rotator, crate::plugin::World::Rotator) {
+            return Err(RotationError::NoRotator(rotator));
+        }
+        let secret_type = record.secret_type.as_str();
+        if !self.plugins.rotates(&rotator, secret_type) {
+            return Err(RotationError::WrongRotator {
+                rotator,
+                secret_type,
+            });
+        }
+        Ok(rotator)
     }
 }
 
@@ -156,10 +182,7 @@ impl Rotations {
         token: &SecretVersionId,
     ) -> Result<SecretRecord, RotationError> {
         let record = self.kms.secret(caller, secret)?;
-        let rotator = rotator_for(&record);
-        if !self.plugins.has(&rotator, crate::plugin::World::Rotator) {
-            return Err(RotationError::NoRotator(rotator));
-        }
+        self.rotator(&record)?;
         match self.kms.begin_rotation(caller, secret, token).await? {
             Begin::AlreadyDone(record) => Ok(record),
             Begin::Running(record) => self.drive(record).await,
@@ -172,9 +195,8 @@ impl Rotations {
         let now = self.kms.clock().now().unix_timestamp();
         let mut completed = 0;
         for record in self.kms.secrets_due_for_rotation(now)? {
-            let rotator = rotator_for(&record);
-            if !self.plugins.has(&rotator, crate::plugin::World::Rotator) {
-                tracing::warn!(secret = %record.name, %rotator, "scheduled rotation waits: no such rotator is loaded");
+            if let Err(e) = self.rotator(&record) {
+                tracing::warn!(secret = %record.name, error = %e, "scheduled rotation waits");
                 continue;
             }
             let result = match &record.rotation {
@@ -237,7 +259,7 @@ impl Rotations {
             set: &self.in_flight,
             key,
         };
-        let rotator = rotator_for(&record);
+        let rotator = self.rotator(&record)?;
         loop {
             let Some(state) = record.rotation.clone() else {
                 return Ok(record);

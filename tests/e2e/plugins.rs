@@ -1268,8 +1268,8 @@ time-ms = 10000
     std::fs::write(
         dir.join("connections.toml"),
         format!(
-            "[pg]\nengine = \"postgres\"\nhost = \"127.0.0.1\"\nport = {}\ndbname = \"postgres\"\nuser = \"postgres\"\npassword-file = \"pg.password\"\n",
-            pg.port
+            "[pg]\nengine = \"postgres\"\nhost = \"127.0.0.1\"\nport = {}\ndbname = \"postgres\"\nuser = \"postgres\"\npassword-file = \"pg.password\"\naccounts = [\"{}\"]\n",
+            pg.port, f.caller.account
         ),
     )
     .unwrap();

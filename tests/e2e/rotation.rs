@@ -463,7 +463,7 @@ async fn rds_secrets_rotate_against_a_real_postgres() {
     let plugins = rotators(tmp.path());
     std::fs::write(
         plugins.join("connections.toml"),
-        pg.connection_entry(&plugins, "pg").unwrap(),
+        pg.connection_entry(&plugins, "pg", &["*"]).unwrap(),
     )
     .unwrap();
     let s =
@@ -701,7 +701,11 @@ async fn a_scheduled_rds_rotation_against_postgres() {
     let tmp = tempfile::tempdir().unwrap();
     let plugins = rotators(tmp.path());
     let connections = plugins.join("connections.toml");
-    std::fs::write(&connections, pg.connection_entry(&plugins, "pg").unwrap()).unwrap();
+    std::fs::write(
+        &connections,
+        pg.connection_entry(&plugins, "pg", &["*"]).unwrap(),
+    )
+    .unwrap();
     let InProcess {
         kms,
         clock,
@@ -771,4 +775,114 @@ async fn a_scheduled_rds_rotation_against_postgres() {
         users.push(new_user);
     }
     assert_eq!(users, ["svc_clone", "svc", "svc_clone"]);
+}
+
+/// Tenancy on database connections, with a real PostgreSQL and two accounts. Each connection
+/// names the accounts that may use it and the roles it may rotate; the host never rotates the
+/// connection's own user or a role with (or inheriting) superuser or CREATEROLE power; and a
+/// secret can name only a rotator meant for its type. Before, any account could rotate (take
+/// over) any role on any connection, the connection's admin role included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenants_reach_only_their_connections_and_unprivileged_roles() {
+    let pg = Postgres::start().unwrap();
+    for sql in [
+        "CREATE ROLE a_app LOGIN PASSWORD 'a-initial'",
+        "CREATE ROLE b_app LOGIN PASSWORD 'b-initial'",
+        "CREATE ROLE boss LOGIN CREATEROLE PASSWORD 'boss-initial'",
+        "CREATE ROLE a_heir LOGIN PASSWORD 'heir-initial' IN ROLE boss",
+    ] {
+        pg.psql(sql).unwrap();
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let plugins = rotators(tmp.path());
+    let mut s =
+        TestServer::start_with_args(&["--plugins-dir", &plugins.display().to_string()]).unwrap();
+    let admin = s.client().unwrap();
+    let made_a = admin.call("ArcaCreateAccount", &[]).await.unwrap();
+    let made_b = admin.call("ArcaCreateAccount", &[]).await.unwrap();
+    let a_id = made_a["AccountId"].as_str().unwrap().to_owned();
+    let b_id = made_b["AccountId"].as_str().unwrap().to_owned();
+    let connections = format!(
+        "{}roles = [\"a_*\", \"boss\", \"postgres\"]\n\n{}",
+        pg.connection_entry(&plugins, "pg-a", &[&a_id]).unwrap(),
+        pg.connection_entry(&plugins, "pg-b", &[&b_id]).unwrap()
+    );
+    std::fs::write(plugins.join("connections.toml"), connections).unwrap();
+    s.restart().unwrap();
+    let a = s.client_for(creds_of(&made_a, &a_id));
+    let b = s.client_for(creds_of(&made_b, &b_id));
+    let rds = |name: &'static str, role: &str, connection: &str, secret_type: &str| {
+        let data = json!({"AccountName": role, "AccountPassword": "unknown"}).to_string();
+        let config = json!({"DBInstanceId": connection, "Rotator": "rotator-postgres"}).to_string();
+        let secret_type = secret_type.to_owned();
+        (name, data, config, secret_type)
+    };
+    let refused =
+        |c: Client, (name, data, config, secret_type): (&'static str, String, String, String)| async move {
+            c.call(
+                "CreateSecret",
+                &[
+                    ("SecretName", name),
+                    ("SecretType", secret_type.as_str()),
+                    ("SecretData", &data),
+                    ("VersionId", "v1"),
+                    ("ExtendedConfig", &config),
+                ],
+            )
+            .await
+            .unwrap();
+            let e = rotate(&c, name, "r1").await.unwrap_err();
+            api_error(&e).2.to_owned()
+        };
+    let b_client = || s.client_for(creds_of(&made_b, &b_id));
+    let a_client = || s.client_for(creds_of(&made_a, &a_id));
+    // Another account's connection.
+    let why = refused(b_client(), rds("b/takeover", "a_app", "pg-a", "Rds")).await;
+    assert!(why.contains("not open to this account"), "{why}");
+    // The connection's own user, a privileged role, one that inherits privilege, one outside
+    // the connection's roles.
+    let why = refused(a_client(), rds("a/own", "postgres", "pg-a", "Rds")).await;
+    assert!(why.contains("own user"), "{why}");
+    let why = refused(a_client(), rds("a/boss", "boss", "pg-a", "Rds")).await;
+    assert!(why.contains("CREATEROLE"), "{why}");
+    let why = refused(a_client(), rds("a/heir", "a_heir", "pg-a", "Rds")).await;
+    assert!(why.contains("CREATEROLE"), "{why}");
+    let why = refused(a_client(), rds("a/other", "b_app", "pg-a", "Rds")).await;
+    assert!(why.contains("not among the roles"), "{why}");
+    // A rotator not meant for the secret's type.
+    let why = refused(a_client(), rds("a/generic", "a_app", "pg-a", "Generic")).await;
+    assert!(why.contains("does not rotate Generic secrets"), "{why}");
+    for (role, password) in [
+        ("a_app", "a-initial"),
+        ("b_app", "b-initial"),
+        ("boss", "boss-initial"),
+        ("a_heir", "heir-initial"),
+        ("postgres", pg.password.as_str()),
+    ] {
+        assert!(pg.login(role, password), "{role} was left alone");
+    }
+    // What is allowed still works: each account its own role on its own connection.
+    for (c, name, role, connection) in [
+        (&a, "a/app", "a_app", "pg-a"),
+        (&b, "b/app", "b_app", "pg-b"),
+    ] {
+        let data = json!({"AccountName": role, "AccountPassword": "x"}).to_string();
+        let config = json!({"DBInstanceId": connection}).to_string();
+        c.call(
+            "CreateSecret",
+            &[
+                ("SecretName", name),
+                ("SecretType", "Rds"),
+                ("SecretData", &data),
+                ("VersionId", "v1"),
+                ("ExtendedConfig", &config),
+            ],
+        )
+        .await
+        .unwrap();
+        rotate(c, name, "r1").await.unwrap();
+        let (user, password) = account(&value(c, name, "ACSCurrent").await.unwrap());
+        assert_eq!(user, role);
+        assert!(pg.login(role, &password), "{role}'s new password logs in");
+    }
 }

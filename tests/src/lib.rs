@@ -527,11 +527,11 @@ impl Postgres {
 
     /// A `connections.toml` entry named `name` for the superuser, with its password file
     /// written beside `dir/connections.toml`.
-    pub fn connection_entry(&self, dir: &Path, name: &str) -> Result<String> {
+    pub fn connection_entry(&self, dir: &Path, name: &str, accounts: &[&str]) -> Result<String> {
         let file = format!("{name}.password");
         std::fs::write(dir.join(&file), &self.password)?;
         Ok(format!(
-            "[{name}]\nengine = \"postgres\"\nhost = \"127.0.0.1\"\nport = {}\ndbname = \"postgres\"\nuser = \"postgres\"\npassword-file = \"{file}\"\n",
+            "[{name}]\nengine = \"postgres\"\nhost = \"127.0.0.1\"\nport = {}\ndbname = \"postgres\"\nuser = \"postgres\"\npassword-file = \"{file}\"\naccounts = {accounts:?}\n",
             self.port
         ))
     }

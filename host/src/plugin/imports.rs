@@ -565,7 +565,13 @@ impl sql::Host for PluginState {
             .plugin
             .services
             .sql
-            .execute(&self.plugin.manifest, &connection, &statement, params)
+            .execute(
+                &self.plugin.manifest,
+                self.account.as_ref(),
+                &connection,
+                &statement,
+                params,
+            )
             .await)
     }
 
@@ -579,7 +585,13 @@ impl sql::Host for PluginState {
             .plugin
             .services
             .sql
-            .query(&self.plugin.manifest, &connection, &statement, params)
+            .query(
+                &self.plugin.manifest,
+                self.account.as_ref(),
+                &connection,
+                &statement,
+                params,
+            )
             .await)
     }
 
@@ -594,7 +606,57 @@ impl sql::Host for PluginState {
             .plugin
             .services
             .sql
-            .check_login(&self.plugin.manifest, &connection, &user, &password)
+            .check_login(
+                &self.plugin.manifest,
+                self.account.as_ref(),
+                &connection,
+                &user,
+                &password,
+            )
+            .await)
+    }
+
+    async fn set_login_password(
+        &mut self,
+        connection: String,
+        role: String,
+        password: String,
+    ) -> wasmtime::Result<Result<(), types::Error>> {
+        let password = crate::secret::SecretString::new(password);
+        Ok(self
+            .plugin
+            .services
+            .sql
+            .set_login_password(
+                &self.plugin.manifest,
+                self.account.as_ref(),
+                &connection,
+                &role,
+                &password,
+            )
+            .await)
+    }
+
+    async fn create_login_role(
+        &mut self,
+        connection: String,
+        role: String,
+        password: String,
+        member_of: Option<String>,
+    ) -> wasmtime::Result<Result<(), types::Error>> {
+        let password = crate::secret::SecretString::new(password);
+        Ok(self
+            .plugin
+            .services
+            .sql
+            .create_login_role(
+                &self.plugin.manifest,
+                self.account.as_ref(),
+                &connection,
+                &role,
+                &password,
+                member_of.as_deref(),
+            )
             .await)
     }
 }

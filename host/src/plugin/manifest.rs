@@ -186,6 +186,9 @@ struct RawManifest {
     /// The component's SHA-256 (hex), when the author or operator pins it.
     #[serde(default)]
     component_sha256: Option<String>,
+    /// A rotator's secret types (`Generic`, `Rds`, `PolarDB`, `Redis`, `RAMCredentials`, `ECS`).
+    #[serde(default)]
+    secret_types: Option<Vec<String>>,
     #[serde(default)]
     capabilities: Vec<String>,
     #[serde(default)]
@@ -208,6 +211,10 @@ pub struct Manifest {
     /// The SHA-256 the component's bytes must have (lower-case hex), when pinned: a file
     /// swapped beside the manifest is then refused instead of run with the manifest's grants.
     pub component_sha256: Option<String>,
+    /// The secret types a rotator may rotate (`secret-types`, default `["Generic"]`): a
+    /// secret's `ExtendedConfig.Rotator` can pick only a rotator meant for its type, so that a
+    /// tenant cannot send, say, a Generic secret's value to the database rotator.
+    pub secret_types: Vec<String>,
     /// Granted capabilities, sorted.
     pub capabilities: Vec<Capability>,
     /// Per-resource grants.
@@ -283,6 +290,27 @@ impl Manifest {
             Some(_) => return Err("component-sha256 must be 64 hex digits".into()),
             None => None,
         };
+        const SECRET_TYPES: [&str; 6] = [
+            "Generic",
+            "Rds",
+            "PolarDB",
+            "Redis",
+            "RAMCredentials",
+            "ECS",
+        ];
+        let secret_types = match (raw.secret_types, world) {
+            (None, _) => vec!["Generic".to_owned()],
+            (Some(types), World::Rotator) => {
+                if let Some(bad) = types.iter().find(|t| !SECRET_TYPES.contains(&t.as_str())) {
+                    return Err(format!(
+                        "secret-types: `{bad}` is not a secret type ({})",
+                        SECRET_TYPES.join(", ")
+                    ));
+                }
+                types
+            }
+            (Some(_), _) => return Err("secret-types is for rotators only".into()),
+        };
         let dir = path.parent().unwrap_or(Path::new("."));
         Ok(Manifest {
             name: raw.name,
@@ -290,6 +318,7 @@ impl Manifest {
             version: raw.version,
             component: dir.join(raw.component),
             component_sha256,
+            secret_types,
             capabilities,
             grants,
             limits: Limits {

@@ -423,6 +423,19 @@ impl PluginHost {
             .is_ok_and(|p| p.shared.manifest.world == world)
     }
 
+    /// Whether `name` is a loaded rotator meant for secrets of `secret_type` (its manifest's
+    /// `secret-types`).
+    pub fn rotates(&self, name: &str, secret_type: &str) -> bool {
+        self.get(name).is_ok_and(|p| {
+            p.shared.manifest.world == World::Rotator
+                && p.shared
+                    .manifest
+                    .secret_types
+                    .iter()
+                    .any(|t| t == secret_type)
+        })
+    }
+
     /// Every plugin: the loaded ones and the ones that failed.
     pub fn list(&self) -> Vec<PluginSummary> {
         let mut out: Vec<PluginSummary> = self.snapshot().values().map(|p| p.summary()).collect();

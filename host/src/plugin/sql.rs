@@ -1,7 +1,9 @@
 //! The `sql` capability: statements on database connections the operator configured.
 //!
 //! The operator names connections in `<plugins-dir>/connections.toml`; a plugin's manifest
-//! grants it names from that file, never addresses or credentials:
+//! grants it names from that file, never addresses or credentials, and each connection names
+//! the accounts whose calls may use it (tenants never reach each other's databases) and,
+//! optionally, the roles those calls may rotate:
 //!
 //! ```toml
 //! [orders-db]
@@ -11,7 +13,14 @@
 //! dbname = "orders"
 //! user = "arca_rotator"
 //! password-file = "orders-db.password"   # relative to this file; or password-env = "VAR"
+//! accounts = ["1234567890123456"]        # required; ["*"]: any account (one tenant only)
+//! roles = ["orders_*"]                   # optional: the roles that may be rotated
 //! ```
+//!
+//! Role passwords change only through [`SqlConnections::set_login_password`] and
+//! [`SqlConnections::create_login_role`], which refuse the connection's own user, roles
+//! outside `roles`, and roles that have or inherit superuser, CREATEROLE, REPLICATION or
+//! BYPASSRLS: the role comes from a tenant's secret value.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -24,6 +33,7 @@ use tokio_postgres::types::{ToSql, Type};
 use super::bindings::host::{sql, types};
 use super::imports::error;
 use super::manifest::Manifest;
+use crate::ids::AccountId;
 use crate::secret::SecretString;
 
 /// Most rows a query returns.
@@ -43,6 +53,10 @@ pub struct SqlConnection {
     pub user: String,
     /// Its password.
     pub password: SecretString,
+    /// The accounts whose calls may use it (`*`: any).
+    pub accounts: Vec<String>,
+    /// Patterns of the roles it may rotate (`*`: any unprivileged role).
+    pub roles: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -56,6 +70,8 @@ struct RawConnection {
     user: String,
     password_file: Option<String>,
     password_env: Option<String>,
+    accounts: Option<Vec<String>>,
+    roles: Option<Vec<String>>,
 }
 
 fn default_port() -> u16 {
@@ -106,6 +122,13 @@ impl SqlConnections {
                     ));
                 }
             };
+            let accounts = c.accounts.filter(|a| !a.is_empty()).ok_or_else(|| {
+                at(
+                    "name the accounts that may use it: accounts = [\"<account id>\", ...] \
+                    (or [\"*\"] for any account, on a single-tenant server)"
+                        .into(),
+                )
+            })?;
             configured.insert(
                 name,
                 SqlConnection {
@@ -114,6 +137,8 @@ impl SqlConnections {
                     dbname: c.dbname,
                     user: c.user,
                     password,
+                    accounts,
+                    roles: c.roles.unwrap_or_else(|| vec!["*".into()]),
                 },
             );
         }
@@ -128,19 +153,37 @@ impl SqlConnections {
         self.configured.keys().cloned().collect()
     }
 
-    fn granted(&self, manifest: &Manifest, name: &str) -> Result<&SqlConnection, types::Error> {
+    /// The connection `name`, if the plugin is granted it and the call's account may use it.
+    fn granted(
+        &self,
+        manifest: &Manifest,
+        name: &str,
+        account: Option<&AccountId>,
+    ) -> Result<&SqlConnection, types::Error> {
         if !super::manifest::pattern_match(&manifest.grants.sql_connections, name) {
             return Err(error(
                 types::ErrorKind::Denied,
                 format!("connection `{name}` is not granted to this plugin"),
             ));
         }
-        self.configured.get(name).ok_or_else(|| {
+        let conn = self.configured.get(name).ok_or_else(|| {
             error(
                 types::ErrorKind::NotFound,
                 format!("connection `{name}` is not configured on this host"),
             )
-        })
+        })?;
+        let allowed = account.is_some_and(|a| {
+            conn.accounts
+                .iter()
+                .any(|x| x == "*" || x.as_str() == a.as_str())
+        });
+        if !allowed {
+            return Err(error(
+                types::ErrorKind::Denied,
+                format!("connection `{name}` is not open to this account"),
+            ));
+        }
+        Ok(conn)
     }
 
     async fn connect(
@@ -171,8 +214,9 @@ impl SqlConnections {
         &self,
         manifest: &Manifest,
         name: &str,
+        account: Option<&AccountId>,
     ) -> Result<Arc<tokio_postgres::Client>, types::Error> {
-        let conn = self.granted(manifest, name)?;
+        let conn = self.granted(manifest, name, account)?;
         let mut open = self.open.lock().await;
         if let Some(client) = open.get(name).filter(|c| !c.is_closed()) {
             return Ok(Arc::clone(client));
@@ -197,6 +241,7 @@ impl SqlConnections {
     pub(crate) async fn execute(
         &self,
         manifest: &Manifest,
+        account: Option<&AccountId>,
         name: &str,
         statement: &str,
         params: Vec<sql::Value>,
@@ -204,12 +249,12 @@ impl SqlConnections {
         let params: Vec<Param> = params.into_iter().map(Param).collect();
         let refs: Vec<&(dyn ToSql + Sync)> =
             params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
-        let client = self.session(manifest, name).await?;
+        let client = self.session(manifest, name, account).await?;
         match client.execute(statement, &refs).await {
             // The session was gone before the statement ran: reconnect once and send it.
             Err(e) if session_lost(&e) => {
                 self.forget(name).await;
-                let client = self.session(manifest, name).await?;
+                let client = self.session(manifest, name, account).await?;
                 client.execute(statement, &refs).await
             }
             other => other,
@@ -220,6 +265,7 @@ impl SqlConnections {
     pub(crate) async fn query(
         &self,
         manifest: &Manifest,
+        account: Option<&AccountId>,
         name: &str,
         statement: &str,
         params: Vec<sql::Value>,
@@ -227,11 +273,11 @@ impl SqlConnections {
         let params: Vec<Param> = params.into_iter().map(Param).collect();
         let refs: Vec<&(dyn ToSql + Sync)> =
             params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
-        let client = self.session(manifest, name).await?;
+        let client = self.session(manifest, name, account).await?;
         let rows = match client.query(statement, &refs).await {
             Err(e) if session_lost(&e) => {
                 self.forget(name).await;
-                let client = self.session(manifest, name).await?;
+                let client = self.session(manifest, name, account).await?;
                 client.query(statement, &refs).await
             }
             other => other,
@@ -264,11 +310,12 @@ impl SqlConnections {
     pub(crate) async fn check_login(
         &self,
         manifest: &Manifest,
+        account: Option<&AccountId>,
         name: &str,
         user: &str,
         password: &SecretString,
     ) -> Result<(), types::Error> {
-        let conn = self.granted(manifest, name)?;
+        let conn = self.granted(manifest, name, account)?;
         let client = Self::connect(conn, user, password).await.map_err(|e| {
             let kind = if e.as_db_error().is_some() {
                 types::ErrorKind::Denied
@@ -286,6 +333,144 @@ impl SqlConnections {
             .map(|_| ())
             .map_err(|e| error(types::ErrorKind::Failed, pg_message(&e)))
     }
+}
+
+impl SqlConnections {
+    /// Refuses to rotate `role` on `conn` unless it may be: not the connection's own user,
+    /// within the connection's `roles`, and without (or inheriting) superuser, CREATEROLE,
+    /// REPLICATION or BYPASSRLS.
+    async fn check_rotatable(
+        &self,
+        manifest: &Manifest,
+        account: Option<&AccountId>,
+        name: &str,
+        role: &str,
+    ) -> Result<(), types::Error> {
+        let conn = self.granted(manifest, name, account)?;
+        let denied = |why: String| Err(error(types::ErrorKind::Denied, why));
+        if role == conn.user {
+            return denied(format!(
+                "role `{role}` is connection `{name}`'s own user, which is never rotated"
+            ));
+        }
+        if !super::manifest::pattern_match(&conn.roles, role) {
+            return denied(format!(
+                "role `{role}` is not among the roles connection `{name}` may rotate"
+            ));
+        }
+        // The role and every role it is a member of, directly or not.
+        const POWER: &str = "WITH RECURSIVE m(oid) AS ( \
+                SELECT oid FROM pg_roles WHERE rolname = $1 \
+                UNION SELECT a.roleid FROM pg_auth_members a JOIN m ON a.member = m.oid) \
+            SELECT coalesce(bool_or(r.rolsuper OR r.rolcreaterole OR r.rolreplication \
+                OR r.rolbypassrls), false) AS privileged \
+            FROM pg_roles r JOIN m ON r.oid = m.oid";
+        let rows = self
+            .query(
+                manifest,
+                account,
+                name,
+                POWER,
+                vec![sql::Value::Text(role.to_owned())],
+            )
+            .await?;
+        if matches!(
+            rows.rows.first().and_then(|r| r.first()),
+            Some(sql::Value::Boolean(true))
+        ) {
+            return denied(format!(
+                "role `{role}` has or inherits superuser, CREATEROLE, REPLICATION or BYPASSRLS \
+                 power, which a rotation never hands out"
+            ));
+        }
+        Ok(())
+    }
+
+    /// `ALTER ROLE role WITH LOGIN PASSWORD …`, after [`Self::check_rotatable`].
+    pub(crate) async fn set_login_password(
+        &self,
+        manifest: &Manifest,
+        account: Option<&AccountId>,
+        name: &str,
+        role: &str,
+        password: &SecretString,
+    ) -> Result<(), types::Error> {
+        self.check_rotatable(manifest, account, name, role).await?;
+        let statement = format!(
+            "ALTER ROLE {} WITH LOGIN PASSWORD {}",
+            quote_identifier(role)?,
+            quote_literal(password.expose())?
+        );
+        let statement = SecretString::new(statement);
+        self.execute(manifest, account, name, statement.expose(), Vec::new())
+            .await
+            .map(drop)
+    }
+
+    /// Creates the login role `role` (or sets its password if it exists), a member of
+    /// `member_of` when given; both pass [`Self::check_rotatable`].
+    pub(crate) async fn create_login_role(
+        &self,
+        manifest: &Manifest,
+        account: Option<&AccountId>,
+        name: &str,
+        role: &str,
+        password: &SecretString,
+        member_of: Option<&str>,
+    ) -> Result<(), types::Error> {
+        if let Some(base) = member_of {
+            self.check_rotatable(manifest, account, name, base).await?;
+        }
+        let exists = self
+            .query(
+                manifest,
+                account,
+                name,
+                "SELECT 1 FROM pg_roles WHERE rolname = $1",
+                vec![sql::Value::Text(role.to_owned())],
+            )
+            .await?;
+        if !exists.rows.is_empty() {
+            return self
+                .set_login_password(manifest, account, name, role, password)
+                .await;
+        }
+        self.check_rotatable(manifest, account, name, role).await?;
+        let statement = SecretString::new(format!(
+            "CREATE ROLE {} LOGIN PASSWORD {}",
+            quote_identifier(role)?,
+            quote_literal(password.expose())?
+        ));
+        self.execute(manifest, account, name, statement.expose(), Vec::new())
+            .await?;
+        if let Some(base) = member_of {
+            let grant = format!(
+                "GRANT {} TO {}",
+                quote_identifier(base)?,
+                quote_identifier(role)?
+            );
+            self.execute(manifest, account, name, &grant, Vec::new())
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+/// `"name"` with inner quotes doubled; a NUL or an empty name is refused.
+fn quote_identifier(s: &str) -> Result<String, types::Error> {
+    if s.is_empty() || s.contains('\0') {
+        return Err(error(types::ErrorKind::InvalidArgument, "bad role name"));
+    }
+    Ok(format!("\"{}\"", s.replace('"', "\"\"")))
+}
+
+/// `'text'` with inner quotes doubled (standard-conforming strings: backslashes are plain);
+/// a NUL is refused.
+fn quote_literal(s: &str) -> Result<String, types::Error> {
+    if s.contains('\0') {
+        return Err(error(types::ErrorKind::InvalidArgument, "bad password"));
+    }
+    Ok(format!("'{}'", s.replace('\'', "''")))
 }
 
 /// The session is gone, not the statement wrong: the connection closed, or the server ended

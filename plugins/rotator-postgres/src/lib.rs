@@ -20,9 +20,13 @@
 //!   the same privileges) if it does not exist.
 //!
 //! Every step is idempotent: setting the same password twice, or testing it twice, is harmless.
+//!
+//! Roles change only through the host's `set-login-password` and `create-login-role`, which
+//! refuse the connection's own user, roles outside the connection's `roles`, and roles with
+//! (or inheriting) superuser, CREATEROLE, REPLICATION or BYPASSRLS power: the role name comes
+//! from the tenant's secret value.
 
 use arca_plugin_sdk::rotator::{Error, ErrorKind, RotationRequest, Rotator, SecretData};
-use arca_plugin_sdk::sql_quote::{quote_identifier, quote_literal};
 use arca_plugin_sdk::{log, random, sql};
 use serde_json::{Value, json};
 
@@ -138,48 +142,19 @@ impl Rotator for Postgres {
     fn set_pending(req: RotationRequest) -> Result<(), Error> {
         let config = Config::parse(&req.extended_config)?;
         let (role, new_password) = pending(&req)?;
-        let ident = quote_identifier(&role).ok_or_else(|| Error::invalid("bad role name"))?;
-        let literal = quote_literal(&new_password).ok_or_else(|| Error::invalid("bad password"))?;
+        // The host changes the role, and refuses what a tenant must never reach (the
+        // connection's own user, roles outside the connection's list, privileged roles).
         if config.double {
-            let (current_role, _) = current(&req)?;
             let base = role.strip_suffix(CLONE_SUFFIX).unwrap_or(&role).to_owned();
             // The clone takes the base role's privileges by membership.
-            let exists = sql::query(
-                &config.connection,
-                "SELECT 1 FROM pg_roles WHERE rolname = $1",
-                &[sql::Value::Text(role.clone())],
-            )
-            .map_err(|e| sql_error("looking up the role", e))?;
-            if exists.rows.is_empty() {
-                sql::execute(
-                    &config.connection,
-                    &format!("CREATE ROLE {ident} LOGIN PASSWORD {literal}"),
-                    &[],
-                )
-                .map_err(|e| sql_error("creating the clone role", e))?;
-                if role != base {
-                    let base_ident =
-                        quote_identifier(&base).ok_or_else(|| Error::invalid("bad role name"))?;
-                    sql::execute(
-                        &config.connection,
-                        &format!("GRANT {base_ident} TO {ident}"),
-                        &[],
-                    )
-                    .map_err(|e| sql_error("granting the base role to the clone", e))?;
-                }
-                log::info(&format!(
-                    "created role {role} to alternate with {current_role}"
-                ));
-                return Ok(());
-            }
+            let member_of = (role != base).then_some(base.as_str());
+            sql::create_login_role(&config.connection, &role, &new_password, member_of)
+                .map_err(|e| sql_error("setting up the role", e))?;
+            log::info(&format!("set the password of {role}"));
+            return Ok(());
         }
-        sql::execute(
-            &config.connection,
-            &format!("ALTER ROLE {ident} WITH LOGIN PASSWORD {literal}"),
-            &[],
-        )
-        .map_err(|e| sql_error("changing the password", e))?;
-        Ok(())
+        sql::set_login_password(&config.connection, &role, &new_password)
+            .map_err(|e| sql_error("changing the password", e))
     }
 
     fn test_pending(req: RotationRequest) -> Result<(), Error> {
