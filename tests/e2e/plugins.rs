@@ -1414,3 +1414,58 @@ async fn a_pinned_component_loads_only_with_its_hash() {
         "{all}"
     );
 }
+
+/// A connection with `sslmode = "verify-full"` reaches PostgreSQL over TLS, trusting only its
+/// `ca-file`: the server's CA works (and the session is encrypted), another CA is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sql_connections_use_tls_with_the_operators_ca() {
+    let (pg, ca) = arca_tests::Postgres::start_tls().unwrap();
+    let f = fixture().await;
+    let manifest = r#"name = "probe"
+world = "rotator"
+version = "0.1.0"
+component = "@WASM@"
+capabilities = ["log", "random", "clock", "kms", "secrets", "sql", "http"]
+[grants]
+sql-connections = ["*"]
+[limits]
+time-ms = 10000
+"#;
+    let dir = f.plugins_dir(
+        "p",
+        &[(
+            "probe",
+            manifest.into(),
+            component("tests/components/probe-rotator/probe_rotator.wasm"),
+        )],
+    );
+    let other_ca = arca_host::pki::instance_tls("another", vec!["127.0.0.1".into()])
+        .unwrap()
+        .ca_pem;
+    std::fs::write(dir.join("pg-ca.pem"), ca).unwrap();
+    std::fs::write(dir.join("other-ca.pem"), other_ca).unwrap();
+    let mut text = String::new();
+    for (name, ca) in [("good", "pg-ca.pem"), ("wrong", "other-ca.pem")] {
+        text.push_str(
+            &pg.connection_entry(&dir, name, &[f.caller.account.as_str()])
+                .unwrap(),
+        );
+        text.push_str(&format!(
+            "sslmode = \"verify-full\"\nca-file = \"{ca}\"\n\n"
+        ));
+    }
+    std::fs::write(dir.join("connections.toml"), text).unwrap();
+    let sql = SqlConnections::load(&dir.join("connections.toml")).unwrap();
+    let services = Services::new(Arc::clone(&f.kms), sql);
+    let host = Arc::new(PluginHost::new(Some(dir), f.dir.join("cache"), services).unwrap());
+    assert!(host.load().await.failed.is_empty());
+    let run = |cmd: &str| probe(&host, &f.caller.account, cmd.to_string());
+    assert_eq!(
+        run("sql:good:SELECT ssl::text FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+            .await
+            .unwrap(),
+        "true"
+    );
+    let e = run("sql:wrong:SELECT 1").await.unwrap_err();
+    assert!(e.to_string().contains("Unavailable"), "{e}");
+}

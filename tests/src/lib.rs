@@ -400,6 +400,16 @@ impl Postgres {
     /// initdb + pg_ctl start in a temp dir. As root, the server runs as the `postgres` user
     /// (PostgreSQL refuses to run as root).
     pub fn start() -> Result<Self> {
+        Self::start_with_tls(false).map(|(s, _)| s)
+    }
+
+    /// [`Postgres::start`] with TLS on as well (`ssl = on`), with a certificate for
+    /// 127.0.0.1 from a fresh CA; returns the CA's PEM too. Plain connections still work.
+    pub fn start_tls() -> Result<(Self, String)> {
+        Self::start_with_tls(true).map(|(s, ca)| (s, ca.unwrap_or_default()))
+    }
+
+    fn start_with_tls(tls: bool) -> Result<(Self, Option<String>)> {
         let bin = std::fs::read_dir("/usr/lib/postgresql")
             .context("PostgreSQL is not installed (apt-get install postgresql)")?
             .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
@@ -446,10 +456,27 @@ impl Postgres {
                 &pwfile.display().to_string(),
             ],
         )?;
-        let opts = format!(
+        let mut opts = format!(
             "-p {port} -k {} -c listen_addresses=127.0.0.1",
             s._dir.path().display()
         );
+        let mut ca = None;
+        if tls {
+            let made = arca_host::pki::instance_tls("postgres-test", vec!["127.0.0.1".into()])
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let (cert, key) = (s.data.join("server.crt"), s.data.join("server.key"));
+            std::fs::write(&cert, pem("CERTIFICATE", &made.server_cert_der))?;
+            std::fs::write(&key, pem("PRIVATE KEY", made.server_key_der.expose()))?;
+            for f in [&cert, &key] {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o600))?;
+                if s.as_postgres {
+                    Command::new("chown").arg("postgres").arg(f).status()?;
+                }
+            }
+            opts.push_str(" -c ssl=on");
+            ca = Some(made.ca_pem);
+        }
         let log = s._dir.path().join("log").display().to_string();
         s.run(
             "pg_ctl",
@@ -465,7 +492,7 @@ impl Postgres {
             ],
         )?;
         s.port = port;
-        Ok(s)
+        Ok((s, ca))
     }
 
     fn run(&self, tool: &str, args: &[&str]) -> Result<()> {
@@ -604,4 +631,17 @@ where
         }
     });
     Ok(addr)
+}
+
+/// PEM text of `der` under `label`.
+fn pem(label: &str, der: &[u8]) -> String {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut out = format!("-----BEGIN {label}-----\n");
+    for line in b64.as_bytes().chunks(64) {
+        out.push_str(&String::from_utf8_lossy(line));
+        out.push('\n');
+    }
+    out.push_str(&format!("-----END {label}-----\n"));
+    out
 }

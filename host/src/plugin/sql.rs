@@ -15,6 +15,8 @@
 //! password-file = "orders-db.password"   # relative to this file; or password-env = "VAR"
 //! accounts = ["1234567890123456"]        # required; ["*"]: any account (one tenant only)
 //! roles = ["orders_*"]                   # optional: the roles that may be rotated
+//! sslmode = "verify-full"                # or "disable" (the default; warned off loopback)
+//! ca-file = "orders-ca.pem"              # with verify-full: the server's CA (PEM)
 //! ```
 //!
 //! Role passwords change only through [`SqlConnections::set_login_password`] and
@@ -57,6 +59,9 @@ pub struct SqlConnection {
     pub accounts: Vec<String>,
     /// Patterns of the roles it may rotate (`*`: any unprivileged role).
     pub roles: Vec<String>,
+    /// TLS to the server (`sslmode = "verify-full"`): its configuration, trusting only the
+    /// connection's CA file. `None`: plain TCP.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -72,6 +77,8 @@ struct RawConnection {
     password_env: Option<String>,
     accounts: Option<Vec<String>>,
     roles: Option<Vec<String>>,
+    sslmode: Option<String>,
+    ca_file: Option<String>,
 }
 
 fn default_port() -> u16 {
@@ -129,6 +136,37 @@ impl SqlConnections {
                         .into(),
                 )
             })?;
+            let tls = match (c.sslmode.as_deref().unwrap_or("disable"), c.ca_file) {
+                ("disable", None) => {
+                    let loopback = c.host == "localhost"
+                        || c.host
+                            .parse::<std::net::IpAddr>()
+                            .is_ok_and(|ip| ip.is_loopback());
+                    if !loopback {
+                        tracing::warn!(
+                            connection = %name,
+                            host = %c.host,
+                            "plugin sql connection without TLS to a non-loopback host: \
+                             passwords cross the network in the clear (sslmode = \"verify-full\")"
+                        );
+                    }
+                    None
+                }
+                ("verify-full", Some(file)) => Some(Arc::new(
+                    tls_config(&dir.join(&file)).map_err(|e| at(format!("ca-file {file}: {e}")))?,
+                )),
+                ("verify-full", None) => {
+                    return Err(at("sslmode = \"verify-full\" needs ca-file".into()));
+                }
+                ("disable", Some(_)) => {
+                    return Err(at("ca-file goes with sslmode = \"verify-full\"".into()));
+                }
+                (other, _) => {
+                    return Err(at(format!(
+                        "sslmode `{other}` is not supported (disable or verify-full)"
+                    )));
+                }
+            };
             configured.insert(
                 name,
                 SqlConnection {
@@ -139,6 +177,7 @@ impl SqlConnections {
                     password,
                     accounts,
                     roles: c.roles.unwrap_or_else(|| vec!["*".into()]),
+                    tls,
                 },
             );
         }
@@ -200,13 +239,23 @@ impl SqlConnections {
             .password(password.expose())
             .connect_timeout(CONNECT_TIMEOUT)
             .application_name("arca-plugin");
-        let (client, connection) = config.connect(tokio_postgres::NoTls).await?;
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(error = %e, "plugin sql connection closed");
+        let closed = |e: tokio_postgres::Error| {
+            tracing::debug!(error = %e, "plugin sql connection closed");
+        };
+        match &c.tls {
+            None => {
+                let (client, connection) = config.connect(tokio_postgres::NoTls).await?;
+                tokio::spawn(async move { connection.await.map_err(closed) });
+                Ok(client)
             }
-        });
-        Ok(client)
+            Some(tls) => {
+                config.ssl_mode(tokio_postgres::config::SslMode::Require);
+                let tls = tokio_postgres_rustls::MakeRustlsConnect::new((**tls).clone());
+                let (client, connection) = config.connect(tls).await?;
+                tokio::spawn(async move { connection.await.map_err(closed) });
+                Ok(client)
+            }
+        }
     }
 
     /// The host's session to `name`, opened first if needed (and again when it closed).
@@ -454,6 +503,28 @@ impl SqlConnections {
         }
         Ok(())
     }
+}
+
+/// A TLS client configuration that trusts only the CA certificates in the PEM file `ca` and
+/// checks the server's name (`verify-full`).
+fn tls_config(ca: &Path) -> Result<rustls::ClientConfig, String> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca).map_err(|e| e.to_string())? {
+        roots
+            .add(cert.map_err(|e| e.to_string())?)
+            .map_err(|e| e.to_string())?;
+    }
+    if roots.is_empty() {
+        return Err("no certificate in it".into());
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
 }
 
 /// `"name"` with inner quotes doubled; a NUL or an empty name is refused.
