@@ -463,6 +463,28 @@ async fn policy_world_contract_with_the_default_policy() {
             ),
             true,
         ),
+        // A key-using request that names no key is denied, whatever the policies say (it
+        // used to pass every resource list); GenerateRandom uses none.
+        (
+            access(
+                ck,
+                "Decrypt",
+                None,
+                "10.0.0.1",
+                vec![policy(&["key/one"], &["CryptoServiceKeyUser"], &[])],
+            ),
+            false,
+        ),
+        (
+            access(
+                ck,
+                "GenerateRandom",
+                None,
+                "10.0.0.1",
+                vec![policy(&["key/one"], &["CryptoServiceKeyUser"], &[])],
+            ),
+            true,
+        ),
     ];
     for (i, (req, allow)) in cases.iter().enumerate() {
         let d = host.decide("policy-default", req).await.unwrap();
