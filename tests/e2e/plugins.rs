@@ -506,6 +506,50 @@ async fn policy_world_contract_with_the_default_policy() {
     );
 }
 
+/// A plugins directory with the probe rotator granted the sql connections `connections`.
+fn probe_with_sql(f: &Fixture, connections: &str) -> PathBuf {
+    let manifest = format!(
+        r#"name = "probe"
+world = "rotator"
+version = "0.1.0"
+component = "@WASM@"
+capabilities = ["log", "random", "clock", "kms", "secrets", "sql", "http"]
+[grants]
+sql-connections = ["{connections}"]
+[limits]
+time-ms = 10000
+"#
+    );
+    f.plugins_dir(
+        "p",
+        &[(
+            "probe",
+            manifest,
+            component("tests/components/probe-rotator/probe_rotator.wasm"),
+        )],
+    )
+}
+
+/// A server whose `--access-policy` is the hostile test policy (with `extra` serve
+/// arguments); the temp dir holds its plugins.
+fn hostile_policy_server(extra: &[&str]) -> (tempfile::TempDir, TestServer) {
+    let tmp = tempfile::tempdir().unwrap();
+    let plugins = tmp.path().join("plugins");
+    let d = plugins.join("hostile");
+    std::fs::create_dir_all(&d).unwrap();
+    let wasm = component("tests/components/hostile-policy/hostile_policy.wasm");
+    std::fs::write(
+        d.join("plugin.toml"),
+        hostile_manifest(4).replace("@WASM@", &wasm.display().to_string()),
+    )
+    .unwrap();
+    let plugins_arg = plugins.display().to_string();
+    let mut args = vec!["--plugins-dir", &plugins_arg, "--access-policy", "hostile"];
+    args.extend_from_slice(extra);
+    let s = TestServer::start_with_args(&args).unwrap();
+    (tmp, s)
+}
+
 /// A loopback HTTP server answering `hello` to everything; returns its `host:port`.
 async fn hello_server() -> String {
     arca_tests::serve_http(|_req| async {
@@ -1076,27 +1120,8 @@ fn cli(s: &TestServer, args: &[&str]) -> serde_json::Value {
 
 #[tokio::test]
 async fn a_server_wide_access_policy_gates_every_request_and_fails_closed() {
-    let tmp = tempfile::tempdir().unwrap();
-    let plugins = tmp.path().join("plugins");
-    let d = plugins.join("hostile");
-    std::fs::create_dir_all(&d).unwrap();
-    let wasm = component("tests/components/hostile-policy/hostile_policy.wasm");
-    std::fs::write(
-        d.join("plugin.toml"),
-        hostile_manifest(4).replace("@WASM@", &wasm.display().to_string()),
-    )
-    .unwrap();
-    let plugins_arg = plugins.display().to_string();
     let admin = format!("127.0.0.1:{}", arca_tests::free_port());
-    let s = TestServer::start_with_args(&[
-        "--plugins-dir",
-        &plugins_arg,
-        "--access-policy",
-        "hostile",
-        "--admin-listen",
-        &admin,
-    ])
-    .unwrap();
+    let (_tmp, s) = hostile_policy_server(&["--admin-listen", &admin]);
     let c = s.client().unwrap();
     let key = crate::new_key(&c, "Aliyun_AES_256").await;
     // Encrypts keep flowing on another task while the policy misbehaves.
@@ -1267,24 +1292,7 @@ async fn the_sql_capability_reaches_only_the_operator_connections_on_a_real_post
     pg.psql("CREATE ROLE app LOGIN PASSWORD 'app-pw-1'; CREATE TABLE t (n int); INSERT INTO t VALUES (41)")
         .unwrap();
     let f = fixture().await;
-    let manifest = r#"name = "probe"
-world = "rotator"
-version = "0.1.0"
-component = "@WASM@"
-capabilities = ["log", "random", "clock", "kms", "secrets", "sql", "http"]
-[grants]
-sql-connections = ["pg"]
-[limits]
-time-ms = 10000
-"#;
-    let dir = f.plugins_dir(
-        "p",
-        &[(
-            "probe",
-            manifest.into(),
-            component("tests/components/probe-rotator/probe_rotator.wasm"),
-        )],
-    );
+    let dir = probe_with_sql(&f, "pg");
     // The operator's connection file: the plugin sees the name, never the address or password.
     std::fs::write(dir.join("pg.password"), format!("{}\n", pg.password)).unwrap();
     std::fs::write(
@@ -1333,20 +1341,7 @@ time-ms = 10000
 /// Decrypt reached it with no resource and an alias only as the alias, and both were allowed.
 #[tokio::test]
 async fn the_access_policy_sees_every_key_a_request_uses() {
-    let tmp = tempfile::tempdir().unwrap();
-    let plugins = tmp.path().join("plugins");
-    let d = plugins.join("hostile");
-    std::fs::create_dir_all(&d).unwrap();
-    let wasm = component("tests/components/hostile-policy/hostile_policy.wasm");
-    std::fs::write(
-        d.join("plugin.toml"),
-        hostile_manifest(4).replace("@WASM@", &wasm.display().to_string()),
-    )
-    .unwrap();
-    let plugins_arg = plugins.display().to_string();
-    let s =
-        TestServer::start_with_args(&["--plugins-dir", &plugins_arg, "--access-policy", "hostile"])
-            .unwrap();
+    let (_tmp, s) = hostile_policy_server(&[]);
     let c = s.client().unwrap();
     let key = crate::new_key(&c, "Aliyun_AES_256").await;
     c.call(
@@ -1443,24 +1438,7 @@ async fn a_pinned_component_loads_only_with_its_hash() {
 async fn sql_connections_use_tls_with_the_operators_ca() {
     let (pg, ca) = arca_tests::Postgres::start_tls().unwrap();
     let f = fixture().await;
-    let manifest = r#"name = "probe"
-world = "rotator"
-version = "0.1.0"
-component = "@WASM@"
-capabilities = ["log", "random", "clock", "kms", "secrets", "sql", "http"]
-[grants]
-sql-connections = ["*"]
-[limits]
-time-ms = 10000
-"#;
-    let dir = f.plugins_dir(
-        "p",
-        &[(
-            "probe",
-            manifest.into(),
-            component("tests/components/probe-rotator/probe_rotator.wasm"),
-        )],
-    );
+    let dir = probe_with_sql(&f, "*");
     let other_ca = arca_host::pki::instance_tls("another", vec!["127.0.0.1".into()])
         .unwrap()
         .ca_pem;

@@ -426,16 +426,28 @@ async fn scheduled_rotations_run_when_due_and_retry_after_failures() {
 
 /// An Rds secret for `user` on the test's `pg` connection.
 async fn create_rds(c: &Client, name: &str, user: &str, password: &str, sub_type: &str) {
-    let data = json!({"AccountName": user, "AccountPassword": password}).to_string();
-    let config = json!({"SecretSubType": sub_type, "DBInstanceId": "pg"}).to_string();
+    let config = json!({"SecretSubType": sub_type, "DBInstanceId": "pg"});
+    create_db_secret(c, name, "Rds", user, password, config).await;
+}
+
+/// A database secret of `secret_type` for `role`, with `config` as its ExtendedConfig.
+async fn create_db_secret(
+    c: &Client,
+    name: &str,
+    secret_type: &str,
+    role: &str,
+    password: &str,
+    config: Value,
+) {
+    let data = json!({"AccountName": role, "AccountPassword": password}).to_string();
     c.call(
         "CreateSecret",
         &[
             ("SecretName", name),
-            ("SecretType", "Rds"),
+            ("SecretType", secret_type),
             ("SecretData", &data),
             ("VersionId", "v1"),
-            ("ExtendedConfig", &config),
+            ("ExtendedConfig", &config.to_string()),
         ],
     )
     .await
@@ -811,46 +823,33 @@ async fn tenants_reach_only_their_connections_and_unprivileged_roles() {
     s.restart().unwrap();
     let a = s.client_for(creds_of(&made_a, &a_id));
     let b = s.client_for(creds_of(&made_b, &b_id));
-    let rds = |name: &'static str, role: &str, connection: &str, secret_type: &str| {
-        let data = json!({"AccountName": role, "AccountPassword": "unknown"}).to_string();
-        let config = json!({"DBInstanceId": connection, "Rotator": "rotator-postgres"}).to_string();
-        let secret_type = secret_type.to_owned();
-        (name, data, config, secret_type)
+    let refused = |c: Client,
+                   name: &'static str,
+                   role: &'static str,
+                   connection: &'static str,
+                   secret_type: &'static str| async move {
+        let config = json!({"DBInstanceId": connection, "Rotator": "rotator-postgres"});
+        create_db_secret(&c, name, secret_type, role, "unknown", config).await;
+        let e = rotate(&c, name, "r1").await.unwrap_err();
+        api_error(&e).2.to_owned()
     };
-    let refused =
-        |c: Client, (name, data, config, secret_type): (&'static str, String, String, String)| async move {
-            c.call(
-                "CreateSecret",
-                &[
-                    ("SecretName", name),
-                    ("SecretType", secret_type.as_str()),
-                    ("SecretData", &data),
-                    ("VersionId", "v1"),
-                    ("ExtendedConfig", &config),
-                ],
-            )
-            .await
-            .unwrap();
-            let e = rotate(&c, name, "r1").await.unwrap_err();
-            api_error(&e).2.to_owned()
-        };
     let b_client = || s.client_for(creds_of(&made_b, &b_id));
     let a_client = || s.client_for(creds_of(&made_a, &a_id));
     // Another account's connection.
-    let why = refused(b_client(), rds("b/takeover", "a_app", "pg-a", "Rds")).await;
+    let why = refused(b_client(), "b/takeover", "a_app", "pg-a", "Rds").await;
     assert!(why.contains("not open to this account"), "{why}");
     // The connection's own user, a privileged role, one that inherits privilege, one outside
     // the connection's roles.
-    let why = refused(a_client(), rds("a/own", "postgres", "pg-a", "Rds")).await;
+    let why = refused(a_client(), "a/own", "postgres", "pg-a", "Rds").await;
     assert!(why.contains("own user"), "{why}");
-    let why = refused(a_client(), rds("a/boss", "boss", "pg-a", "Rds")).await;
+    let why = refused(a_client(), "a/boss", "boss", "pg-a", "Rds").await;
     assert!(why.contains("CREATEROLE"), "{why}");
-    let why = refused(a_client(), rds("a/heir", "a_heir", "pg-a", "Rds")).await;
+    let why = refused(a_client(), "a/heir", "a_heir", "pg-a", "Rds").await;
     assert!(why.contains("CREATEROLE"), "{why}");
-    let why = refused(a_client(), rds("a/other", "b_app", "pg-a", "Rds")).await;
+    let why = refused(a_client(), "a/other", "b_app", "pg-a", "Rds").await;
     assert!(why.contains("not among the roles"), "{why}");
     // A rotator not meant for the secret's type.
-    let why = refused(a_client(), rds("a/generic", "a_app", "pg-a", "Generic")).await;
+    let why = refused(a_client(), "a/generic", "a_app", "pg-a", "Generic").await;
     assert!(why.contains("does not rotate Generic secrets"), "{why}");
     for (role, password) in [
         ("a_app", "a-initial"),
@@ -866,20 +865,8 @@ async fn tenants_reach_only_their_connections_and_unprivileged_roles() {
         (&a, "a/app", "a_app", "pg-a"),
         (&b, "b/app", "b_app", "pg-b"),
     ] {
-        let data = json!({"AccountName": role, "AccountPassword": "x"}).to_string();
-        let config = json!({"DBInstanceId": connection}).to_string();
-        c.call(
-            "CreateSecret",
-            &[
-                ("SecretName", name),
-                ("SecretType", "Rds"),
-                ("SecretData", &data),
-                ("VersionId", "v1"),
-                ("ExtendedConfig", &config),
-            ],
-        )
-        .await
-        .unwrap();
+        let config = json!({"DBInstanceId": connection});
+        create_db_secret(c, name, "Rds", role, "x", config).await;
         rotate(c, name, "r1").await.unwrap();
         let (user, password) = account(&value(c, name, "ACSCurrent").await.unwrap());
         assert_eq!(user, role);
