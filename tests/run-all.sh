@@ -4,10 +4,21 @@
 # target), builds the plugins and the
 # test components, then runs format and lint gates, the Rust unit and end-to-end tests, and
 # the official-SDK suite against the real server, and a short run of every fuzz target.
+#
+# `tests/run-all.sh --quick` is the contributors' tier: format, lints and the unit tests of
+# every crate (no servers, SDKs, components or fuzzing), a few minutes on a warm build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s\n' "$*"; }
+
+if [[ "${1:-}" == "--quick" ]]; then
+  step "format, lints and unit tests (the quick tier)"
+  cargo fmt --all -- --check
+  cargo clippy --workspace --all-targets --locked -- -D warnings
+  cargo test --workspace --locked --lib --bins
+  exit 0
+fi
 
 step "system packages"
 need=()
