@@ -70,7 +70,7 @@ pub enum ApiError {
     /// 503 `ServiceUnavailableTemporary`: the access policy could not decide (it trapped or
     /// timed out); the request is refused, never let through.
     #[error("access policy unavailable")]
-    PolicyUnavailable,
+    PolicyUnavailable(String),
     /// 404 `Forbidden.KeyNotFound`.
     #[error("key not found")]
     KeyNotFound,
@@ -179,7 +179,7 @@ impl ApiError {
             | Self::NoPermission
             | Self::Denied(_)
             | Self::DeletionProtected => StatusCode::FORBIDDEN,
-            Self::PolicyUnavailable | Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::PolicyUnavailable(_) | Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::InvalidAccessKeyId
             | Self::UnknownAction
             | Self::KeyNotFound
@@ -216,7 +216,7 @@ impl ApiError {
             Self::BodyTimeout => "RequestTimeout",
             Self::DryRun => "DryRunOperationError",
             Self::NoPermission | Self::Denied(_) => "Forbidden.NoPermission",
-            Self::PolicyUnavailable | Self::Unavailable(_) => "ServiceUnavailableTemporary",
+            Self::PolicyUnavailable(_) | Self::Unavailable(_) => "ServiceUnavailableTemporary",
             Self::KeyNotFound => "Forbidden.KeyNotFound",
             Self::KeyVersionNotFound => "Forbidden.KeyVersionNotFound",
             Self::DeletionProtected => "Forbidden.DeletionProtection",
@@ -286,9 +286,10 @@ impl ApiError {
             Self::Denied(reason) => {
                 format!("This operation is forbidden by permission system: {reason}").into()
             }
-            Self::PolicyUnavailable => {
-                "The access policy could not decide; the service is temporarily unavailable.".into()
-            }
+            Self::PolicyUnavailable(why) => format!(
+                "The access policy could not decide ({why}); the request is refused."
+            )
+            .into(),
             Self::KeyNotFound => "The specified Key is not found.".into(),
             Self::KeyVersionNotFound => "The specified Key version is not found.".into(),
             Self::DeletionProtected => {

@@ -1145,7 +1145,13 @@ async fn a_server_wide_access_policy_gates_every_request_and_fails_closed() {
             .call("DescribeKey", &[("KeyId", &alias)])
             .await
             .unwrap_err();
-        let arca_client::Error::Api { status, code, .. } = &e else {
+        let arca_client::Error::Api {
+            status,
+            code,
+            message,
+            ..
+        } = &e
+        else {
             panic!("{e}")
         };
         assert_eq!(
@@ -1153,6 +1159,13 @@ async fn a_server_wide_access_policy_gates_every_request_and_fails_closed() {
             (503, "ServiceUnavailableTemporary"),
             "{mode}: {e}"
         );
+        // The caller learns why, not a bare 503.
+        let why = match mode {
+            "loop" => "exceeded its time limit",
+            "bomb" => "exceeded its memory limit",
+            _ => "plugin `hostile`",
+        };
+        assert!(message.contains(why), "{mode}: {message}");
     }
     let e = c
         .call("DescribeKey", &[("KeyId", "alias/hostile-deny")])
@@ -1242,6 +1255,15 @@ async fn plugins_are_listed_and_reloaded_from_the_cli() {
             .unwrap()
             .contains("unknown world `nope`"),
         "{report}"
+    );
+    assert_eq!(
+        report["Failed"][0]
+            .as_str()
+            .unwrap()
+            .matches("plugin.toml")
+            .count(),
+        1,
+        "the manifest's path is named once: {report}"
     );
     let list = cli(&s, &["plugin", "list"]);
     let names: Vec<(&str, &str)> = list["Plugins"]

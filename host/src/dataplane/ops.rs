@@ -326,7 +326,7 @@ impl<'a> Call<'a> {
             Ok(Decision::Deny(reason)) => Err(crate::error::ApiError::Denied(reason).into()),
             Err(e) => {
                 tracing::error!(error = %e, policy = %self.plane.policy, "AAP policy failed; denying");
-                Err(crate::error::ApiError::PolicyUnavailable.into())
+                Err(crate::error::ApiError::PolicyUnavailable(e.to_string()).into())
             }
         }
     }

@@ -226,10 +226,11 @@ pub struct Manifest {
 }
 
 impl Manifest {
-    /// Reads and validates `path`. Errors name the file and what is wrong with it.
+    /// Reads and validates `path`. Errors say what is wrong; the caller, which reports every
+    /// failure under the manifest's path, names the file (once).
     pub fn load(path: &Path) -> Result<Manifest, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        Manifest::parse(&text, path).map_err(|e| format!("{}: {e}", path.display()))
+        let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
+        Manifest::parse(&text, path)
     }
 
     /// Parses manifest `text` read from `path`.

@@ -107,7 +107,7 @@ impl<'a> Ctx<'a> {
             Ok(Decision::Deny(reason)) => Err(ApiError::Denied(reason)),
             Err(e) => {
                 tracing::error!(error = %e, "access policy failed; denying");
-                Err(ApiError::PolicyUnavailable)
+                Err(ApiError::PolicyUnavailable(e.to_string()))
             }
         }
     }
