@@ -97,13 +97,40 @@ impl Rotations {
     }
 }
 
+impl Rotations {
+    /// Refuses, when a secret is made, an `ExtendedConfig.Rotator` that names no loaded
+    /// rotator for the secret's type: said then, not at its first rotation.
+    pub fn check_named(
+        &self,
+        secret_type: SecretType,
+        extended_config: Option<&str>,
+    ) -> Result<(), RotationError> {
+        let Some(rotator) = named_rotator(extended_config) else {
+            return Ok(());
+        };
+        if !self.plugins.has(&rotator, crate::plugin::World::Rotator) {
+            return Err(RotationError::NoRotator(rotator));
+        }
+        if !self.plugins.rotates(&rotator, secret_type.as_str()) {
+            return Err(RotationError::WrongRotator {
+                rotator,
+                secret_type: secret_type.as_str(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The rotator an ExtendedConfig names (`"Rotator": "<plugin>"`), if any.
+fn named_rotator(extended_config: Option<&str>) -> Option<String> {
+    extended_config
+        .and_then(|c| serde_json::from_str::<serde_json::Value>(c).ok())
+        .and_then(|c| c.get("Rotator").and_then(|r| r.as_str()).map(str::to_owned))
+}
+
 /// The rotator a secret goes to.
 pub fn rotator_for(record: &SecretRecord) -> String {
-    let named = record
-        .extended_config
-        .as_deref()
-        .and_then(|c| serde_json::from_str::<serde_json::Value>(c).ok())
-        .and_then(|c| c.get("Rotator").and_then(|r| r.as_str()).map(str::to_owned));
+    let named = named_rotator(record.extended_config.as_deref());
     named.unwrap_or_else(|| {
         match record.secret_type {
             SecretType::Generic => "rotator-generic",

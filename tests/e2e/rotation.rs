@@ -139,12 +139,43 @@ async fn rotate_secret_with_the_generic_rotator() {
         .await
         .unwrap();
     assert!(d["LastRotationDate"].as_str().unwrap().ends_with('Z'));
-    // A secret routed to a rotator that is not loaded.
-    create(&c, "db/other", "x", json!({"Rotator": "rotator-nope"})).await;
-    let e = rotate(&c, "db/other", "r1").await.unwrap_err();
+    // A secret naming a rotator that is not loaded is refused when it is made.
+    let e = c
+        .call(
+            "CreateSecret",
+            &[
+                ("SecretName", "db/other"),
+                ("SecretData", "x"),
+                ("VersionId", "v1"),
+                ("ExtendedConfig", r#"{"Rotator": "rotator-nope"}"#),
+            ],
+        )
+        .await
+        .unwrap_err();
+    let (status, code, message) = api_error(&e);
+    assert_eq!((status, code), (400, "InvalidParameter"));
+    assert!(message.contains("rotator-nope"), "{message}");
+    // A secret whose type's rotator is not loaded (none ships for Redis) is kept, and its
+    // rotation answers that no such rotator is loaded.
+    c.call(
+        "CreateSecret",
+        &[
+            ("SecretName", "cache/other"),
+            ("SecretType", "Redis"),
+            (
+                "SecretData",
+                r#"{"AccountName": "app", "AccountPassword": "x"}"#,
+            ),
+            ("VersionId", "v1"),
+            ("ExtendedConfig", r#"{"SecretSubType": "SingleUser"}"#),
+        ],
+    )
+    .await
+    .unwrap();
+    let e = rotate(&c, "cache/other", "r1").await.unwrap_err();
     let (status, code, message) = api_error(&e);
     assert_eq!((status, code), (400, "Rejected.UnsupportedOperation"));
-    assert!(message.contains("rotator-nope"), "{message}");
+    assert!(message.contains("rotator-redis"), "{message}");
 }
 
 #[tokio::test]
@@ -848,8 +879,28 @@ async fn tenants_reach_only_their_connections_and_unprivileged_roles() {
     assert!(why.contains("CREATEROLE"), "{why}");
     let why = refused(a_client(), "a/other", "b_app", "pg-a", "Rds").await;
     assert!(why.contains("not among the roles"), "{why}");
-    // A rotator not meant for the secret's type.
-    let why = refused(a_client(), "a/generic", "a_app", "pg-a", "Generic").await;
+    // A rotator not meant for the secret's type is refused when the secret is made (and again
+    // at rotation, should the rotator's manifest change meanwhile).
+    let e = a
+        .call(
+            "CreateSecret",
+            &[
+                ("SecretName", "a/generic"),
+                (
+                    "SecretData",
+                    r#"{"AccountName": "a_app", "AccountPassword": "x"}"#,
+                ),
+                ("VersionId", "v1"),
+                (
+                    "ExtendedConfig",
+                    r#"{"DBInstanceId": "pg-a", "Rotator": "rotator-postgres"}"#,
+                ),
+            ],
+        )
+        .await
+        .unwrap_err();
+    let (_, code, why) = api_error(&e);
+    assert_eq!(code, "InvalidParameter");
     assert!(why.contains("does not rotate Generic secrets"), "{why}");
     for (role, password) in [
         ("a_app", "a-initial"),

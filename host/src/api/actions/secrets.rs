@@ -194,6 +194,9 @@ impl Action for CreateSecret {
     }
 
     async fn handle(self, ctx: &Ctx<'_>) -> Result<CreateSecretReply, ApiError> {
+        ctx.rotations
+            .check_named(self.0.secret_type, self.0.extended_config.as_deref())
+            .map_err(|e| ApiError::invalid("ExtendedConfig", e.to_string()))?;
         let version = self.0.version.to_string();
         let s = ctx.kms.create_secret(&ctx.caller, self.0).await?;
         Ok(CreateSecretReply {
