@@ -188,6 +188,21 @@ enum PluginCommand {
     },
     /// Reload the plugins directory (a plugin that fails keeps its previous version).
     Reload,
+    /// Make a new plugin that builds: `<dir>/<name>/` with its manifest, from the SDK's
+    /// template for `world` (rotator, sse-integration or access-policy). Local; no server.
+    New {
+        /// rotator, sse-integration or access-policy.
+        world: arca_host::plugin::World,
+        /// The plugin's name (lower-case letters, digits and `-`).
+        name: String,
+        /// Where to make it.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+        /// The SDK (`sdk/plugin` of an Arca checkout) the plugin depends on; by default the
+        /// one this binary was built from.
+        #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../sdk/plugin"))]
+        sdk: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -398,15 +413,27 @@ async fn run(command: Command) -> anyhow::Result<()> {
             print_json(&serde_json::to_value(report)?)
         }
         Command::Plugin { command, admin } => {
-            let client = admin_client(&admin)?;
-            let reply = match command {
-                PluginCommand::List => client.call("ArcaListPlugins", &[]).await?,
-                PluginCommand::Inspect { name } => {
-                    client.call("ArcaInspectPlugin", &[("Name", &name)]).await?
+            let (action, name) = match command {
+                PluginCommand::New {
+                    world,
+                    name,
+                    dir,
+                    sdk,
+                } => {
+                    let made = arca_host::plugin::scaffold::scaffold(world, &name, &dir, &sdk)
+                        .map_err(anyhow::Error::msg)?;
+                    return print_json(&serde_json::json!({
+                        "Directory": made.display().to_string(),
+                        "Build": "cargo build --release --target wasm32-wasip2, then copy the .wasm next to plugin.toml",
+                    }));
                 }
-                PluginCommand::Reload => client.call("ArcaReloadPlugins", &[]).await?,
+                PluginCommand::List => ("ArcaListPlugins", None),
+                PluginCommand::Inspect { name } => ("ArcaInspectPlugin", Some(name)),
+                PluginCommand::Reload => ("ArcaReloadPlugins", None),
             };
-            print_json(&reply)
+            let client = admin_client(&admin)?;
+            let params: Vec<(&str, &str)> = name.iter().map(|n| ("Name", n.as_str())).collect();
+            print_json(&client.call(action, &params).await?)
         }
         Command::Audit {
             command:

@@ -1002,25 +1002,18 @@ capabilities = ["log"]
     assert!(matches!(d, Decision::Deny(_)));
 }
 
-/// Builds `sdk/plugin/templates/<world>` as a plugin author would: copied outside the
-/// workspace, depending only on the SDK (which carries the WIT).
+/// A plugin of `world` made by `arca plugin new` (from the SDK's template) in `into`, built
+/// for wasm32-wasip2 outside the workspace, its component beside its manifest.
 fn build_template(world: &str, into: &Path) -> PathBuf {
-    let src = repo_root().join("sdk/plugin/templates").join(world);
-    let dst = into.join(format!("my-{world}"));
-    std::fs::create_dir_all(dst.join("src")).unwrap();
-    let sdk = repo_root().join("sdk/plugin").canonicalize().unwrap();
-    let cargo = std::fs::read_to_string(src.join("Cargo.toml"))
-        .unwrap()
-        .replace("path = \"../..\"", &format!("path = \"{}\"", sdk.display()));
-    std::fs::write(dst.join("Cargo.toml"), cargo).unwrap();
-    std::fs::copy(src.join("src/lib.rs"), dst.join("src/lib.rs")).unwrap();
-    std::fs::copy(src.join("plugin.toml"), dst.join("plugin.toml")).unwrap();
-    std::fs::create_dir_all(dst.join(".cargo")).unwrap();
-    std::fs::copy(
-        src.join(".cargo/config.toml"),
-        dst.join(".cargo/config.toml"),
+    let name = format!("my-{world}");
+    let made = arca_tests::json_output(
+        Command::new(arca_bin())
+            .args(["plugin", "new", world, &name, "--dir"])
+            .arg(into),
     )
     .unwrap();
+    let dst = into.join(&name);
+    assert_eq!(made["Directory"], dst.display().to_string());
     let out = Command::new("cargo")
         .args(["build", "--release", "--target", "wasm32-wasip2", "--quiet"])
         .current_dir(&dst)

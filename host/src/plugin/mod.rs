@@ -20,6 +20,7 @@ mod engine;
 mod http;
 mod imports;
 pub mod manifest;
+pub mod scaffold;
 mod sql;
 mod state;
 
