@@ -43,6 +43,19 @@ pub async fn send(req: http::Request<Full<Bytes>>) -> (u16, serde_json::Value) {
     (status, json)
 }
 
+/// An API error's (status, code, message); any other error fails the test.
+pub fn api_error(e: &arca_client::Error) -> (u16, &str, &str) {
+    match e {
+        arca_client::Error::Api {
+            status,
+            code,
+            message,
+            ..
+        } => (*status, code.as_str(), message.as_str()),
+        other => panic!("not an API error: {other}"),
+    }
+}
+
 /// Creates a key and returns its id.
 pub async fn new_key(c: &arca_client::Client, spec: &str) -> String {
     let r = c

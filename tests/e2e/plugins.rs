@@ -1138,17 +1138,9 @@ async fn a_server_wide_access_policy_gates_every_request_and_fails_closed() {
             .call("DescribeKey", &[("KeyId", &alias)])
             .await
             .unwrap_err();
-        let arca_client::Error::Api {
-            status,
-            code,
-            message,
-            ..
-        } = &e
-        else {
-            panic!("{e}")
-        };
+        let (status, code, message) = crate::api_error(&e);
         assert_eq!(
-            (*status, code.as_str()),
+            (status, code),
             (503, "ServiceUnavailableTemporary"),
             "{mode}: {e}"
         );
@@ -1371,20 +1363,8 @@ async fn the_access_policy_sees_every_key_a_request_uses() {
         .unwrap();
     let blob = sealed["CiphertextBlob"].as_str().unwrap();
     let denied = |e: arca_client::Error| {
-        let arca_client::Error::Api {
-            status,
-            code,
-            message,
-            ..
-        } = &e
-        else {
-            panic!("{e}")
-        };
-        assert_eq!(
-            (*status, code.as_str()),
-            (403, "Forbidden.NoPermission"),
-            "{e}"
-        );
+        let (status, code, message) = crate::api_error(&e);
+        assert_eq!((status, code), (403, "Forbidden.NoPermission"), "{e}");
         assert!(message.contains(&format!(":key/{key}")), "{message}");
     };
     denied(

@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use arca_client::Client;
 use arca_tests::{Postgres, TestServer, component, repo_root};
+
+use crate::api_error;
 use serde_json::{Value, json};
 
 const STEPS: [&str; 4] = ["create-pending", "set-pending", "test-pending", "finish"];
@@ -72,18 +74,6 @@ async fn rotate(c: &Client, name: &str, token: &str) -> Result<Value, arca_clien
         &[("SecretName", name), ("VersionId", token)],
     )
     .await
-}
-
-fn api_error(e: &arca_client::Error) -> (u16, &str, &str) {
-    match e {
-        arca_client::Error::Api {
-            status,
-            code,
-            message,
-            ..
-        } => (*status, code.as_str(), message.as_str()),
-        other => panic!("not an API error: {other}"),
-    }
 }
 
 #[tokio::test]
