@@ -396,11 +396,24 @@ impl Kms {
                 }
             }
             (Prepared::Hsm(hsm), _, _) => {
-                let v = version.clone();
-                let aad = domain.aad(aad);
-                hsm.run(move |h| h.gcm_open(&v, &nonce, &aad, &sealed))
+                let (v, tagged) = (version.clone(), domain.aad(aad.clone()));
+                let first = sealed.clone();
+                let opened = hsm
+                    .run(move |h| h.gcm_open(&v, &nonce, &tagged, &first))
                     .await
-                    .map_err(super::hsm_error)?
+                    .map_err(super::hsm_error);
+                match opened {
+                    // As for software keys: a data-plane ciphertext sealed before the split.
+                    Err(Error::InvalidCiphertext)
+                        if domain == Domain::Instance && legacy_instance_aad(version, &aad) =>
+                    {
+                        let v = version.clone();
+                        hsm.run(move |h| h.gcm_open(&v, &nonce, &aad, &sealed))
+                            .await
+                            .map_err(super::hsm_error)?
+                    }
+                    other => other?,
+                }
             }
             // A symmetric blob header naming an asymmetric key's version: not ours to open.
             (

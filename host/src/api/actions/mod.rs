@@ -192,29 +192,23 @@ async fn run<A: Action>(
     ctx.check_access(A::NAME, outcome.resource.as_deref())
         .await?;
     if ctx.gate.is_some() {
-        let mut keys = Vec::new();
+        let mut records = Vec::new();
         for key in action.key_refs() {
             let record = ctx.kms.resolve(&ctx.caller, key)?;
             if matches!(key, KeyRef::Alias(_) | KeyRef::AliasArn { .. }) {
                 // Pinned: the action uses the key the policy saw, even if the alias moves.
                 *key = KeyRef::Id(record.key_id.clone());
             }
-            keys.push(key_arn(
-                ctx.kms.region(),
-                &record.account_id,
-                &record.key_id,
-            ));
+            records.push(record);
         }
         for blob in action.blobs() {
             // A blob whose key the caller cannot see fails in the action, as garbage.
-            if let Some(record) = ctx.kms.key_of_blob(&ctx.caller, blob)? {
-                keys.push(key_arn(
-                    ctx.kms.region(),
-                    &record.account_id,
-                    &record.key_id,
-                ));
-            }
+            records.extend(ctx.kms.key_of_blob(&ctx.caller, blob)?);
         }
+        let keys: Vec<String> = records
+            .iter()
+            .map(|r| key_arn(ctx.kms.region(), &r.account_id, &r.key_id))
+            .collect();
         let named = outcome
             .resource
             .as_deref()
