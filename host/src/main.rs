@@ -6,7 +6,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use arca_host::secret::SecretString;
+use arca_host::config::{self, Config, LogFormat};
 use arca_host::startup::RootKeySource;
 use clap::{Parser, Subcommand};
 
@@ -21,22 +21,12 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 struct Cli {
     /// Log lines as text for people, or as one JSON object a line for a log pipeline. Every
     /// line a request causes carries its request id.
-    #[arg(
-        long,
-        value_enum,
-        default_value = "text",
-        global = true,
-        env = "ARCA_LOG_FORMAT"
-    )]
-    log_format: LogFormat,
+    /// Log lines as text for people, or as one JSON object a line for a log pipeline. Every
+    /// line a request causes carries its request id [log-format].
+    #[arg(long, value_enum, global = true, env = "ARCA_LOG_FORMAT")]
+    log_format: Option<LogFormat>,
     #[command(subcommand)]
     command: Command,
-}
-
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-enum LogFormat {
-    Text,
-    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -47,56 +37,17 @@ enum LogFormat {
 enum Command {
     /// Serve the API (creating the data directory on first start).
     Serve {
-        /// Where keys, the root key, credentials and the audit log live.
-        #[arg(long, default_value = "./arca-data")]
-        data_dir: PathBuf,
-        /// Address to listen on (loopback by default).
-        #[arg(long, default_value = "127.0.0.1:8080")]
-        listen: SocketAddr,
-        /// The region this server answers for.
-        #[arg(long, default_value = "cn-hangzhou")]
-        region: String,
-        /// Serve `/metrics` (Prometheus), `/healthz`, `/readyz` and `/status` on this address
-        /// (unauthenticated: keep it on loopback or a monitoring network).
-        #[arg(long)]
-        admin_listen: Option<SocketAddr>,
-        /// How far a request's signed time may be from this server's clock, in seconds (the
-        /// SDKs' default is Alibaba's 15 minutes). Nonces are remembered this long, so memory
-        /// for replay protection is about 8-16 bytes × requests/s × this.
-        #[arg(long, default_value_t = 900, value_parser = clap::value_parser!(u64).range(1..=86_400))]
-        max_clock_skew: u64,
-        /// A host name (with or without `:port`) this deployment answers to; repeat for
-        /// several. When given, a request whose `Host` is none of them is refused: a V3
-        /// signature covers `host`, so a request signed for another deployment (a restored
-        /// replica, another region) is not accepted here. (V1 signs no header, so its `Host`
-        /// is checked but not bound by the signature.)
-        #[arg(long = "server-name")]
-        server_names: Vec<String>,
-        /// Serve the API over HTTPS only, with the certificate chain in this PEM file (leaf
-        /// first); needs --tls-key.
-        #[arg(long, requires = "tls_key")]
-        tls_cert: Option<PathBuf>,
-        /// The private key (PEM: PKCS#8, PKCS#1 or SEC1) for --tls-cert.
-        #[arg(long, requires = "tls_cert")]
-        tls_key: Option<PathBuf>,
-        /// Read the root key from this file instead of DATA_DIR/root.key (or ARCA_ROOT_KEY).
-        #[arg(long, conflicts_with = "root_key_hsm")]
-        root_key_file: Option<PathBuf>,
-        /// Keep the root key wrapped by a non-extractable key in the HSM (DATA_DIR/root.key.hsm),
-        /// so the data directory alone cannot be decrypted. An existing DATA_DIR/root.key is
-        /// wrapped and then removed.
-        #[arg(long, requires = "hsm_module")]
-        root_key_hsm: bool,
-        /// Where plugins live (`<dir>/<name>/plugin.toml`); default `./plugins` when it exists.
-        #[arg(long, env = "ARCA_PLUGINS_DIR")]
-        plugins_dir: Option<PathBuf>,
-        /// An access-policy plugin to ask before every non-admin action (fails closed).
-        #[arg(long)]
-        access_policy: Option<String>,
+        /// A configuration file (every setting, its default and its flag:
+        /// docs/configuration.md); flags given here override it.
+        #[arg(long, env = "ARCA_CONFIG")]
+        config: Option<PathBuf>,
         #[command(flatten)]
-        instances: InstanceArgs,
-        #[command(flatten)]
-        hsm: HsmArgs,
+        flags: ServeFlags,
+    },
+    /// Check a configuration file without serving, or print the settings' reference.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
     },
     /// Show a running server's health, inventory, audit trail, HSM and plugins (its
     /// `--admin-listen` address's `/status`); exits 1 when the server is not ready.
@@ -203,6 +154,115 @@ enum PluginCommand {
         #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../sdk/plugin"))]
         sdk: PathBuf,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Read and check a configuration file (keys, values, the TLS files, the HSM PIN's
+    /// reference, the plugins directory's connections.toml) without serving; prints the
+    /// settings it makes, with every default filled in.
+    Check {
+        /// The file.
+        file: PathBuf,
+    },
+    /// Print the reference table of every setting (as docs/configuration.md carries it).
+    Reference,
+}
+
+/// `arca serve` flags: each overrides its setting in the configuration file (see
+/// docs/configuration.md for the defaults).
+#[derive(Debug, clap::Args)]
+struct ServeFlags {
+    /// Where keys, the root key, credentials and the audit log live [data-dir].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Address to listen on; default 127.0.0.1:8080 [api.listen].
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// The region this server answers for; default cn-hangzhou [region].
+    #[arg(long)]
+    region: Option<String>,
+    /// Serve `/metrics` (Prometheus), `/healthz`, `/readyz` and `/status` on this address
+    /// (unauthenticated: keep it on loopback or a monitoring network) [admin.listen].
+    #[arg(long)]
+    admin_listen: Option<SocketAddr>,
+    /// How far a request's signed time may be from this server's clock, in seconds; default
+    /// 900, the SDKs' 15 minutes [api.max-clock-skew].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    max_clock_skew: Option<u64>,
+    /// A host name (with or without `:port`) this deployment answers to; repeat for several.
+    /// A request whose `Host` is none of them is refused; V3 signatures cover `host`
+    /// [api.server-names].
+    #[arg(long = "server-name")]
+    server_names: Vec<String>,
+    /// Serve the API over HTTPS only, with the certificate chain in this PEM file (leaf
+    /// first); needs --tls-key [api.tls-cert].
+    #[arg(long)]
+    tls_cert: Option<PathBuf>,
+    /// The private key (PEM: PKCS#8, PKCS#1 or SEC1) for --tls-cert [api.tls-key].
+    #[arg(long)]
+    tls_key: Option<PathBuf>,
+    /// Read the root key from this file instead of DATA_DIR/root.key (or ARCA_ROOT_KEY)
+    /// [root-key.file].
+    #[arg(long)]
+    root_key_file: Option<PathBuf>,
+    /// Keep the root key wrapped by a non-extractable key in the HSM (DATA_DIR/root.key.hsm),
+    /// so the data directory alone cannot be decrypted. An existing DATA_DIR/root.key is
+    /// wrapped and then removed [root-key.hsm].
+    #[arg(long)]
+    root_key_hsm: bool,
+    /// Where plugins live (`<dir>/<name>/plugin.toml`); default `./plugins` when it exists
+    /// [plugins-dir].
+    #[arg(long, env = "ARCA_PLUGINS_DIR")]
+    plugins_dir: Option<PathBuf>,
+    /// An access-policy plugin to ask before every non-admin action (fails closed)
+    /// [access-policy].
+    #[arg(long)]
+    access_policy: Option<String>,
+    /// The access-policy plugin that decides client-key requests on instance data planes;
+    /// default policy-default [instances.aap-policy].
+    #[arg(long)]
+    aap_policy: Option<String>,
+    /// Where new instances' data planes listen (each on a port of its own, kept across
+    /// restarts); default 127.0.0.1 [instances.host].
+    #[arg(long)]
+    instance_host: Option<std::net::IpAddr>,
+    #[command(flatten)]
+    hsm: HsmArgs,
+}
+
+impl ServeFlags {
+    /// The file's settings (or the defaults), with every given flag put over them.
+    fn over(self, mut c: Config) -> Config {
+        fn set<T>(to: &mut T, flag: Option<T>) {
+            if let Some(v) = flag {
+                *to = v;
+            }
+        }
+        fn set_some<T>(to: &mut Option<T>, flag: Option<T>) {
+            if flag.is_some() {
+                *to = flag;
+            }
+        }
+        set(&mut c.data_dir, self.data_dir);
+        set(&mut c.api.listen, self.listen);
+        set(&mut c.region, self.region);
+        set_some(&mut c.admin.listen, self.admin_listen);
+        set(&mut c.api.max_clock_skew, self.max_clock_skew);
+        if !self.server_names.is_empty() {
+            c.api.server_names = self.server_names;
+        }
+        set_some(&mut c.api.tls_cert, self.tls_cert);
+        set_some(&mut c.api.tls_key, self.tls_key);
+        set_some(&mut c.root_key.file, self.root_key_file);
+        c.root_key.hsm |= self.root_key_hsm;
+        set_some(&mut c.plugins_dir, self.plugins_dir);
+        set_some(&mut c.access_policy, self.access_policy);
+        set(&mut c.instances.aap_policy, self.aap_policy);
+        set(&mut c.instances.host, self.instance_host);
+        self.hsm.over(&mut c.hsm);
+        c
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -318,13 +378,30 @@ struct AdminArgs {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    // `serve` reads its configuration first: the file may set the log format.
+    let (command, serving) = match cli.command {
+        Command::Serve { config, flags } => {
+            let file = match &config {
+                Some(path) => Config::from_file(path)?,
+                None => Config::default(),
+            };
+            let config = flags.over(file);
+            config.check()?;
+            (None, Some(config))
+        }
+        command => (Some(command), None),
+    };
+    let format = cli
+        .log_format
+        .or(serving.as_ref().map(|c| c.log_format))
+        .unwrap_or_default();
     let logs = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr);
-    match cli.log_format {
+    match format {
         LogFormat::Text => logs
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .init(),
@@ -333,46 +410,28 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(run(cli.command))
+    runtime.block_on(async move {
+        match (serving, command) {
+            (Some(config), _) => Ok(arca_host::serve(&config, shutdown_signal()).await?),
+            (None, Some(command)) => run(command).await,
+            (None, None) => Ok(()),
+        }
+    })
 }
 
 async fn run(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Serve {
-            data_dir,
-            listen,
-            region,
-            admin_listen,
-            max_clock_skew,
-            server_names,
-            tls_cert,
-            tls_key,
-            root_key_file,
-            root_key_hsm,
-            plugins_dir,
-            access_policy,
-            instances,
-            hsm,
+        Command::Serve { .. } => anyhow::bail!("serve is started by main"),
+        Command::Config {
+            command: ConfigCommand::Reference,
         } => {
-            serve(
-                data_dir,
-                listen,
-                region,
-                root_key_file,
-                Extras {
-                    admin_listen,
-                    max_clock_skew,
-                    server_names,
-                    tls: tls_cert.zip(tls_key),
-                    plugins_dir,
-                    access_policy,
-                    instances,
-                    hsm,
-                    root_key_hsm,
-                },
-            )
-            .await
+            let mut out = std::io::stdout().lock();
+            out.write_all(config::reference_markdown().as_bytes())?;
+            Ok(())
         }
+        Command::Config {
+            command: ConfigCommand::Check { file },
+        } => check_config(&file),
         Command::Status { admin } => status(&admin).await,
         Command::Backup {
             data_dir,
@@ -404,7 +463,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let version: arca_host::ids::KeyVersionId = key_version
                 .parse()
                 .map_err(|_| anyhow::anyhow!("not a key version id: {key_version}"))?;
-            let hsm = open_hsm(hsm)
+            let hsm = arca_host::server::open_hsm(&hsm.config()?)
                 .await?
                 .context("give --hsm-module and --hsm-token")?;
             let report = tokio::task::spawn_blocking(move || hsm.inspect(&version))
@@ -564,15 +623,39 @@ async fn run(command: Command) -> anyhow::Result<()> {
 /// file, never from a flag (flags show in `ps`).
 #[derive(Debug, clap::Args)]
 struct HsmArgs {
-    /// The PKCS#11 module, e.g. /usr/lib/softhsm/libsofthsm2.so.
-    #[arg(long, env = "ARCA_HSM_MODULE", requires = "hsm_token")]
+    /// The PKCS#11 module, e.g. /usr/lib/softhsm/libsofthsm2.so [hsm.module].
+    #[arg(long, env = "ARCA_HSM_MODULE")]
     hsm_module: Option<PathBuf>,
-    /// The label of the token to use (the slot is found by it).
-    #[arg(long, env = "ARCA_HSM_TOKEN", requires = "hsm_module")]
+    /// The label of the token to use (the slot is found by it) [hsm.token].
+    #[arg(long, env = "ARCA_HSM_TOKEN")]
     hsm_token: Option<String>,
-    /// A file holding the user PIN (else ARCA_HSM_PIN).
+    /// A file holding the user PIN (else ARCA_HSM_PIN) [hsm.pin-file].
     #[arg(long)]
     hsm_pin_file: Option<PathBuf>,
+}
+
+impl HsmArgs {
+    fn over(self, hsm: &mut config::Hsm) {
+        if self.hsm_module.is_some() {
+            hsm.module = self.hsm_module;
+        }
+        if self.hsm_token.is_some() {
+            hsm.token = self.hsm_token;
+        }
+        if self.hsm_pin_file.is_some() {
+            hsm.pin_file = self.hsm_pin_file;
+        }
+    }
+
+    fn config(self) -> anyhow::Result<config::Hsm> {
+        let mut hsm = config::Hsm::default();
+        self.over(&mut hsm);
+        anyhow::ensure!(
+            hsm.module.is_some() == hsm.token.is_some(),
+            "--hsm-module and --hsm-token go together"
+        );
+        Ok(hsm)
+    }
 }
 
 /// Where the tools (backup, restore, audit verify) find an existing root key.
@@ -586,206 +669,6 @@ struct RootKeyArgs {
     root_key_hsm: bool,
     #[command(flatten)]
     hsm: HsmArgs,
-}
-
-/// The KMS instances' data planes.
-#[derive(Debug, clap::Args)]
-struct InstanceArgs {
-    /// The access-policy plugin that decides client-key requests on instance data planes.
-    #[arg(long, default_value = arca_host::dataplane::DEFAULT_POLICY)]
-    aap_policy: String,
-    /// Where new instances' data planes listen (each on a port of its own, kept across
-    /// restarts; `ArcaCreateKmsInstance` may name one with `Endpoint`).
-    #[arg(long, default_value = "127.0.0.1")]
-    instance_host: std::net::IpAddr,
-}
-
-/// What `serve` takes besides the data dir and the listener.
-#[derive(Debug)]
-struct Extras {
-    admin_listen: Option<SocketAddr>,
-    max_clock_skew: u64,
-    server_names: Vec<String>,
-    /// `--tls-cert` and `--tls-key`.
-    tls: Option<(PathBuf, PathBuf)>,
-    plugins_dir: Option<PathBuf>,
-    access_policy: Option<String>,
-    instances: InstanceArgs,
-    hsm: HsmArgs,
-    /// `--root-key-hsm`.
-    root_key_hsm: bool,
-}
-
-/// Opens the token, when one is configured, on a blocking thread (module loading and login
-/// block).
-async fn open_hsm(args: HsmArgs) -> anyhow::Result<Option<arca_host::keystore::hsm::Hsm>> {
-    let (Some(module), Some(token_label)) = (args.hsm_module, args.hsm_token) else {
-        return Ok(None);
-    };
-    let pin = match args.hsm_pin_file {
-        Some(path) => std::fs::read_to_string(&path)
-            .with_context(|| format!("cannot read the HSM PIN file {}", path.display()))?
-            .trim_end_matches(['\n', '\r'])
-            .to_owned(),
-        None => std::env::var("ARCA_HSM_PIN")
-            .context("the HSM needs a PIN: set ARCA_HSM_PIN or --hsm-pin-file")?,
-    };
-    let config = arca_host::keystore::hsm::HsmConfig {
-        module,
-        token_label,
-        pin: arca_host::secret::SecretString::new(pin),
-    };
-    let hsm = tokio::task::spawn_blocking(move || arca_host::keystore::hsm::Hsm::open(config))
-        .await?
-        .context("cannot open the HSM")?;
-    Ok(Some(hsm))
-}
-
-async fn serve(
-    data_dir: PathBuf,
-    listen: SocketAddr,
-    region: String,
-    root_key_file: Option<PathBuf>,
-    extras: Extras,
-) -> anyhow::Result<()> {
-    let Extras {
-        admin_listen,
-        max_clock_skew,
-        server_names,
-        tls,
-        plugins_dir,
-        access_policy,
-        instances,
-        hsm,
-        root_key_hsm,
-    } = extras;
-    // Read before anything else, so that a wrong file fails the start at once.
-    let tls = tls
-        .map(|(cert, key)| arca_host::api::tls::acceptor_from_pem(&cert, &key))
-        .transpose()
-        .map_err(anyhow::Error::msg)?;
-    let hsm = open_hsm(hsm).await?.map(std::sync::Arc::new);
-    let root_key = match &hsm {
-        Some(hsm) if root_key_hsm => RootKeySource::Hsm(std::sync::Arc::clone(hsm)),
-        _ => root_key_source(root_key_file),
-    };
-    let cache_dir = data_dir.join("plugin-cache");
-    let dir = arca_host::open(arca_host::ServeConfig {
-        data_dir,
-        region: region.clone(),
-        root_key,
-    })
-    .await
-    .context("cannot open the data directory")?;
-    if let Some(hsm) = hsm {
-        tracing::info!(
-            token = hsm.label(),
-            "HSM token ready for ProtectionLevel=HSM keys"
-        );
-        dir.kms.attach_hsm(hsm);
-    }
-    let plugins = load_plugins(&dir, plugins_dir, cache_dir, access_policy, instances).await?;
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("cannot listen on {listen}"))?;
-    let addr = listener.local_addr()?;
-    if tls.is_none() && !addr.ip().is_loopback() {
-        tracing::warn!(
-            %addr,
-            "serving the API over plain HTTP on a non-loopback address: signatures protect \
-             requests, but plaintexts, data keys and secret values cross the network in the \
-             clear; use --tls-cert and --tls-key, or a TLS proxy"
-        );
-    }
-    let scheme = if tls.is_some() { "https" } else { "http" };
-    tracing::info!(
-        endpoint = %format!("{scheme}://{addr}"),
-        region,
-        credentials = %dir.credentials_path.display(),
-        "Arca is serving; admin credentials are in the credentials file"
-    );
-    let admin_listener = match admin_listen {
-        Some(addr) => {
-            let l = tokio::net::TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("cannot listen on {addr} (--admin-listen)"))?;
-            tracing::info!(admin = %format!("http://{}", l.local_addr()?), "metrics, health and status are served");
-            Some(l)
-        }
-        None => None,
-    };
-    let listeners = arca_host::Listeners {
-        api: listener,
-        tls,
-        admin: admin_listener,
-        max_clock_skew: std::time::Duration::from_secs(max_clock_skew),
-        server_names,
-    };
-    arca_host::serve(dir, plugins, listeners, shutdown_signal()).await;
-    tracing::info!("stopped");
-    Ok(())
-}
-
-/// Loads the plugins directory (the flag, else `./plugins` when it exists). A plugin that
-/// fails to load is logged and listed, and the server starts without it, unless it is the
-/// access policy: access control must never silently switch off.
-async fn load_plugins(
-    dir: &arca_host::DataDir,
-    plugins_dir: Option<PathBuf>,
-    cache_dir: PathBuf,
-    access_policy: Option<String>,
-    instances: InstanceArgs,
-) -> anyhow::Result<arca_host::PluginSetup> {
-    use arca_host::plugin::{PluginHost, Services, SqlConnections, World};
-    let plugins_dir = plugins_dir.or_else(|| {
-        let default = PathBuf::from("plugins");
-        default.is_dir().then_some(default)
-    });
-    let sql = match &plugins_dir {
-        Some(d) => SqlConnections::load(&d.join("connections.toml")).map_err(anyhow::Error::msg)?,
-        None => SqlConnections::none(),
-    };
-    let services = Services::new(std::sync::Arc::clone(&dir.kms), sql);
-    let host = std::sync::Arc::new(
-        PluginHost::new(plugins_dir.clone(), cache_dir, services).map_err(anyhow::Error::msg)?,
-    );
-    let report = host.load().await;
-    tracing::info!(
-        dir = %plugins_dir.as_deref().map(|d| d.display().to_string()).unwrap_or_else(|| "(none)".into()),
-        loaded = report.loaded.len(),
-        failed = report.failed.len(),
-        "plugins"
-    );
-    if let Some(name) = &access_policy
-        && !host.has(name, World::AccessPolicy)
-    {
-        anyhow::bail!(
-            "--access-policy {name}: no access-policy plugin of that name loaded ({})",
-            report.failed.join("; ")
-        );
-    }
-    if !host.has(&instances.aap_policy, World::AccessPolicy) {
-        // Instance data planes fail closed (503) until the policy is loaded.
-        tracing::warn!(
-            policy = %instances.aap_policy,
-            "no access-policy plugin of that name: KMS instance data planes will refuse client keys"
-        );
-    }
-    Ok(arca_host::PluginSetup {
-        host,
-        access_policy,
-        aap_policy: instances.aap_policy,
-        instance_host: instances.instance_host,
-    })
-}
-
-/// `--root-key-file`, else `ARCA_ROOT_KEY`, else `DATA_DIR/root.key`.
-fn root_key_source(file: Option<PathBuf>) -> RootKeySource {
-    match (file, std::env::var("ARCA_ROOT_KEY")) {
-        (Some(path), _) => RootKeySource::File(path),
-        (None, Ok(text)) => RootKeySource::Env(SecretString::new(text)),
-        (None, Err(_)) => RootKeySource::DataDir,
-    }
 }
 
 async fn backup(
@@ -841,9 +724,9 @@ async fn backup(
 /// the data directory, or unwrapped by the HSM.
 async fn tool_root_key(args: RootKeyArgs) -> anyhow::Result<RootKeySource> {
     if !args.root_key_hsm {
-        return Ok(root_key_source(args.root_key_file));
+        return Ok(arca_host::server::root_key_source(args.root_key_file));
     }
-    let hsm = open_hsm(args.hsm)
+    let hsm = arca_host::server::open_hsm(&args.hsm.config()?)
         .await?
         .context("--root-key-hsm needs --hsm-module and --hsm-token")?;
     Ok(RootKeySource::Hsm(std::sync::Arc::new(hsm)))
@@ -921,6 +804,20 @@ async fn status(admin: &str) -> anyhow::Result<()> {
         "the server is not ready (see Checks)"
     );
     Ok(())
+}
+
+/// `arca config check`: the file's settings, checked as far as they can be without serving.
+fn check_config(file: &Path) -> anyhow::Result<()> {
+    let config = Config::from_file(file)?;
+    arca_host::server::tls_acceptor(&config.api)?;
+    if config.hsm.module.is_some() {
+        arca_host::server::hsm_pin(&config.hsm)?;
+    }
+    if let Some(dir) = arca_host::server::plugins_dir(&config) {
+        arca_host::plugin::SqlConnections::load(&dir.join("connections.toml"))
+            .map_err(anyhow::Error::msg)?;
+    }
+    print_json(&serde_json::json!({ "Valid": true, "Settings": config }))
 }
 
 fn admin_client(args: &AdminArgs) -> anyhow::Result<arca_client::Client> {

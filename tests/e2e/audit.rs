@@ -5,9 +5,9 @@
 use std::path::Path;
 use std::process::Command;
 
-use arca_tests::{TestServer, arca_bin};
+use arca_tests::{Served, TestServer, arca_bin};
 
-use crate::{new_key, server};
+use crate::{new_key, process_server};
 
 /// `arca audit verify` on `dir`: (success, stdout + stderr).
 fn verify(dir: &Path) -> (bool, String) {
@@ -42,7 +42,7 @@ fn query(dir: &Path, args: &[&str]) -> Vec<serde_json::Value> {
 
 /// A stopped server's data dir with a sealed trail of some successful and failed calls.
 async fn trail() -> (TestServer, Vec<String>) {
-    let mut s = server();
+    let mut s = process_server();
     let c = s.client().unwrap();
     let key = new_key(&c, "Aliyun_AES_256").await;
     for _ in 0..4 {
@@ -115,7 +115,7 @@ async fn every_call_is_chained_and_the_trail_verifies() {
 /// hold yet from the journal, and the next start appends them.
 #[tokio::test]
 async fn no_event_of_a_sent_reply_is_lost_to_a_kill() {
-    let mut s = server();
+    let mut s = process_server();
     let key = new_key(&s.client().unwrap(), "Aliyun_AES_256").await;
     let mut acknowledged = Vec::new();
     for round in 0..3 {
@@ -254,7 +254,7 @@ async fn every_kind_of_tampering_is_caught_and_located() {
 
 #[tokio::test]
 async fn the_chain_continues_across_restarts() {
-    let mut s = server();
+    let mut s = process_server();
     let c = s.client().unwrap();
     new_key(&c, "Aliyun_AES_256").await;
     s.restart().unwrap();
@@ -291,7 +291,7 @@ fn audit_cli(dir: &Path, command: &str, args: &[&str]) -> anyhow::Result<serde_j
 /// An anchor taken earlier catches a rollback of the trail and its head file together.
 #[tokio::test]
 async fn a_trail_cut_while_stopped_is_refused_until_the_gap_is_recorded() {
-    let mut s = server();
+    let mut s = process_server();
     let c = s.client().unwrap();
     let key = new_key(&c, "Aliyun_AES_256").await;
     for _ in 0..3 {
@@ -369,7 +369,7 @@ async fn a_trail_cut_while_stopped_is_refused_until_the_gap_is_recorded() {
 /// audit line. Its action is now a short escaped token, and every line is bounded.
 #[tokio::test]
 async fn unauthenticated_junk_writes_only_bounded_lines() {
-    let mut s = server();
+    let mut s = process_server();
     let junk = "\u{1}".repeat(200_000);
     // Raw, as an attacker sends it (form-encoded it would pass the body limit).
     let body = format!("Action={junk}&Version=2016-01-20");

@@ -4,9 +4,9 @@ use arca_client::signing::{nonce, signed_request_at, timestamp};
 use bytes::Bytes;
 use http_body_util::Full;
 
-use arca_tests::TestServer;
+use arca_tests::{LocalServer, Served};
 
-use crate::{send, server};
+use crate::{process_server, send, server};
 
 #[tokio::test]
 async fn a_replayed_request_is_refused() {
@@ -185,7 +185,7 @@ async fn dry_run_validates_without_acting() {
 /// 60-second window and accepted under the default 15 minutes.
 #[tokio::test]
 async fn the_clock_skew_window_is_configurable() {
-    let narrow = TestServer::start_with_args(&["--max-clock-skew", "60"]).unwrap();
+    let narrow = LocalServer::start_with(|c| c.api.max_clock_skew = 60).unwrap();
     let wide = server();
     let two_minutes_ago = arca_client::signing::format_utc(
         time::OffsetDateTime::now_utc() - time::Duration::minutes(2),
@@ -291,7 +291,7 @@ async fn a_body_that_is_not_a_form_is_refused() {
 /// is still refused as a replay after it.
 #[tokio::test]
 async fn a_replay_is_refused_across_a_restart() {
-    let mut s = server();
+    let mut s = process_server();
     let creds = s.credentials().unwrap();
     let endpoint = s.endpoint.clone();
     let (date, n) = (timestamp(), nonce());
@@ -322,7 +322,8 @@ async fn a_replay_is_refused_across_a_restart() {
 /// refused; one signed for a listed name is served.
 #[tokio::test]
 async fn only_the_listed_host_names_are_answered() {
-    let s = TestServer::start_with_args(&["--server-name", "kms.example.test"]).unwrap();
+    let s =
+        LocalServer::start_with(|c| c.api.server_names = vec!["kms.example.test".into()]).unwrap();
     let creds = s.credentials().unwrap();
     let for_host = |host: &str| {
         let mut req = arca_client::signing::signed_request(

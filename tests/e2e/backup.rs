@@ -4,9 +4,9 @@
 use std::path::Path;
 use std::process::Command;
 
-use arca_tests::{TestServer, arca_bin};
+use arca_tests::{Served, TestServer, arca_bin};
 
-use crate::{new_key, server};
+use crate::{new_key, process_server};
 
 fn arca(args: &[&str]) -> (bool, String) {
     let out = Command::new(arca_bin()).args(args).output().unwrap();
@@ -22,7 +22,7 @@ fn path(p: &Path) -> &str {
 
 #[tokio::test]
 async fn backup_while_serving_and_restore_everything() {
-    let mut s = server();
+    let mut s = process_server();
     let c = s.client().unwrap();
     let sym = new_key(&c, "Aliyun_SM4").await;
     c.call(
@@ -183,7 +183,7 @@ async fn backup_while_serving_and_restore_everything() {
 
 #[tokio::test]
 async fn backup_of_a_stopped_server_reads_the_store_directly() {
-    let mut s = server();
+    let mut s = process_server();
     let c = s.client().unwrap();
     let key = new_key(&c, "Aliyun_AES_256").await;
     let sealed = c

@@ -2,7 +2,9 @@
 
 use base64::Engine;
 
-use crate::{new_key, server};
+use arca_tests::Served;
+
+use crate::{new_key, process_server, server};
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
@@ -293,7 +295,7 @@ async fn data_keys_re_encryption_and_limits() {
 
 #[tokio::test]
 async fn plaintext_never_reaches_the_audit_trail_or_the_logs() {
-    let s = server();
+    let s = process_server();
     let c = s.client().unwrap();
     let key = new_key(&c, "Aliyun_AES_256").await;
     let marker = "TOP-SECRET-PLAINTEXT-7f3a";

@@ -4,11 +4,13 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::{new_key, server};
+use arca_tests::Served;
+
+use crate::{new_key, process_server};
 
 #[tokio::test]
 async fn acknowledged_state_survives_kill_9() {
-    let mut s = server();
+    let mut s = process_server();
     let c = s.client().unwrap();
     let mut sealed = Vec::new();
     for i in 0..5 {
@@ -80,7 +82,7 @@ struct Acked {
 /// every write that was answered with success must be present.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kills_under_load_lose_no_acknowledged_write() {
-    let mut s = server();
+    let mut s = process_server();
     let acked = Arc::new(Mutex::new(Acked::default()));
     for round in 0..6u64 {
         let c = s.client().unwrap();
@@ -156,7 +158,7 @@ async fn kills_under_load_lose_no_acknowledged_write() {
 async fn fifty_random_kills_lose_nothing_acknowledged() {
     let seed = fastrand::u64(..);
     eprintln!("crash suite seed {seed}");
-    let mut s = server();
+    let mut s = process_server();
     let config = arca_tests::crash::Config {
         kills: 50,
         workers: 3,
@@ -183,7 +185,7 @@ async fn fifty_random_kills_lose_nothing_acknowledged() {
 /// errors and samples the server's memory each window. The README quotes a 10-minute run.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_soak_mode_holds_a_fixed_rate_and_samples_memory() {
-    let s = server();
+    let s = process_server();
     let config = arca_tests::soak::Config {
         duration: Duration::from_secs(4),
         fraction: 0.5,

@@ -3,7 +3,7 @@
 //! token is configured or a spec is not available in it.
 
 use arca_client::Client;
-use arca_tests::{SoftHsm, TestServer, arca_bin};
+use arca_tests::{Served, SoftHsm, TestServer, arca_bin};
 use serde_json::Value;
 
 fn server(hsm: &SoftHsm) -> TestServer {

@@ -11,6 +11,7 @@
 mod audit;
 mod auth;
 mod backup;
+mod config;
 mod crypto;
 mod durability;
 mod hsm;
@@ -24,7 +25,7 @@ mod tenancy;
 
 use std::time::Duration;
 
-use arca_tests::TestServer;
+use arca_tests::{LocalServer, TestServer};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
@@ -68,7 +69,12 @@ pub async fn new_key(c: &arca_client::Client, spec: &str) -> String {
         .to_owned()
 }
 
-/// A started server, or a test failure that says why.
-pub fn server() -> TestServer {
+/// A real `arca serve` process, for tests that kill or restart it.
+pub fn process_server() -> TestServer {
     TestServer::start().expect("start arca")
+}
+
+/// A server in this process on port 0, or a test failure that says why.
+pub fn server() -> LocalServer {
+    LocalServer::start().expect("start arca")
 }

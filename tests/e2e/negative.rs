@@ -12,6 +12,8 @@ use arca_host::api::actions::NAMES;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use arca_tests::Served;
+
 use crate::{new_key, send, server};
 
 /// Every `Code` the gateway documents (the error table, `host/src/error.rs`).

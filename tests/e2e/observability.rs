@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use arca_tests::{TestServer, arca_bin, free_port, json_output};
+use arca_tests::{Served, TestServer, arca_bin, free_port, json_output};
 
 use crate::new_key;
 

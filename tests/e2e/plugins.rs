@@ -17,7 +17,7 @@ use arca_host::plugin::{
     PluginHost, Principal, PrincipalKind, RotationRequest, RotationStep, SecretData, SecretVersion,
     Services, SqlConnections,
 };
-use arca_tests::{TestServer, arca_bin, component, repo_root};
+use arca_tests::{Served, TestServer, arca_bin, component, repo_root};
 
 /// An opened data directory and its admin caller, for in-process plugin calls.
 struct Fixture {
@@ -1288,7 +1288,7 @@ fn an_unloadable_access_policy_stops_the_server_from_starting() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("--access-policy missing: no access-policy plugin of that name loaded"),
+        err.contains("access-policy missing: no access-policy plugin of that name loaded"),
         "{err}"
     );
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arca_client::Client;
-use arca_tests::{Postgres, TestServer, component, repo_root};
+use arca_tests::{Postgres, Served, TestServer, component, repo_root};
 
 use crate::api_error;
 use serde_json::{Value, json};

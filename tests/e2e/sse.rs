@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use arca_client::{Client, Credentials};
-use arca_tests::{TestServer, repo_root};
+use arca_tests::{Served, TestServer, repo_root};
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
 use base64::Engine;
 use bytes::Bytes;

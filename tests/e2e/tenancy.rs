@@ -2,9 +2,11 @@
 
 use arca_client::Credentials;
 
+use arca_tests::Served;
+
 use crate::{new_key, server};
 
-fn cli(s: &arca_tests::TestServer, args: &[&str]) -> serde_json::Value {
+fn cli(s: &impl Served, args: &[&str]) -> serde_json::Value {
     s.cli(args).unwrap()
 }
 

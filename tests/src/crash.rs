@@ -19,7 +19,7 @@ use anyhow::{Context, Result, bail, ensure};
 use arca_client::Client;
 use serde::Serialize;
 
-use crate::TestServer;
+use crate::{Served, TestServer};
 
 /// How a run goes.
 #[derive(Debug, Clone)]

@@ -1,5 +1,6 @@
-//! Test harness: start the real `arca` binary on a free loopback port with its own data
-//! directory, talk to it with the Rust client or raw HTTP, kill it, restart it.
+//! Test harness: start Arca in this process on port 0 ([`LocalServer`]), or the real `arca`
+//! binary with its own data directory ([`TestServer`]) when a test kills or restarts it; talk
+//! to either with the Rust client or raw HTTP ([`Served`]).
 
 pub mod crash;
 pub mod soak;
@@ -229,23 +230,6 @@ impl TestServer {
         self.data_dir.with_extension("log")
     }
 
-    /// The admin credentials written at first start.
-    pub fn credentials(&self) -> Result<Credentials> {
-        Ok(Credentials::from_file(
-            &self.data_dir.join("credentials.json"),
-        )?)
-    }
-
-    /// A client signed with the admin credentials.
-    pub fn client(&self) -> Result<Client> {
-        Ok(Client::new(&self.endpoint, self.credentials()?))
-    }
-
-    /// A client for other credentials.
-    pub fn client_for(&self, credentials: Credentials) -> Client {
-        Client::new(&self.endpoint, credentials)
-    }
-
     /// The server's process id, while it runs.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
@@ -283,17 +267,142 @@ pub fn json_output(cmd: &mut Command) -> Result<serde_json::Value> {
     Ok(serde_json::from_slice(&out.stdout)?)
 }
 
-impl TestServer {
+/// What tests do with any running server, in this process or another.
+pub trait Served {
+    /// `127.0.0.1:<port>`.
+    fn endpoint(&self) -> &str;
+    /// The data directory.
+    fn data_dir(&self) -> &Path;
+
+    /// The admin credentials written at first start.
+    fn credentials(&self) -> Result<Credentials> {
+        Ok(Credentials::from_file(
+            &self.data_dir().join("credentials.json"),
+        )?)
+    }
+
+    /// A client signed with the admin credentials.
+    fn client(&self) -> Result<Client> {
+        Ok(Client::new(self.endpoint(), self.credentials()?))
+    }
+
+    /// A client for other credentials.
+    fn client_for(&self, credentials: Credentials) -> Client {
+        Client::new(self.endpoint(), credentials)
+    }
+
     /// `arca <args> --endpoint … --credentials …` against this server, as an admin.
-    pub fn cli(&self, args: &[&str]) -> Result<serde_json::Value> {
+    fn cli(&self, args: &[&str]) -> Result<serde_json::Value> {
         json_output(
             Command::new(arca_bin())
                 .args(args)
                 .arg("--endpoint")
-                .arg(&self.endpoint)
+                .arg(self.endpoint())
                 .arg("--credentials")
-                .arg(self.data_dir.join("credentials.json")),
+                .arg(self.data_dir().join("credentials.json")),
         )
+    }
+}
+
+impl Served for TestServer {
+    fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+    fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+}
+
+/// A server in this test process (the library's [`arca_host::Server`]) on port 0, on a
+/// runtime thread of its own, so that a test may block (run the `arca` CLI against it, say)
+/// while it serves. For tests that need no process of their own: crash tests and the SDK
+/// suites keep [`TestServer`].
+#[derive(Debug)]
+pub struct LocalServer {
+    /// `127.0.0.1:<port>`, the port the kernel chose.
+    pub endpoint: String,
+    /// The data directory.
+    pub data_dir: PathBuf,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    _tmp: tempfile::TempDir,
+}
+
+impl LocalServer {
+    /// A server with the default settings on a fresh data directory.
+    pub fn start() -> Result<Self> {
+        Self::start_with(|_| {})
+    }
+
+    /// A server on a fresh data directory, with `edit` applied to the default settings
+    /// (the data directory and a port-0 loopback listener are set first).
+    pub fn start_with(edit: impl FnOnce(&mut arca_host::Config)) -> Result<Self> {
+        let tmp = tempfile::tempdir()?;
+        let mut config = arca_host::Config {
+            data_dir: tmp.path().join("data"),
+            plugins_dir: Some(tmp.path().join("no-plugins")),
+            ..arca_host::Config::default()
+        };
+        config.api.listen = "127.0.0.1:0".parse()?;
+        edit(&mut config);
+        let data_dir = config.data_dir.clone();
+        let (started, addr) = std::sync::mpsc::channel();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    let _ = started.send(Err(anyhow::anyhow!("runtime: {e}")));
+                    return;
+                }
+            };
+            runtime.block_on(async move {
+                match arca_host::Server::start(&config).await {
+                    Ok(server) => {
+                        let _ = started.send(Ok(server.api_addr));
+                        let _ = stopped.await;
+                        server.stop().await;
+                    }
+                    Err(e) => {
+                        let _ = started.send(Err(anyhow::anyhow!("arca did not start: {e}")));
+                    }
+                }
+            });
+        });
+        let addr = addr
+            .recv_timeout(Duration::from_secs(60))
+            .context("the server did not start within 60 s")??;
+        Ok(Self {
+            endpoint: addr.to_string(),
+            data_dir,
+            stop: Some(stop),
+            thread: Some(thread),
+            _tmp: tmp,
+        })
+    }
+}
+
+impl Served for LocalServer {
+    fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+    fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+}
+
+impl Drop for LocalServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
     }
 }
 

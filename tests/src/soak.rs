@@ -19,7 +19,7 @@ use http_body_util::BodyExt;
 use serde::Serialize;
 use tokio::sync::Mutex;
 
-use crate::TestServer;
+use crate::{Served, TestServer};
 
 /// How a soak goes.
 #[derive(Debug, Clone)]

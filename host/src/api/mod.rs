@@ -32,13 +32,6 @@ use self::params::Params;
 /// The API version every request must name.
 pub const API_VERSION: &str = "2016-01-20";
 
-/// The largest request body accepted. The biggest legitimate parameter (a 64 KiB secret value,
-/// base64 and form-encoded) fits with room to spare.
-pub const MAX_BODY: usize = 256 * 1024;
-
-/// How long a client has to send the whole request body once its headers arrived.
-pub const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
-
 /// Everything the request path shares.
 #[derive(Debug)]
 pub struct App {
@@ -62,6 +55,8 @@ pub struct App {
     pub junk: junk::JunkBudget,
     /// The host names this deployment answers to (`--server-name`); empty: any.
     pub server_names: Vec<String>,
+    /// Bounds on one client's request (body size, read deadlines) and on connections.
+    pub limits: crate::config::Limits,
 }
 
 /// Request ids in the SDKs' UUID shape: a random per-process prefix and a counter. Unique and
@@ -229,20 +224,25 @@ where
         return Err(ApiError::UnsupportedHttpMethod);
     }
     // A body trickled in byte by byte would hold a connection slot forever: the whole body
-    // must arrive within BODY_READ_TIMEOUT (headers have their own limit in the accept loop).
-    let body = tokio::time::timeout(BODY_READ_TIMEOUT, Limited::new(body, MAX_BODY).collect())
-        .await
-        .map_err(|_| ApiError::BodyTimeout)?
-        .map_err(|e| {
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some()
-            {
-                ApiError::BodyTooLarge
-            } else {
-                ApiError::invalid("body", "the request body could not be read")
-            }
-        })?
-        .to_bytes();
+    // must arrive within `limits.body-read-timeout` (headers have their own limit in the
+    // accept loop).
+    let limits = app.limits;
+    let body = tokio::time::timeout(
+        limits.body_read(),
+        Limited::new(body, limits.max_body_bytes).collect(),
+    )
+    .await
+    .map_err(|_| ApiError::BodyTimeout)?
+    .map_err(|e| {
+        if e.downcast_ref::<http_body_util::LengthLimitError>()
+            .is_some()
+        {
+            ApiError::BodyTooLarge
+        } else {
+            ApiError::invalid("body", "the request body could not be read")
+        }
+    })?
+    .to_bytes();
     let is_form = parts
         .headers
         .get(header::CONTENT_TYPE)

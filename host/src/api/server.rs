@@ -22,13 +22,6 @@ use tokio::sync::Semaphore;
 
 use super::{App, handle};
 
-/// Most connections served at once; further clients wait in the listen backlog.
-pub const MAX_CONNECTIONS: usize = 4096;
-/// A client must finish sending its request headers within this time.
-pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long shutdown waits for in-flight requests.
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
-
 /// Serves the API on `listener` (over TLS with `tls`) until `shutdown` completes, then drains
 /// open connections.
 pub async fn run(
@@ -37,18 +30,21 @@ pub async fn run(
     app: Arc<App>,
     shutdown: impl Future<Output = ()>,
 ) {
+    let limits = app.limits;
     let service = move |req, peer| {
         let app = Arc::clone(&app);
         async move { handle(&app, req, peer).await }
     };
-    serve_http(listener, tls, service, shutdown).await;
+    serve_http(listener, tls, limits, service, shutdown).await;
 }
 
 /// Serves `listener` with `service` (over TLS with `tls`) until `shutdown` completes, then
-/// drains open connections. The API and the admin listener share it, and so its limits.
+/// drains open connections. The API and the admin listener share it, and so its limits
+/// (`limits.max-connections`, `header-read-timeout`, `shutdown-grace`).
 pub async fn serve_http<S, F>(
     listener: TcpListener,
     tls: Option<super::tls::Acceptor>,
+    limits: crate::config::Limits,
     service: S,
     shutdown: impl Future<Output = ()>,
 ) where
@@ -56,7 +52,7 @@ pub async fn serve_http<S, F>(
     F: Future<Output = Response<Full<Bytes>>> + Send + 'static,
 {
     let graceful = GracefulShutdown::new();
-    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let permit = tokio::select! {
@@ -89,7 +85,7 @@ pub async fn serve_http<S, F>(
         tokio::spawn(async move {
             let http = http1::Builder::new()
                 .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_READ_TIMEOUT)
+                .header_read_timeout(limits.header_read())
                 .clone();
             let served = match tls {
                 None => {
@@ -98,10 +94,8 @@ pub async fn serve_http<S, F>(
                         .await
                 }
                 Some(acceptor) => {
-                    let handshake = tokio::time::timeout(
-                        super::tls::HANDSHAKE_TIMEOUT,
-                        acceptor.0.accept(stream),
-                    );
+                    let handshake =
+                        tokio::time::timeout(limits.header_read(), acceptor.0.accept(stream));
                     match handshake.await {
                         Ok(Ok(stream)) => {
                             watcher
@@ -124,6 +118,6 @@ pub async fn serve_http<S, F>(
     }
     tokio::select! {
         () = graceful.shutdown() => {}
-        () = tokio::time::sleep(SHUTDOWN_GRACE) => tracing::warn!("shutdown grace period over; closing connections"),
+        () = tokio::time::sleep(limits.grace()) => tracing::warn!("shutdown grace period over; closing connections"),
     }
 }

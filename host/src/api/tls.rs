@@ -8,9 +8,6 @@ use std::sync::Arc;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
-/// How long a client has to finish its TLS handshake.
-pub const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
-
 /// A TLS acceptor for a listener (its certificates are not shown by `Debug`).
 #[derive(Clone)]
 pub struct Acceptor(pub tokio_rustls::TlsAcceptor);

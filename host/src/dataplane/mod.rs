@@ -45,8 +45,6 @@ pub const DEFAULT_POLICY: &str = "policy-default";
 const MAX_BODY: usize = 64 * 1024;
 /// Most connections one instance serves at once.
 const MAX_CONNECTIONS: usize = 1024;
-/// A client must finish its TLS handshake and request headers within this time.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// An error as the instance SDK sees it: a protobuf `Error` with this status, code and
 /// message (spec §7.4).
@@ -127,6 +125,8 @@ pub struct DataPlane {
     /// Where new instances' listeners bind when no address is asked for.
     host: IpAddr,
     running: Mutex<HashMap<InstanceId, tokio::task::AbortHandle>>,
+    /// Handshake, header and body deadlines (the gateway's `limits`).
+    limits: crate::config::Limits,
 }
 
 impl DataPlane {
@@ -138,6 +138,7 @@ impl DataPlane {
         audit: AuditLog,
         policy: String,
         host: IpAddr,
+        limits: crate::config::Limits,
     ) -> Self {
         Self {
             kms,
@@ -146,6 +147,7 @@ impl DataPlane {
             policy,
             host,
             running: Mutex::default(),
+            limits,
         }
     }
 
@@ -238,7 +240,7 @@ impl DataPlane {
         let mut outcome = ops::Outcome::default();
         // The gateway's deadline: a body trickled in byte by byte must not hold a slot forever.
         let read = tokio::time::timeout(
-            crate::api::BODY_READ_TIMEOUT,
+            self.limits.body_read(),
             Limited::new(body, MAX_BODY).collect(),
         );
         let result = match read.await {
@@ -403,8 +405,9 @@ async fn accept_loop(
         };
         let _ = stream.set_nodelay(true);
         let (plane, acceptor, instance) = (Arc::clone(&plane), acceptor.clone(), instance.clone());
+        let header_read = plane.limits.header_read();
         tokio::spawn(async move {
-            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+            let tls = match tokio::time::timeout(header_read, acceptor.accept(stream)).await {
                 Ok(Ok(tls)) => tls,
                 Ok(Err(e)) => {
                     tracing::debug!(error = %e, %peer, "TLS handshake failed");
@@ -418,7 +421,7 @@ async fn accept_loop(
             });
             let conn = http1::Builder::new()
                 .timer(TokioTimer::new())
-                .header_read_timeout(HANDSHAKE_TIMEOUT)
+                .header_read_timeout(header_read)
                 .serve_connection(TokioIo::new(tls), service);
             if let Err(e) = conn.await {
                 tracing::debug!(error = %e, %peer, "data-plane connection ended with an error");

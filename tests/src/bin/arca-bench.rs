@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use arca_client::Credentials;
-use arca_tests::{TestServer, arca_bin, free_port};
+use arca_tests::{Served, TestServer, arca_bin, free_port};
 use bytes::Bytes;
 use clap::Parser;
 use http_body_util::{BodyExt, Full};
