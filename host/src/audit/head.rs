@@ -16,7 +16,11 @@ use std::path::Path;
 
 use time::OffsetDateTime;
 
-use super::{Chain, Entry, Fields, GENESIS, Head, last_line, mac_hex, mac_ok, recover, write_head};
+use super::GENESIS;
+use super::chain::{Chain, Head, last_line, mac_hex, mac_ok, recover};
+use super::event::Fields;
+use super::journal::Entry;
+use super::writer::write_head;
 use crate::secret::SecretBytes;
 
 /// What a gap record's `action` says.

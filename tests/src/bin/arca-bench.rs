@@ -95,6 +95,11 @@ struct Args {
     /// 10-minute soak show the rest of memory flat. 900 is Alibaba's (and Arca's) default.
     #[arg(long, default_value_t = 60)]
     soak_clock_skew: u64,
+    /// Only what recording one audit event costs a request (`AuditLog::record` into the
+    /// journal, in this process, no server): this many events, fewer than the journal holds,
+    /// so it measures the request path and not a wait for the appender.
+    #[arg(long, value_name = "EVENTS")]
+    audit_record: Option<u32>,
     /// Internal: run as the bare hyper server on this port.
     #[arg(long, hide = true)]
     bare_server: Option<u16>,
@@ -299,6 +304,9 @@ async fn run(args: Args) -> Result<()> {
     }
     if let Some(baseline) = &args.audit_baseline {
         return audit_cost(&args, baseline).await;
+    }
+    if let Some(events) = args.audit_record {
+        return audit_record(events).await;
     }
     if args.hsm || args.hsm_only {
         hsm_table(&args).await?;
@@ -665,6 +673,35 @@ fn machine_cpu_seconds() -> Result<[f64; 3]> {
 
 /// Encrypt requests/s with and without the audit trail: two builds of the same source, each
 /// on its own fresh data dir, cells in ABBA order at each concurrency.
+/// `--audit-record`: the request path's share of the trail, through the public API.
+async fn audit_record(events: u32) -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let log = arca_host::audit::AuditLog::open(
+        &dir.path().join("audit.log"),
+        arca_host::secret::SecretBytes::random(32),
+    )?;
+    let event = arca_host::audit::AuditEvent {
+        time: time::OffsetDateTime::now_utc(),
+        request_id: "6F2C0D4A-8B1E-4C53-9A77-00000000002A".into(),
+        action: "Encrypt".into(),
+        account: Some("1234567890123456".into()),
+        access_key_id: Some("LTAIeyph5q9gjbejegy72vnt".into()),
+        source_ip: "127.0.0.1".into(),
+        resource: Some("acs:kms:cn-hangzhou:1234567890123456:key/key-hanvo1zwv0309rd7vik5".into()),
+        key_version: Some("15fe29cc-a7db-4bd1-a745-c2d9afc2d15e".into()),
+        result: "OK",
+        status: 200,
+    };
+    let started = Instant::now();
+    for _ in 0..events {
+        log.record(event.clone()).await?;
+    }
+    let per = started.elapsed() / events.max(1);
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "audit record: {per:?} per event over {events} events")?;
+    Ok(())
+}
+
 async fn audit_cost(args: &Args, baseline: &std::path::Path) -> Result<()> {
     struct Target {
         server: TestServer,
