@@ -10,13 +10,35 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-step() { printf '\n==> %s\n' "$*"; }
+# Each step's wall time, printed as it ends and summed up at the end: where CI's time goes.
+timings=()
+step_name=""
+step_start=$SECONDS
+end_step() {
+  if [[ -n "$step_name" ]]; then
+    timings+=("$(printf '%5d s  %s' $((SECONDS - step_start)) "$step_name")")
+    printf '    (%s: %d s)\n' "$step_name" $((SECONDS - step_start))
+  fi
+}
+step() {
+  end_step
+  step_name="$*"
+  step_start=$SECONDS
+  printf '\n==> %s\n' "$*"
+}
+summary() {
+  end_step
+  step_name=""
+  printf '\n==> time per step (%d s in all)\n' "$SECONDS"
+  printf '%s\n' "${timings[@]}"
+}
 
 if [[ "${1:-}" == "--quick" ]]; then
   step "format, lints and unit tests (the quick tier)"
   cargo fmt --all -- --check
   cargo clippy --workspace --all-targets --locked -- -D warnings
   cargo test --workspace --locked --lib --bins
+  summary
   exit 0
 fi
 
@@ -66,12 +88,16 @@ step "official SDKs against the real server"
 ARCA_BIN="$PWD/target/debug/arca" "$venv/bin/python" -m pytest -q tests/python
 
 fuzz_seconds="${ARCA_FUZZ_SECONDS:-15}"
-step "fuzzing: every target for ${fuzz_seconds} s (cargo fuzz on stable, no sanitizer)"
+step "fuzzing: the instrumented build (cargo fuzz on stable, no sanitizer)"
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked --quiet
+# cargo fuzz has no --locked: refuse a stale tests/fuzz/Cargo.lock here instead of letting the
+# build rewrite it.
+cargo metadata --locked --format-version 1 --manifest-path tests/fuzz/Cargo.toml >/dev/null
 # 16 codegen units instead of cargo fuzz's default of 1: the instrumented build of arca-host
 # (wasmtime included) is much shorter, for somewhat slower fuzzing.
 fuzz=(--fuzz-dir tests/fuzz -s none --codegen-units 16)
 cargo fuzz build "${fuzz[@]}"
+step "fuzzing: every target for ${fuzz_seconds} s"
 for target in $(cargo fuzz list --fuzz-dir tests/fuzz); do
   mkdir -p "tests/fuzz/corpus/$target"
   log="tests/fuzz/target/$target.log"
@@ -84,3 +110,4 @@ for target in $(cargo fuzz list --fuzz-dir tests/fuzz); do
   fi
   echo "$target: $(grep -E '^stat::(number_of_executed_units|new_units_added)' "$log" | tr -s ' ' | tr '\n' ' ')"
 done
+summary
