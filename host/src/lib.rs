@@ -10,7 +10,7 @@
 //! audit (append-only trail of every call)   clock (injected time)   secret (zeroizing types)
 //! ```
 //! [`Server::start`] (or [`serve`]) is the library entry: it takes a [`Config`] and opens and
-//! serves everything it names; `main.rs` is the command line around it, and tests call it
+//! serves everything it names; `src/bin/arca/` is the command line around it, and tests call it
 //! in-process.
 
 pub mod admin;

@@ -1,7 +1,7 @@
 //! Serving, as one library call: [`Server::start`] opens everything a [`Config`] names (the
 //! HSM, the data directory, the plugins, the listeners) and serves until [`Server::stop`];
-//! [`serve`] does both around a shutdown signal. `main.rs` is only the command line around
-//! it, and tests start servers in-process with it on port 0.
+//! [`serve`] does both around a shutdown signal. The `arca` binary (`src/bin/arca/`) is only the
+//! command line around it, and tests start servers in-process with it on port 0.
 
 use std::future::Future;
 use std::net::SocketAddr;
