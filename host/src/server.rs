@@ -11,6 +11,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 
 use crate::config::{self, Config};
+use crate::keystore::Token;
 use crate::keystore::hsm::{Hsm, HsmConfig};
 use crate::plugin::{PluginHost, Services, SqlConnections, World};
 use crate::secret::SecretString;
@@ -72,7 +73,9 @@ impl Server {
         config.check()?;
         // Read before anything else, so that a wrong file fails the start at once.
         let tls = tls_acceptor(&config.api)?;
-        let hsm = open_hsm(&config.hsm).await?.map(Arc::new);
+        let hsm: Option<Arc<dyn Token>> = open_hsm(&config.hsm)
+            .await?
+            .map(|h| Arc::new(h) as Arc<dyn Token>);
         let root_key = match &hsm {
             Some(hsm) if config.root_key.hsm => RootKeySource::Hsm(Arc::clone(hsm)),
             _ => root_key_source(config.root_key.file.clone()),

@@ -30,7 +30,7 @@ pub enum RootKeySource {
     /// `DATA_DIR/root.key`, created on first start.
     DataDir,
     /// `DATA_DIR/root.key.hsm`, wrapped by a key in this HSM (`--root-key-hsm`).
-    Hsm(Arc<crate::keystore::hsm::Hsm>),
+    Hsm(Arc<dyn crate::keystore::Token>),
 }
 
 impl RootKeySource {
@@ -48,7 +48,7 @@ impl RootKeySource {
                 }
             }
             RootKeySource::Hsm(hsm) => Ok(RootKey::in_hsm(
-                hsm,
+                hsm.as_ref(),
                 &data_dir.join("root.key.hsm"),
                 &data_dir.join("root.key"),
                 false,
@@ -166,9 +166,11 @@ pub async fn open_with_clock(
         }
         RootKeySource::Hsm(hsm) => {
             let (wrapped, plain) = (dir.join("root.key.hsm"), dir.join("root.key"));
-            tokio::task::spawn_blocking(move || RootKey::in_hsm(&hsm, &wrapped, &plain, fresh))
-                .await
-                .map_err(|e| StartupError::Bootstrap(format!("root key task: {e}")))??
+            tokio::task::spawn_blocking(move || {
+                RootKey::in_hsm(hsm.as_ref(), &wrapped, &plain, fresh)
+            })
+            .await
+            .map_err(|e| StartupError::Bootstrap(format!("root key task: {e}")))??
         }
     };
     let store = RedbStore::open(&store_path).map_err(|source| StartupError::Store {

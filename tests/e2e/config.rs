@@ -162,6 +162,57 @@ fn every_setting_has_the_flag_the_reference_names() {
     }
 }
 
+/// README command 1's server: from the repository root with no plugin flags, every shipped
+/// plugin loads, and a Generic secret rotates through `rotator-generic` with nothing else set up.
+#[tokio::test]
+async fn the_quick_start_serves_every_shipped_plugin_and_rotates_a_secret() {
+    let s = TestServer::start_as_quick_start().unwrap();
+    let listed = s.cli(&["plugin", "list"]).unwrap();
+    let mut loaded: Vec<&str> = listed["Plugins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["Status"] == "loaded")
+        .map(|p| p["Name"].as_str().unwrap())
+        .collect();
+    loaded.sort_unstable();
+    assert_eq!(
+        loaded,
+        [
+            "policy-default",
+            "rotator-generic",
+            "rotator-postgres",
+            "rotator-ram",
+            "sse-ecs",
+            "sse-oss"
+        ],
+        "{listed}"
+    );
+    let c = s.client().unwrap();
+    c.call(
+        "CreateSecret",
+        &[
+            ("SecretName", "app-token"),
+            ("SecretData", "first"),
+            ("VersionId", "v1"),
+        ],
+    )
+    .await
+    .unwrap();
+    c.call(
+        "RotateSecret",
+        &[("SecretName", "app-token"), ("VersionId", "v2")],
+    )
+    .await
+    .unwrap();
+    let v = c
+        .call("GetSecretValue", &[("SecretName", "app-token")])
+        .await
+        .unwrap();
+    assert_eq!(v["VersionId"], "v2", "{v}");
+    assert_ne!(v["SecretData"], "first", "{v}");
+}
+
 /// An in-process server takes a `Config` the same way (the harness's `LocalServer`).
 #[tokio::test]
 async fn an_in_process_server_serves_on_the_port_the_kernel_chose() {

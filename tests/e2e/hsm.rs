@@ -672,7 +672,7 @@ async fn deletion_child() {
     use arca_host::kms::model::{KeySpec, KeyUsage, Origin, ProtectionLevel};
     use std::sync::Arc;
     let label = std::env::var("ARCA_TEST_HSM_LABEL").expect("run through the parent test");
-    let hsm = Arc::new(
+    let hsm: Arc<dyn arca_host::keystore::Token> = Arc::new(
         Hsm::open(HsmConfig {
             module: SoftHsm::MODULE.into(),
             token_label: label,

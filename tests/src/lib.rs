@@ -90,6 +90,8 @@ pub struct TestServer {
     extra_args: Vec<String>,
     /// The `arca` binary this server runs.
     bin: PathBuf,
+    /// The server's working directory (where it finds `./plugins` by default), if not ours.
+    cwd: Option<PathBuf>,
     child: Option<Child>,
     _tmp: Option<tempfile::TempDir>,
 }
@@ -163,8 +165,27 @@ impl TestServer {
             extra_env,
             extra_args,
             bin,
+            cwd: None,
             child: None,
             _tmp: None,
+        };
+        s.spawn()?;
+        Ok(s)
+    }
+
+    /// A server on a fresh data directory, started as README command 1 starts it: no
+    /// `--plugins-dir`, from the repository root, so it loads `./plugins`.
+    pub fn start_as_quick_start() -> Result<Self> {
+        let tmp = tempfile::tempdir()?;
+        let mut s = Self {
+            endpoint: format!("127.0.0.1:{}", free_port()),
+            data_dir: tmp.path().join("data"),
+            extra_env: Vec::new(),
+            extra_args: Vec::new(),
+            bin: arca_bin(),
+            cwd: Some(repo_root()),
+            child: None,
+            _tmp: Some(tmp),
         };
         s.spawn()?;
         Ok(s)
@@ -180,8 +201,12 @@ impl TestServer {
             .arg(&self.endpoint)
             .args(&self.extra_args)
             .env("RUST_LOG", "warn")
+            .env_remove("ARCA_PLUGINS_DIR")
             .stdin(Stdio::null())
             .stdout(Stdio::null());
+        if let Some(dir) = &self.cwd {
+            cmd.current_dir(dir);
+        }
         // To a file, not a pipe: a pipe nobody reads would block the server once full.
         match std::fs::OpenOptions::new()
             .create(true)

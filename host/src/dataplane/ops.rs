@@ -10,6 +10,9 @@
 //! - `Advance*`: self-describing `'$' ‖ 0x00 ‖ 0x02 ‖ KeyVersionId ‖ IV ‖ ciphertext ‖ tag`,
 //!   whose tail is the shared gateway's blob layout; the AAD binds the version and the
 //!   caller's `Aad` ([`crate::kms::envelope::raw_aad`]).
+//!
+//! Every operation is a method of [`Call`] here, which makes this file longer than the others;
+//! they become actions of their own when the data plane joins the gateway's pipeline.
 
 use prost::Message;
 

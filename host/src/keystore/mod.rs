@@ -14,6 +14,9 @@
 
 pub mod hsm;
 pub mod software;
+mod token;
+
+pub use token::Token;
 
 use std::fs;
 use std::io::Write;
@@ -104,7 +107,7 @@ impl RootKey {
     /// `root.key` from before the HSM) is wrapped, written and then removed; or, for a new
     /// data directory (`fresh`), a new key is generated and wrapped.
     pub fn in_hsm(
-        hsm: &hsm::Hsm,
+        hsm: &dyn Token,
         path: &Path,
         plain: &Path,
         fresh: bool,

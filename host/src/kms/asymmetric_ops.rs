@@ -9,7 +9,8 @@ use crate::crypto::asymmetric::{
     AsymmetricCipher, AsymmetricError, EncryptAlgorithm, SignAlgorithm,
 };
 use crate::ids::{KeyId, KeyRef, KeyVersionId};
-use crate::keystore::hsm::{Hsm, HsmError, OaepHash, PairSpec, RsaPadding, SignMechanism};
+use crate::keystore::Token;
+use crate::keystore::hsm::{HsmError, OaepHash, PairSpec, RsaPadding, SignMechanism};
 use crate::secret::SecretBytes;
 
 pub(super) fn map(e: AsymmetricError) -> Error {
@@ -166,7 +167,7 @@ enum Pair<'a> {
 /// with the key runs in the token, on the blocking pool.
 #[derive(Debug)]
 pub(crate) struct HsmPair {
-    hsm: Arc<Hsm>,
+    hsm: Arc<dyn Token>,
     version: KeyVersionId,
     spec: PairSpec,
     /// Read from the token on first use; public, and never changes for a version.
@@ -174,7 +175,7 @@ pub(crate) struct HsmPair {
 }
 
 impl HsmPair {
-    pub(crate) fn new(hsm: Arc<Hsm>, version: KeyVersionId, spec: PairSpec) -> Self {
+    pub(crate) fn new(hsm: Arc<dyn Token>, version: KeyVersionId, spec: PairSpec) -> Self {
         Self {
             hsm,
             version,

@@ -16,7 +16,8 @@ use super::{CAS_RETRIES, Caller, Error, Kms, encode};
 use crate::crypto::asymmetric::{self, EncryptAlgorithm, KeyKind};
 use crate::crypto::{constant_time_eq, sha256_hex};
 use crate::ids::KeyRef;
-use crate::keystore::hsm::{Hsm, HsmError, Unwrapping};
+use crate::keystore::Token;
+use crate::keystore::hsm::{HsmError, Unwrapping};
 use crate::keystore::software;
 use crate::secret::SecretBytes;
 use crate::store::{Batch, StoreError, Table};
@@ -302,7 +303,7 @@ impl Kms {
     /// algorithms this token can unwrap.
     pub(super) async fn hsm_unwrapping(
         &self,
-        hsm: &Arc<Hsm>,
+        hsm: &Arc<dyn Token>,
         algorithm: &str,
     ) -> Result<Unwrapping, Error> {
         let offered = hsm

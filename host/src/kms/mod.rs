@@ -70,7 +70,7 @@ pub(crate) enum Prepared {
     /// A symmetric key with its schedule prepared.
     Symmetric(AeadKey),
     /// An AES key inside the HSM, named by its version id.
-    Hsm(Arc<crate::keystore::hsm::Hsm>),
+    Hsm(Arc<dyn crate::keystore::Token>),
     /// A key pair inside the HSM, named by its version id.
     HsmPair(asymmetric_ops::HsmPair),
     /// A loaded key pair.
@@ -106,7 +106,7 @@ pub struct Kms {
     /// Serialises the making of default keys.
     default_key_lock: tokio::sync::Mutex<()>,
     /// The PKCS#11 token for HSM keys, when one is configured.
-    hsm: std::sync::OnceLock<Arc<crate::keystore::hsm::Hsm>>,
+    hsm: std::sync::OnceLock<Arc<dyn crate::keystore::Token>>,
     /// Serialises creations in KMS instances, so that their limits hold exactly.
     instance_lock: tokio::sync::Mutex<()>,
     /// Each KMS instance's requests-per-second quota.
@@ -145,12 +145,12 @@ impl Kms {
     }
 
     /// Makes `ProtectionLevel=HSM` available through `hsm` (once, at start-up).
-    pub fn attach_hsm(&self, hsm: Arc<crate::keystore::hsm::Hsm>) {
+    pub fn attach_hsm(&self, hsm: Arc<dyn crate::keystore::Token>) {
         let _ = self.hsm.set(hsm);
     }
 
     /// The HSM, when one is configured.
-    pub fn hsm(&self) -> Option<&Arc<crate::keystore::hsm::Hsm>> {
+    pub fn hsm(&self) -> Option<&Arc<dyn crate::keystore::Token>> {
         self.hsm.get()
     }
 

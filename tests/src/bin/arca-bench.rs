@@ -993,7 +993,7 @@ fn hsm_direct(spec: &str) -> Result<()> {
     };
     let (seconds, threads, op): (u64, usize, HsmOp) =
         (seconds.parse()?, threads.parse()?, HsmOp::parse(op)?);
-    let hsm = Arc::new(Hsm::open(HsmConfig {
+    let hsm: Arc<dyn arca_host::keystore::Token> = Arc::new(Hsm::open(HsmConfig {
         module: arca_tests::SoftHsm::MODULE.into(),
         token_label: label.to_owned(),
         pin: arca_host::secret::SecretString::new(std::env::var("ARCA_HSM_PIN")?),

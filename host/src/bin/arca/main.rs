@@ -225,9 +225,11 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let version: arca_host::ids::KeyVersionId = key_version
                 .parse()
                 .map_err(|_| anyhow::anyhow!("not a key version id: {key_version}"))?;
-            let hsm = arca_host::server::open_hsm(&hsm.config()?)
-                .await?
-                .context("give --hsm-module and --hsm-token")?;
+            let hsm: Box<dyn arca_host::keystore::Token> = Box::new(
+                arca_host::server::open_hsm(&hsm.config()?)
+                    .await?
+                    .context("give --hsm-module and --hsm-token")?,
+            );
             let report = tokio::task::spawn_blocking(move || hsm.inspect(&version))
                 .await?
                 .context("inspecting the key object")?;

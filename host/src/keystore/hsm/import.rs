@@ -17,7 +17,7 @@ impl Hsm {
     /// The BYOK unwrapping mechanisms this token accepts. Probed once, with a throw-away
     /// session key pair: a token says "bad arguments" or "invalid mechanism" for what it cannot
     /// do (SoftHSM2 has no OAEP with SHA-256), and a decryption error for garbage it could unwrap.
-    pub fn unwrappings(&self) -> Result<Vec<Unwrapping>, HsmError> {
+    pub(super) fn unwrappings(&self) -> Result<Vec<Unwrapping>, HsmError> {
         if let Some(known) = self.unwrappings.get() {
             return Ok(known.clone());
         }
@@ -53,7 +53,7 @@ impl Hsm {
 
     /// Makes the RSA-2048 wrapping key pair of one import in the token (`CKA_ID` = `id`), the
     /// private half usable only to unwrap; returns its public key as DER SubjectPublicKeyInfo.
-    pub fn generate_wrapping_pair(&self, id: &str) -> Result<Vec<u8>, HsmError> {
+    pub(super) fn generate_wrapping_pair(&self, id: &str) -> Result<Vec<u8>, HsmError> {
         let label = format!("arca:{id}").into_bytes();
         let id = id.as_bytes().to_vec();
         self.with_session(|s| {
@@ -88,14 +88,14 @@ impl Hsm {
     }
 
     /// Destroys an import's wrapping key pair (used, or expired).
-    pub fn destroy_wrapping_pair(&self, id: &str) -> Result<(), HsmError> {
+    pub(super) fn destroy_wrapping_pair(&self, id: &str) -> Result<(), HsmError> {
         self.destroy_id(id.as_bytes())
     }
 
     /// Unwraps imported AES material inside the token into `version`'s key object (replacing a
     /// leftover of an earlier attempt) and returns its key check value. Material that does not
     /// unwrap, or is not `bytes` long, is [`HsmError::Rejected`] and leaves no object behind.
-    pub fn unwrap_aes(
+    pub(super) fn unwrap_aes(
         &self,
         wrapping_id: &str,
         how: Unwrapping,

@@ -13,7 +13,7 @@ use crate::ids::KeyVersionId;
 impl Hsm {
     /// What the token says about `version`'s object, and whether its value can be read or
     /// wrapped out (it must not).
-    pub fn inspect(&self, version: &KeyVersionId) -> Result<KeyObjectReport, HsmError> {
+    pub(super) fn inspect(&self, version: &KeyVersionId) -> Result<KeyObjectReport, HsmError> {
         self.with_session(|s| {
             let id = version.as_str().as_bytes();
             let h = match find(s, id, Part::Secret) {

@@ -18,7 +18,11 @@ use crate::secret::SecretBytes;
 impl Hsm {
     /// Generates an AES key of `bytes` bytes for `version` in the token: a token object,
     /// private, sensitive, never extractable, usable only to encrypt and decrypt.
-    pub fn generate_aes(&self, version: &KeyVersionId, bytes: usize) -> Result<(), HsmError> {
+    pub(super) fn generate_aes(
+        &self,
+        version: &KeyVersionId,
+        bytes: usize,
+    ) -> Result<(), HsmError> {
         let mut template = aes_template(true);
         template.extend([
             Attribute::ValueLen((bytes as u64).into()),
@@ -38,7 +42,7 @@ impl Hsm {
     /// private, sensitive and never extractable; the public half a token object too, so that
     /// verification and encryption also run in the token. `signing` picks the usage the token
     /// enforces: sign/verify, or (RSA only) decrypt/encrypt.
-    pub fn generate_pair(
+    pub(super) fn generate_pair(
         &self,
         version: &KeyVersionId,
         spec: PairSpec,
@@ -96,7 +100,7 @@ impl Hsm {
     }
 
     /// The public key of `version`'s pair as DER SubjectPublicKeyInfo, read from the token.
-    pub fn public_key_der(
+    pub(super) fn public_key_der(
         &self,
         version: &KeyVersionId,
         spec: PairSpec,
@@ -109,7 +113,7 @@ impl Hsm {
 
     /// Signs a SHA-256 digest with `version`'s private key in the token. ECDSA signatures come
     /// back raw (r ‖ s).
-    pub fn sign(
+    pub(super) fn sign(
         &self,
         version: &KeyVersionId,
         mechanism: SignMechanism,
@@ -129,7 +133,7 @@ impl Hsm {
     }
 
     /// Verifies a signature over a SHA-256 digest with `version`'s public key in the token.
-    pub fn verify(
+    pub(super) fn verify(
         &self,
         version: &KeyVersionId,
         mechanism: SignMechanism,
@@ -157,7 +161,7 @@ impl Hsm {
     }
 
     /// RSA-OAEP encryption with `version`'s public key in the token.
-    pub fn rsa_encrypt(
+    pub(super) fn rsa_encrypt(
         &self,
         version: &KeyVersionId,
         hash: OaepHash,
@@ -176,7 +180,7 @@ impl Hsm {
 
     /// RSA-OAEP decryption with `version`'s private key in the token. A ciphertext that does
     /// not decrypt is [`HsmError::Rejected`].
-    pub fn rsa_decrypt(
+    pub(super) fn rsa_decrypt(
         &self,
         version: &KeyVersionId,
         hash: OaepHash,
@@ -195,7 +199,7 @@ impl Hsm {
 
     /// AES-GCM in the token: `plaintext` sealed under `version` with `nonce` and `aad`;
     /// returns ciphertext ‖ tag, the same layout as the software path.
-    pub fn gcm_seal(
+    pub(super) fn gcm_seal(
         &self,
         version: &KeyVersionId,
         nonce: &[u8; NONCE_LEN],
@@ -213,7 +217,7 @@ impl Hsm {
 
     /// Opens ciphertext ‖ tag in the token. A tag that does not verify is [`HsmError::Rejected`]
     /// (see [`refused_input`]); the session stays usable.
-    pub fn gcm_open(
+    pub(super) fn gcm_open(
         &self,
         version: &KeyVersionId,
         nonce: &[u8; NONCE_LEN],
@@ -234,7 +238,7 @@ impl Hsm {
 
     /// Seals the root key under the token's root-wrapping key (`CKA_ID` = `arca-root-wrap`,
     /// made on first use: AES-256, sensitive, never extractable): `nonce ‖ ciphertext ‖ tag`.
-    pub fn seal_root_key(&self, root: &[u8]) -> Result<Vec<u8>, HsmError> {
+    pub(super) fn seal_root_key(&self, root: &[u8]) -> Result<Vec<u8>, HsmError> {
         self.with_session(|s| {
             let key = match find(s, ROOT_WRAP_ID, Part::Secret) {
                 Ok(h) => h,
@@ -264,7 +268,7 @@ impl Hsm {
 
     /// Opens what [`Hsm::seal_root_key`] made. A blob that does not open is
     /// [`HsmError::Rejected`] (another token, or a tampered file).
-    pub fn open_root_key(&self, blob: &[u8]) -> Result<SecretBytes, HsmError> {
+    pub(super) fn open_root_key(&self, blob: &[u8]) -> Result<SecretBytes, HsmError> {
         let (nonce, sealed) = blob
             .split_first_chunk::<NONCE_LEN>()
             .ok_or(HsmError::Rejected)?;
@@ -282,13 +286,15 @@ impl Hsm {
     }
 
     /// Destroys `version`'s objects (after its key's deletion window). Absent is fine.
-    pub fn destroy(&self, version: &KeyVersionId) -> Result<(), HsmError> {
+    pub(super) fn destroy(&self, version: &KeyVersionId) -> Result<(), HsmError> {
         if let Ok(mut m) = self.handles.lock() {
             m.retain(|(v, _), _| v != version);
         }
         self.destroy_id(version.as_str().as_bytes())
     }
+}
 
+impl Hsm {
     pub(super) fn destroy_id(&self, id: &[u8]) -> Result<(), HsmError> {
         self.with_session(|s| {
             let found = s

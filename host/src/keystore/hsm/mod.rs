@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
@@ -22,8 +22,9 @@ use cryptoki::session::{Session, UserType};
 use cryptoki::slot::Slot;
 use cryptoki::types::AuthPin;
 
+use crate::crypto::aead::NONCE_LEN;
 use crate::ids::KeyVersionId;
-use crate::secret::SecretString;
+use crate::secret::{SecretBytes, SecretString};
 
 mod import;
 mod inspect;
@@ -143,24 +144,6 @@ impl Hsm {
         Ok(hsm)
     }
 
-    /// The token's label.
-    pub fn label(&self) -> &str {
-        &self.label
-    }
-
-    /// Runs `f` on the blocking pool: PKCS#11 calls block, and a token that hangs must not
-    /// stall the request workers. (Running fast calls in place with `block_in_place` was
-    /// measured: no faster at one connection, and much worse p99 under load.)
-    pub async fn run<T: Send + 'static>(
-        self: &Arc<Self>,
-        f: impl FnOnce(&Hsm) -> Result<T, HsmError> + Send + 'static,
-    ) -> Result<T, HsmError> {
-        let me = Arc::clone(self);
-        tokio::task::spawn_blocking(move || f(&me))
-            .await
-            .map_err(|e| HsmError::Unavailable(format!("HSM task: {e}")))?
-    }
-
     fn new_session(&self) -> Result<Session, HsmError> {
         // The token may have been re-inserted under another slot id: look it up again.
         let known = *self.slot.lock().map_err(|_| poisoned())?;
@@ -247,16 +230,6 @@ impl Hsm {
         self.broken.store(false, Ordering::Release);
         tracing::info!(token = %self.label, "reconnected to the HSM");
         Ok(())
-    }
-
-    /// The token's health and session use, for `/metrics` and `arca status`.
-    pub fn status(&self) -> HsmStatus {
-        HsmStatus {
-            token: self.label.clone(),
-            up: !self.broken.load(Ordering::Acquire),
-            idle_sessions: self.sessions.lock().map_or(0, |p| p.len()),
-            busy_sessions: self.busy.load(Ordering::Relaxed),
-        }
     }
 
     fn pooled_call<T>(
@@ -349,4 +322,135 @@ fn find_slot(ctx: &Pkcs11, label: &str) -> Result<Slot, HsmError> {
                 .is_ok_and(|t| t.label().trim_end() == label)
         })
         .ok_or_else(|| HsmError::Unavailable(format!("no token labelled {label:?}")))
+}
+
+/// The domain's view of the token: each method is the inherent one of the file for its job
+/// (`keys`, `import`, `inspect`).
+impl crate::keystore::Token for Hsm {
+    fn label(&self) -> &str {
+        &self.label
+    }
+
+    /// The token's health and session use, for `/metrics` and `arca status`.
+    fn status(&self) -> HsmStatus {
+        HsmStatus {
+            token: self.label.clone(),
+            up: !self.broken.load(Ordering::Acquire),
+            idle_sessions: self.sessions.lock().map_or(0, |p| p.len()),
+            busy_sessions: self.busy.load(Ordering::Relaxed),
+        }
+    }
+
+    fn generate_aes(&self, version: &KeyVersionId, bytes: usize) -> Result<(), HsmError> {
+        Hsm::generate_aes(self, version, bytes)
+    }
+
+    fn generate_pair(
+        &self,
+        version: &KeyVersionId,
+        spec: PairSpec,
+        signing: bool,
+    ) -> Result<(), HsmError> {
+        Hsm::generate_pair(self, version, spec, signing)
+    }
+
+    fn public_key_der(&self, version: &KeyVersionId, spec: PairSpec) -> Result<Vec<u8>, HsmError> {
+        Hsm::public_key_der(self, version, spec)
+    }
+
+    fn sign(
+        &self,
+        version: &KeyVersionId,
+        mechanism: SignMechanism,
+        digest: &[u8],
+    ) -> Result<Vec<u8>, HsmError> {
+        Hsm::sign(self, version, mechanism, digest)
+    }
+
+    fn verify(
+        &self,
+        version: &KeyVersionId,
+        mechanism: SignMechanism,
+        digest: &[u8],
+        signature: &[u8],
+    ) -> Result<bool, HsmError> {
+        Hsm::verify(self, version, mechanism, digest, signature)
+    }
+
+    fn rsa_encrypt(
+        &self,
+        version: &KeyVersionId,
+        hash: OaepHash,
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, HsmError> {
+        Hsm::rsa_encrypt(self, version, hash, plaintext)
+    }
+
+    fn rsa_decrypt(
+        &self,
+        version: &KeyVersionId,
+        hash: OaepHash,
+        ciphertext: &[u8],
+    ) -> Result<SecretBytes, HsmError> {
+        Hsm::rsa_decrypt(self, version, hash, ciphertext)
+    }
+
+    fn gcm_seal(
+        &self,
+        version: &KeyVersionId,
+        nonce: &[u8; NONCE_LEN],
+        aad: &[u8],
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, HsmError> {
+        Hsm::gcm_seal(self, version, nonce, aad, plaintext)
+    }
+
+    fn gcm_open(
+        &self,
+        version: &KeyVersionId,
+        nonce: &[u8; NONCE_LEN],
+        aad: &[u8],
+        sealed: &[u8],
+    ) -> Result<SecretBytes, HsmError> {
+        Hsm::gcm_open(self, version, nonce, aad, sealed)
+    }
+
+    fn seal_root_key(&self, root: &[u8]) -> Result<Vec<u8>, HsmError> {
+        Hsm::seal_root_key(self, root)
+    }
+
+    fn open_root_key(&self, blob: &[u8]) -> Result<SecretBytes, HsmError> {
+        Hsm::open_root_key(self, blob)
+    }
+
+    fn destroy(&self, version: &KeyVersionId) -> Result<(), HsmError> {
+        Hsm::destroy(self, version)
+    }
+
+    fn unwrappings(&self) -> Result<Vec<Unwrapping>, HsmError> {
+        Hsm::unwrappings(self)
+    }
+
+    fn generate_wrapping_pair(&self, id: &str) -> Result<Vec<u8>, HsmError> {
+        Hsm::generate_wrapping_pair(self, id)
+    }
+
+    fn destroy_wrapping_pair(&self, id: &str) -> Result<(), HsmError> {
+        Hsm::destroy_wrapping_pair(self, id)
+    }
+
+    fn unwrap_aes(
+        &self,
+        wrapping_id: &str,
+        how: Unwrapping,
+        wrapped: &[u8],
+        version: &KeyVersionId,
+        bytes: usize,
+    ) -> Result<Vec<u8>, HsmError> {
+        Hsm::unwrap_aes(self, wrapping_id, how, wrapped, version, bytes)
+    }
+
+    fn inspect(&self, version: &KeyVersionId) -> Result<KeyObjectReport, HsmError> {
+        Hsm::inspect(self, version)
+    }
 }
