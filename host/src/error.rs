@@ -326,6 +326,59 @@ impl ApiError {
     }
 }
 
+/// The RPC parameter that carries a domain input. Alibaba's names match the domain's today,
+/// one for one; another dialect maps the same inputs to its own names.
+pub fn wire_name(field: kms::Field) -> &'static str {
+    use kms::Field;
+    match field {
+        Field::AccessControlRules => "AccessControlRules",
+        Field::Algorithm => "Algorithm",
+        Field::CiphertextBlob => "CiphertextBlob",
+        Field::Description => "Description",
+        Field::Digest => "Digest",
+        Field::EncryptionKeyId => "EncryptionKeyId",
+        Field::ExcludeCharacters => "ExcludeCharacters",
+        Field::ExtendedConfig => "ExtendedConfig",
+        Field::InstanceName => "InstanceName",
+        Field::KeyMaterialExpireUnix => "KeyMaterialExpireUnix",
+        Field::KeyNum => "KeyNum",
+        Field::KeySpec => "KeySpec",
+        Field::KeyUsage => "KeyUsage",
+        Field::KmsInstance => "KmsInstance",
+        Field::Name => "Name",
+        Field::MoveToVersion => "MoveToVersion",
+        Field::NotAfter => "NotAfter",
+        Field::NumberOfBytes => "NumberOfBytes",
+        Field::PasswordLength => "PasswordLength",
+        Field::PendingWindowInDays => "PendingWindowInDays",
+        Field::Permissions => "Permissions",
+        Field::Plaintext => "Plaintext",
+        Field::Policies => "Policies",
+        Field::Policy => "Policy",
+        Field::ProtectionLevel => "ProtectionLevel",
+        Field::PublicKeyBlob => "PublicKeyBlob",
+        Field::RecoveryWindowInDays => "RecoveryWindowInDays",
+        Field::RemoveFromVersion => "RemoveFromVersion",
+        Field::Resources => "Resources",
+        Field::RotationInterval => "RotationInterval",
+        Field::SecretData => "SecretData",
+        Field::SecretDataType => "SecretDataType",
+        Field::SecretName => "SecretName",
+        Field::SecretNum => "SecretNum",
+        Field::SecretType => "SecretType",
+        Field::ServiceCode => "ServiceCode",
+        Field::SourcePrivateIp => "SourcePrivateIp",
+        Field::Spec => "Spec",
+        Field::TagKey => "TagKey",
+        Field::TagValue => "TagValue",
+        Field::Tags => "Tags",
+        Field::VersionId => "VersionId",
+        Field::VersionStage => "VersionStage",
+        Field::VersionStages => "VersionStages",
+        Field::WrappingAlgorithm => "WrappingAlgorithm",
+    }
+}
+
 impl From<kms::Error> for ApiError {
     fn from(e: kms::Error) -> Self {
         match e {
@@ -343,7 +396,9 @@ impl From<kms::Error> for ApiError {
             kms::Error::Unsupported(what) => Self::UnsupportedOperation(what.into()),
             kms::Error::HsmCannot(what) => Self::UnsupportedOperation(what.into()),
             kms::Error::InvalidCiphertext => Self::InvalidCiphertext,
-            kms::Error::InvalidParameter { name, reason } => Self::invalid(name, reason),
+            kms::Error::InvalidParameter { field, reason } => {
+                Self::invalid(wire_name(field), reason)
+            }
             kms::Error::NoPermission => Self::NoPermission,
             kms::Error::ServiceKey(service) => Self::Denied(format!(
                 "the key is the service key of {service}: it can be described and listed, and \
@@ -354,7 +409,7 @@ impl From<kms::Error> for ApiError {
             | kms::Error::SecretVersionNotFound => Self::ResourceNotFound,
             kms::Error::SecretExists => Self::ResourceExists,
             kms::Error::SecretInDeleteWindow => Self::ResourceInDeleteWindow,
-            kms::Error::MissingParameter(name) => Self::MissingParameter(name),
+            kms::Error::MissingParameter(field) => Self::MissingParameter(wire_name(field)),
             kms::Error::InstanceNotFound | kms::Error::ResourceNotFound => Self::ResourceNotFound,
             kms::Error::ResourceExists => Self::ResourceExists,
             kms::Error::InUse(what) => Self::ResourceInUse(what),

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Caller, Error, Kms, encode};
 use crate::ids::{AccountId, InstanceId};
+use crate::kms::Field;
 use crate::store::{Batch, StoreError, Table};
 
 /// The permission for cryptographic operations.
@@ -124,7 +125,7 @@ fn path(account: &AccountId, name: &str) -> String {
 }
 
 /// Names of rules, policies and access points: 1–64 of `A-Z a-z 0-9 _ - .`.
-pub fn check_name(field: &'static str, name: &str) -> Result<(), Error> {
+pub fn check_name(field: Field, name: &str) -> Result<(), Error> {
     let ok = !name.is_empty()
         && name.len() <= 64
         && name
@@ -142,13 +143,13 @@ pub fn check_name(field: &'static str, name: &str) -> Result<(), Error> {
 pub fn parse_sources(text: &str) -> Result<Vec<String>, Error> {
     let items: Vec<String> = if text.trim_start().starts_with('[') {
         serde_json::from_str(text)
-            .map_err(|_| Error::invalid("SourcePrivateIp", "not a JSON array of strings"))?
+            .map_err(|_| Error::invalid(Field::SourcePrivateIp, "not a JSON array of strings"))?
     } else {
         text.split(',').map(|s| s.trim().to_owned()).collect()
     };
     if items.is_empty() || items.len() > 40 {
         return Err(Error::invalid(
-            "SourcePrivateIp",
+            Field::SourcePrivateIp,
             "1-40 addresses or CIDR blocks",
         ));
     }
@@ -158,14 +159,17 @@ pub fn parse_sources(text: &str) -> Result<Vec<String>, Error> {
             None => (item.as_str(), None),
         };
         let ip: IpAddr = ip.parse().map_err(|_| {
-            Error::invalid("SourcePrivateIp", format!("{item:?} is not an IP or CIDR"))
+            Error::invalid(
+                Field::SourcePrivateIp,
+                format!("{item:?} is not an IP or CIDR"),
+            )
         })?;
         let width = if ip.is_ipv4() { 32 } else { 128 };
         if let Some(bits) = bits
             && bits.parse::<u32>().map_or(true, |b| b > width)
         {
             return Err(Error::invalid(
-                "SourcePrivateIp",
+                Field::SourcePrivateIp,
                 format!("{item:?} has a bad prefix length"),
             ));
         }
@@ -247,7 +251,7 @@ impl Kms {
         sources: Vec<String>,
         description: String,
     ) -> Result<NetworkRuleRecord, Error> {
-        check_name("Name", name)?;
+        check_name(Field::Name, name)?;
         let record = NetworkRuleRecord {
             account_id: caller.account.clone(),
             name: name.to_owned(),
@@ -314,7 +318,7 @@ impl Kms {
                 .any(|p| p != KEY_USER && p != SECRET_USER)
         {
             return Err(Error::invalid(
-                "Permissions",
+                Field::Permissions,
                 format!("a JSON array of {KEY_USER} and/or {SECRET_USER}"),
             ));
         }
@@ -325,20 +329,20 @@ impl Kms {
         };
         if spec.resources.is_empty() || !spec.resources.iter().all(resource_ok) {
             return Err(Error::invalid(
-                "Resources",
+                Field::Resources,
                 "a JSON array of key/<KeyId>, key/*, secret/<SecretName> or secret/*",
             ));
         }
         if spec.network_rules.len() > 40 {
             return Err(Error::invalid(
-                "AccessControlRules",
+                Field::AccessControlRules,
                 "at most 40 network rules",
             ));
         }
         for rule in &spec.network_rules {
             if self.network_rule(caller, rule).is_err() {
                 return Err(Error::invalid(
-                    "AccessControlRules",
+                    Field::AccessControlRules,
                     format!("no network rule named {rule:?}"),
                 ));
             }
@@ -354,9 +358,10 @@ impl Kms {
         instance: &InstanceId,
         spec: PolicySpec,
     ) -> Result<AccessPolicyRecord, Error> {
-        check_name("Name", name)?;
-        self.instance(caller, instance)
-            .map_err(|_| Error::invalid("KmsInstance", "no such KMS instance in this account"))?;
+        check_name(Field::Name, name)?;
+        self.instance(caller, instance).map_err(|_| {
+            Error::invalid(Field::KmsInstance, "no such KMS instance in this account")
+        })?;
         self.check_policy(caller, &spec)?;
         let record = AccessPolicyRecord {
             account_id: caller.account.clone(),
@@ -429,13 +434,16 @@ impl Kms {
     fn check_policies(&self, caller: &Caller, policies: &[String]) -> Result<(), Error> {
         if policies.is_empty() || policies.len() > 3 {
             return Err(Error::invalid(
-                "Policies",
+                Field::Policies,
                 "a JSON array of 1-3 policy names",
             ));
         }
         for p in policies {
             if self.policy(caller, p).is_err() {
-                return Err(Error::invalid("Policies", format!("no policy named {p:?}")));
+                return Err(Error::invalid(
+                    Field::Policies,
+                    format!("no policy named {p:?}"),
+                ));
             }
         }
         Ok(())
@@ -449,7 +457,7 @@ impl Kms {
         policies: Vec<String>,
         description: String,
     ) -> Result<AccessPointRecord, Error> {
-        check_name("Name", name)?;
+        check_name(Field::Name, name)?;
         self.check_policies(caller, &policies)?;
         let record = AccessPointRecord {
             account_id: caller.account.clone(),
@@ -520,12 +528,12 @@ impl Kms {
         let now = self.now();
         let (not_before, not_after) = validity.unwrap_or((now, now + 5 * 365 * 86_400));
         if not_after <= not_before {
-            return Err(Error::invalid("NotAfter", "must be after NotBefore"));
+            return Err(Error::invalid(Field::NotAfter, "must be after NotBefore"));
         }
         let id = format!("KAAP.{}", crate::ids::KeyVersionId::generate());
         let at = |t: i64| {
             time::OffsetDateTime::from_unix_timestamp(t)
-                .map_err(|_| Error::invalid("NotAfter", "out of range"))
+                .map_err(|_| Error::invalid(Field::NotAfter, "out of range"))
         };
         let (from, until) = (at(not_before)?, at(not_after)?);
         let cert_id = id.clone();

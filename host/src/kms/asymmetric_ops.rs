@@ -11,22 +11,23 @@ use crate::crypto::asymmetric::{
 use crate::ids::{KeyId, KeyRef, KeyVersionId};
 use crate::keystore::Token;
 use crate::keystore::hsm::{HsmError, OaepHash, PairSpec, RsaPadding, SignMechanism};
+use crate::kms::Field;
 use crate::secret::SecretBytes;
 
 pub(super) fn map(e: AsymmetricError) -> Error {
     match e {
         AsymmetricError::WrongAlgorithm => {
-            Error::invalid("Algorithm", "the algorithm does not fit this key")
+            Error::invalid(Field::Algorithm, "the algorithm does not fit this key")
         }
         AsymmetricError::BadDigest => {
-            Error::invalid("Digest", "must be the base64 of a 32-byte digest")
+            Error::invalid(Field::Digest, "must be the base64 of a 32-byte digest")
         }
         AsymmetricError::BadPublicKey => Error::invalid(
-            "PublicKeyBlob",
+            Field::PublicKeyBlob,
             "not a DER public key of the named WrappingKeySpec",
         ),
         AsymmetricError::TooLong => {
-            Error::invalid("Plaintext", "too long for this key and algorithm")
+            Error::invalid(Field::Plaintext, "too long for this key and algorithm")
         }
         // Decryption failures stay opaque.
         AsymmetricError::Failed => Error::InvalidCiphertext,

@@ -13,6 +13,7 @@ use crate::crypto::asymmetric;
 use crate::crypto::fill_random;
 use crate::ids::{AccountId, KeyId, KeyRef, KeyVersionId};
 use crate::keystore::software;
+use crate::kms::Field;
 use crate::secret::{SecretBytes, SecretString};
 use crate::store::Table;
 
@@ -61,7 +62,7 @@ impl DataKeyLen {
             Ok(Self(n))
         } else {
             Err(Error::invalid(
-                "NumberOfBytes",
+                Field::NumberOfBytes,
                 "must be between 1 and 1024",
             ))
         }
@@ -72,7 +73,7 @@ impl DataKeyLen {
         match spec {
             "AES_256" => Ok(Self(32)),
             "AES_128" => Ok(Self(16)),
-            _ => Err(Error::invalid("KeySpec", "must be AES_256 or AES_128")),
+            _ => Err(Error::invalid(Field::KeySpec, "must be AES_256 or AES_128")),
         }
     }
 }
@@ -439,7 +440,7 @@ impl Kms {
         context: &EncryptionContext,
     ) -> Result<Sealed, Error> {
         if plaintext.len() > MAX_PLAINTEXT {
-            return Err(Error::invalid("Plaintext", "longer than 6144 bytes"));
+            return Err(Error::invalid(Field::Plaintext, "longer than 6144 bytes"));
         }
         let key = self.resolve(caller, key)?;
         self.seal_with(&key, plaintext.expose(), context).await
@@ -453,7 +454,7 @@ impl Kms {
         context: &EncryptionContext,
     ) -> Result<Opened, Error> {
         let blob =
-            Blob::parse(blob).map_err(|e| Error::invalid("CiphertextBlob", e.to_string()))?;
+            Blob::parse(blob).map_err(|e| Error::invalid(Field::CiphertextBlob, e.to_string()))?;
         // Whose key sealed it: the caller's own, or another account's whose key policy grants
         // the caller this action. Anything else is indistinguishable from garbage.
         let (owner, key_id) = self

@@ -3,6 +3,58 @@
 use crate::kms::model::KeyState;
 use crate::store::StoreError;
 
+/// The input of a domain operation that an [`Error`] is about. The domain names its inputs;
+/// which wire parameter carries each is the API's business (`crate::error` maps them), so
+/// another front end (another dialect, the data plane) reports them in its own words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Field {
+    AccessControlRules,
+    Algorithm,
+    CiphertextBlob,
+    Description,
+    Digest,
+    EncryptionKeyId,
+    ExcludeCharacters,
+    ExtendedConfig,
+    InstanceName,
+    KeyMaterialExpireUnix,
+    KeyNum,
+    KeySpec,
+    KeyUsage,
+    KmsInstance,
+    Name,
+    MoveToVersion,
+    NotAfter,
+    NumberOfBytes,
+    PasswordLength,
+    PendingWindowInDays,
+    Permissions,
+    Plaintext,
+    Policies,
+    Policy,
+    ProtectionLevel,
+    PublicKeyBlob,
+    RecoveryWindowInDays,
+    RemoveFromVersion,
+    Resources,
+    RotationInterval,
+    SecretData,
+    SecretDataType,
+    SecretName,
+    SecretNum,
+    SecretType,
+    ServiceCode,
+    SourcePrivateIp,
+    Spec,
+    TagKey,
+    TagValue,
+    Tags,
+    VersionId,
+    VersionStage,
+    VersionStages,
+    WrappingAlgorithm,
+}
+
 /// A failure of a domain operation.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -46,11 +98,11 @@ pub enum Error {
     /// A ciphertext did not open: tampered, wrong context, or not ours. Deliberately vague.
     #[error("invalid ciphertext")]
     InvalidCiphertext,
-    /// A parameter value is out of range or malformed.
-    #[error("invalid parameter {name}: {reason}")]
+    /// An input is out of range or malformed.
+    #[error("invalid {field:?}: {reason}")]
     InvalidParameter {
-        /// The wire name.
-        name: &'static str,
+        /// Which input.
+        field: Field,
         /// What is wrong (never contains secret input).
         reason: String,
     },
@@ -113,9 +165,9 @@ pub enum Error {
     /// The KMS instance is over its requests-per-second quota.
     #[error("throttled")]
     Throttled,
-    /// A parameter that this combination of others requires is absent.
-    #[error("missing parameter {0}")]
-    MissingParameter(&'static str),
+    /// An input that this combination of others requires is absent.
+    #[error("missing {0:?}")]
+    MissingParameter(Field),
     /// Something failed inside: storage, or sealed data that no longer opens.
     #[error("internal: {0}")]
     Internal(String),
@@ -123,9 +175,9 @@ pub enum Error {
 
 impl Error {
     /// Shorthand for [`Error::InvalidParameter`].
-    pub fn invalid(name: &'static str, reason: impl Into<String>) -> Self {
+    pub fn invalid(field: Field, reason: impl Into<String>) -> Self {
         Self::InvalidParameter {
-            name,
+            field,
             reason: reason.into(),
         }
     }

@@ -19,6 +19,7 @@ use crate::ids::KeyRef;
 use crate::keystore::Token;
 use crate::keystore::hsm::{HsmError, Unwrapping};
 use crate::keystore::software;
+use crate::kms::Field;
 use crate::secret::SecretBytes;
 use crate::store::{Batch, StoreError, Table};
 
@@ -101,7 +102,7 @@ impl Kms {
         };
         if !allowed.contains(&(algorithm, wrapping_spec)) {
             return Err(Error::invalid(
-                "WrappingAlgorithm",
+                Field::WrappingAlgorithm,
                 format!(
                     "not a supported WrappingAlgorithm/WrappingKeySpec pair for {} keys",
                     record.spec
@@ -192,7 +193,7 @@ impl Kms {
         }
         if expire_unix != 0 && expire_unix <= now {
             return Err(Error::invalid(
-                "KeyMaterialExpireUnix",
+                Field::KeyMaterialExpireUnix,
                 "must be 0 or in the future",
             ));
         }

@@ -19,6 +19,7 @@ use super::model::{KeyRecord, KeyState, ProtectionLevel};
 use super::secrets::SecretRecord;
 use super::{Caller, Error, Kms, encode};
 use crate::ids::{AccountId, InstanceId, KeyRef, SecretRef};
+use crate::kms::Field;
 use crate::store::{Batch, Table};
 
 fn tls_identity(id: &InstanceId) -> String {
@@ -153,15 +154,15 @@ impl Kms {
         }
         if !SPEC_RANGE.contains(&req.spec) {
             return Err(Error::invalid(
-                "Spec",
+                Field::Spec,
                 "must be 1–100000 requests per second",
             ));
         }
         if !QUOTA_RANGE.contains(&req.key_quota) {
-            return Err(Error::invalid("KeyNum", "must be 1–1000000"));
+            return Err(Error::invalid(Field::KeyNum, "must be 1–1000000"));
         }
         if !QUOTA_RANGE.contains(&req.secret_quota) {
-            return Err(Error::invalid("SecretNum", "must be 1–1000000"));
+            return Err(Error::invalid(Field::SecretNum, "must be 1–1000000"));
         }
         if req.protection == ProtectionLevel::Hsm && self.hsm().is_none() {
             return Err(Error::UnsupportedProtectionLevel);
@@ -175,7 +176,10 @@ impl Kms {
         let instance_id = InstanceId::generate(&self.region);
         let name = match req.name {
             Some(n) if n.is_empty() || n.chars().count() > 128 => {
-                return Err(Error::invalid("InstanceName", "must be 1–128 characters"));
+                return Err(Error::invalid(
+                    Field::InstanceName,
+                    "must be 1–128 characters",
+                ));
             }
             Some(n) => n,
             None => instance_id.to_string(),

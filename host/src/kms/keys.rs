@@ -12,6 +12,7 @@ use super::{CAS_RETRIES, Caller, Error, Kms, encode};
 use crate::ids::{KeyId, KeyRef, KeyVersionId};
 use crate::keystore::hsm::PairSpec;
 use crate::keystore::software;
+use crate::kms::Field;
 use crate::store::{Batch, StoreError, Table};
 
 /// What CreateKey asks for, validated by the API layer.
@@ -141,7 +142,7 @@ impl Kms {
         let usage = req.usage.unwrap_or(usages[0]);
         if !usages.contains(&usage) {
             return Err(Error::invalid(
-                "KeyUsage",
+                Field::KeyUsage,
                 format!("{} keys do not support {usage}", req.spec),
             ));
         }
@@ -151,7 +152,10 @@ impl Kms {
             ));
         }
         if req.description.chars().count() > MAX_DESCRIPTION {
-            return Err(Error::invalid("Description", "longer than 8192 characters"));
+            return Err(Error::invalid(
+                Field::Description,
+                "longer than 8192 characters",
+            ));
         }
         if let Some(interval) = req.rotation {
             super::lifecycle::check_rotation_interval(interval)?;
@@ -189,7 +193,7 @@ impl Kms {
                 let (instance, guard) = self.place_in_instance(caller, id, false).await?;
                 if instance.protection != req.protection {
                     return Err(Error::invalid(
-                        "ProtectionLevel",
+                        Field::ProtectionLevel,
                         format!("the KMS instance keeps its keys in {}", instance.protection),
                     ));
                 }
@@ -462,7 +466,10 @@ impl Kms {
         description: &str,
     ) -> Result<KeyRecord, Error> {
         if description.chars().count() > MAX_DESCRIPTION {
-            return Err(Error::invalid("Description", "longer than 8192 characters"));
+            return Err(Error::invalid(
+                Field::Description,
+                "longer than 8192 characters",
+            ));
         }
         self.update_key(caller, key, |k| {
             k.description = description.to_owned();

@@ -9,6 +9,7 @@
 use super::model::{AliasRecord, KeyRecord, KeyState, VersionRecord};
 use super::{CAS_RETRIES, Caller, Error, Kms, encode};
 use crate::ids::{KeyRef, KeyVersionId};
+use crate::kms::Field;
 use crate::metrics::{Rotated, metrics};
 use crate::store::{Batch, StoreError, Table};
 
@@ -30,7 +31,7 @@ pub fn parse_interval(text: &str) -> Result<u64, Error> {
     };
     let n: u64 = digits.parse().map_err(|_| {
         Error::invalid(
-            "RotationInterval",
+            Field::RotationInterval,
             "must be an integer with unit d, h, m or s",
         )
     })?;
@@ -41,13 +42,13 @@ pub fn parse_interval(text: &str) -> Result<u64, Error> {
         's' => 1,
         _ => {
             return Err(Error::invalid(
-                "RotationInterval",
+                Field::RotationInterval,
                 "unit must be d, h, m or s",
             ));
         }
     };
     n.checked_mul(scale)
-        .ok_or_else(|| Error::invalid("RotationInterval", "too large"))
+        .ok_or_else(|| Error::invalid(Field::RotationInterval, "too large"))
 }
 
 /// Checks an interval against the 7–730 day range.
@@ -56,7 +57,7 @@ pub fn check_rotation_interval(seconds: u64) -> Result<(), Error> {
         Ok(())
     } else {
         Err(Error::invalid(
-            "RotationInterval",
+            Field::RotationInterval,
             "must be between 7d and 730d",
         ))
     }
@@ -235,7 +236,7 @@ impl Kms {
     ) -> Result<KeyRecord, Error> {
         if !DELETION_WINDOW_DAYS.contains(&days) {
             return Err(Error::invalid(
-                "PendingWindowInDays",
+                Field::PendingWindowInDays,
                 "must be between 7 and 366",
             ));
         }

@@ -4,6 +4,7 @@ use super::model::{KeyRecord, KeyState, KeyUsage};
 use super::{Caller, Error, Kms, Prepared};
 use crate::crypto::mac::MacAlgorithm;
 use crate::ids::{KeyRef, KeyVersionId};
+use crate::kms::Field;
 
 /// A MAC and what made it.
 #[derive(Debug)]
@@ -31,7 +32,7 @@ impl Kms {
         };
         if alg.is_some_and(|a| a != own) {
             return Err(Error::invalid(
-                "Algorithm",
+                Field::Algorithm,
                 format!("this {} key computes {}", record.spec, own.name()),
             ));
         }

@@ -30,7 +30,7 @@ use std::sync::{Arc, RwLock};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-pub use error::Error;
+pub use error::{Error, Field};
 
 use crate::clock::Clock;
 use crate::crypto::AeadKey;

@@ -13,6 +13,7 @@ use serde_json::Value;
 use super::model::KeyRecord;
 use super::{Caller, Error};
 use crate::ids::AccountId;
+use crate::kms::Field;
 
 /// Largest policy document, in bytes.
 pub const MAX_POLICY: usize = 32 * 1024;
@@ -36,11 +37,11 @@ fn strings(v: &Value, what: &'static str) -> Result<Vec<String>, Error> {
             .map(|i| {
                 i.as_str()
                     .map(str::to_owned)
-                    .ok_or_else(|| Error::invalid("Policy", format!("{what} must be strings")))
+                    .ok_or_else(|| Error::invalid(Field::Policy, format!("{what} must be strings")))
             })
             .collect(),
         _ => Err(Error::invalid(
-            "Policy",
+            Field::Policy,
             format!("{what} must be a string or a list of strings"),
         )),
     }
@@ -50,25 +51,30 @@ impl KeyPolicy {
     /// Parses and validates a policy document.
     pub fn parse(text: &str) -> Result<Self, Error> {
         if text.len() > MAX_POLICY {
-            return Err(Error::invalid("Policy", "longer than 32768 bytes"));
+            return Err(Error::invalid(Field::Policy, "longer than 32768 bytes"));
         }
         let doc: Value =
-            serde_json::from_str(text).map_err(|_| Error::invalid("Policy", "not JSON"))?;
+            serde_json::from_str(text).map_err(|_| Error::invalid(Field::Policy, "not JSON"))?;
         let statements = doc
             .get("Statement")
             .and_then(Value::as_array)
-            .ok_or_else(|| Error::invalid("Policy", "needs a Statement list"))?;
+            .ok_or_else(|| Error::invalid(Field::Policy, "needs a Statement list"))?;
         statements
             .iter()
             .map(|st| {
                 let allow = match st.get("Effect").and_then(Value::as_str) {
                     Some("Allow") => true,
                     Some("Deny") => false,
-                    _ => return Err(Error::invalid("Policy", "Effect must be Allow or Deny")),
+                    _ => {
+                        return Err(Error::invalid(
+                            Field::Policy,
+                            "Effect must be Allow or Deny",
+                        ));
+                    }
                 };
-                let principal = st
-                    .get("Principal")
-                    .ok_or_else(|| Error::invalid("Policy", "a Statement needs a Principal"))?;
+                let principal = st.get("Principal").ok_or_else(|| {
+                    Error::invalid(Field::Policy, "a Statement needs a Principal")
+                })?;
                 let principals = match principal {
                     Value::String(s) if s == "*" => vec!["*".to_owned()],
                     // A cloud service (`{"Service":["oss.aliyuncs.com"]}`, as service keys carry)
@@ -85,7 +91,7 @@ impl KeyPolicy {
                 let actions = strings(st.get("Action").unwrap_or(&Value::Null), "Action")?;
                 if actions.iter().any(|a| !a.starts_with("kms:")) {
                     return Err(Error::invalid(
-                        "Policy",
+                        Field::Policy,
                         "actions look like kms:<Action> or kms:*",
                     ));
                 }

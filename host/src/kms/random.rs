@@ -1,6 +1,7 @@
 //! `GetRandomPassword`: passwords from the CSPRNG under the caller's character rules.
 
 use super::Error;
+use crate::kms::Field;
 use crate::secret::SecretString;
 
 /// The punctuation Alibaba's passwords draw from.
@@ -43,7 +44,7 @@ impl Default for PasswordRules {
 pub fn random_password(rules: &PasswordRules) -> Result<SecretString, Error> {
     if !(8..=128).contains(&rules.length) {
         return Err(Error::invalid(
-            "PasswordLength",
+            Field::PasswordLength,
             "must be between 8 and 128",
         ));
     }
@@ -65,13 +66,13 @@ pub fn random_password(rules: &PasswordRules) -> Result<SecretString, Error> {
     let alphabet: Vec<u8> = classes.concat();
     if alphabet.is_empty() {
         return Err(Error::invalid(
-            "ExcludeCharacters",
+            Field::ExcludeCharacters,
             "every character class is excluded",
         ));
     }
     if rules.require_each_included_type && classes.len() > rules.length {
         return Err(Error::invalid(
-            "PasswordLength",
+            Field::PasswordLength,
             "too short to include every character type",
         ));
     }

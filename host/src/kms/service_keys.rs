@@ -9,6 +9,7 @@
 use super::model::{KeyRecord, KeySpec, Origin, ProtectionLevel};
 use super::{Caller, Error, Kms};
 use crate::ids::{AccountId, AliasName, KeyId, KeyRef};
+use crate::kms::Field;
 
 /// Actions an account may take on its service keys: looking, not touching.
 const READ_ONLY: &[&str] = &[
@@ -43,7 +44,7 @@ pub(super) fn guard(caller: &Caller, key: &KeyRecord) -> Result<(), Error> {
 pub fn service_alias(service: &str) -> Result<AliasName, Error> {
     format!("alias/acs/{service}")
         .parse()
-        .map_err(|_| Error::invalid("ServiceCode", "not a valid service code"))
+        .map_err(|_| Error::invalid(Field::ServiceCode, "not a valid service code"))
 }
 
 impl Kms {

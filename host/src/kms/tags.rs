@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use super::model::KeyRecord;
 use super::{Caller, Error, Kms};
 use crate::ids::KeyRef;
+use crate::kms::Field;
 use crate::store::Table;
 
 /// Most tags one resource may carry.
@@ -20,19 +21,19 @@ pub fn validate(key: &str, value: &str) -> Result<(), Error> {
     let len_ok = |s: &str, min: usize| (min..=128).contains(&s.chars().count());
     if !len_ok(key, 1) || !key.chars().all(allowed) {
         return Err(Error::invalid(
-            "TagKey",
+            Field::TagKey,
             "1-128 letters, digits, spaces or / \\ _ - . + = : @",
         ));
     }
     if key.starts_with("aliyun") || key.starts_with("acs:") {
         return Err(Error::invalid(
-            "TagKey",
+            Field::TagKey,
             "tag keys may not start with aliyun or acs:",
         ));
     }
     if !len_ok(value, 0) || !value.chars().all(allowed) {
         return Err(Error::invalid(
-            "TagValue",
+            Field::TagValue,
             "0-128 letters, digits, spaces or / \\ _ - . + = : @",
         ));
     }
@@ -49,7 +50,10 @@ pub fn merge(
         existing.insert(k.clone(), v.clone());
     }
     if existing.len() > MAX_TAGS {
-        return Err(Error::invalid("Tags", "a resource carries at most 20 tags"));
+        return Err(Error::invalid(
+            Field::Tags,
+            "a resource carries at most 20 tags",
+        ));
     }
     Ok(())
 }

@@ -20,6 +20,7 @@ pub use values::{NewValue, SecretValue, VersionInfo};
 use super::model::{KeyState, KeyUsage};
 use super::{CAS_RETRIES, Caller, Error, Kms, encode};
 use crate::ids::{AccountId, KeyId, KeyRef, SecretName, SecretRef, SecretVersionId};
+use crate::kms::Field;
 use crate::store::{Batch, StoreError, Table};
 
 /// Largest `SecretData`, in bytes (spec: 30 KB).
@@ -84,7 +85,7 @@ impl SecretType {
         .find(|t| t.as_str().eq_ignore_ascii_case(s))
         .ok_or_else(|| {
             Error::invalid(
-                "SecretType",
+                Field::SecretType,
                 "one of Generic, Rds, Redis, RAMCredentials, ECS, PolarDB",
             )
         })
@@ -120,7 +121,7 @@ impl DataType {
         match s {
             "text" => Ok(Self::Text),
             "binary" => Ok(Self::Binary),
-            _ => Err(Error::invalid("SecretDataType", "text or binary")),
+            _ => Err(Error::invalid(Field::SecretDataType, "text or binary")),
         }
     }
 }
@@ -289,13 +290,16 @@ fn version_path(secret_id: &str, version: &SecretVersionId) -> String {
 pub fn validate_extended_config(text: &str) -> Result<(), Error> {
     if text.chars().count() > MAX_EXTENDED_CONFIG {
         return Err(Error::invalid(
-            "ExtendedConfig",
+            Field::ExtendedConfig,
             "longer than 1024 characters",
         ));
     }
     match serde_json::from_str::<serde_json::Value>(text) {
         Ok(serde_json::Value::Object(_)) => Ok(()),
-        _ => Err(Error::invalid("ExtendedConfig", "must be a JSON object")),
+        _ => Err(Error::invalid(
+            Field::ExtendedConfig,
+            "must be a JSON object",
+        )),
     }
 }
 
@@ -305,7 +309,7 @@ pub fn check_rotation_interval(seconds: u64) -> Result<(), Error> {
         Ok(())
     } else {
         Err(Error::invalid(
-            "RotationInterval",
+            Field::RotationInterval,
             "must be between 6 hours and 8760 hours (365 days)",
         ))
     }
@@ -387,27 +391,27 @@ impl Kms {
     ) -> Result<KeyId, Error> {
         let Some(key) = key else {
             if instance.is_some() {
-                return Err(Error::MissingParameter("EncryptionKeyId"));
+                return Err(Error::MissingParameter(Field::EncryptionKeyId));
             }
             return self.default_key(&caller.account).await;
         };
         let k = self.resolve(caller, key)?;
         if k.instance.as_ref() != instance {
             return Err(Error::invalid(
-                "EncryptionKeyId",
+                Field::EncryptionKeyId,
                 "must be a key of the same KMS instance as the secret (or, outside instances, a \
                  key outside them)",
             ));
         }
         if k.account_id != caller.account {
             return Err(Error::invalid(
-                "EncryptionKeyId",
+                Field::EncryptionKeyId,
                 "must be a key of the secret's own account",
             ));
         }
         if k.spec.asymmetric().is_some() || k.usage != KeyUsage::EncryptDecrypt {
             return Err(Error::invalid(
-                "EncryptionKeyId",
+                Field::EncryptionKeyId,
                 "must be a symmetric ENCRYPT/DECRYPT key",
             ));
         }
@@ -424,14 +428,17 @@ impl Kms {
         req: NewSecret,
     ) -> Result<SecretRecord, Error> {
         if req.description.chars().count() > MAX_DESCRIPTION {
-            return Err(Error::invalid("Description", "longer than 8192 characters"));
+            return Err(Error::invalid(
+                Field::Description,
+                "longer than 8192 characters",
+            ));
         }
         if let Some(c) = &req.extended_config {
             validate_extended_config(c)?;
         }
         if req.secret_type.managed() && req.value.data_type != DataType::Text {
             return Err(Error::invalid(
-                "SecretDataType",
+                Field::SecretDataType,
                 "managed secrets hold text values",
             ));
         }
@@ -525,7 +532,10 @@ impl Kms {
             .as_ref()
             .is_some_and(|d| d.chars().count() > MAX_DESCRIPTION)
         {
-            return Err(Error::invalid("Description", "longer than 8192 characters"));
+            return Err(Error::invalid(
+                Field::Description,
+                "longer than 8192 characters",
+            ));
         }
         self.update_secret_record(caller, secret, |s| {
             s.live()?;
@@ -558,7 +568,7 @@ impl Kms {
         if enable {
             match interval {
                 Some(i) => check_rotation_interval(i)?,
-                None => return Err(Error::MissingParameter("RotationInterval")),
+                None => return Err(Error::MissingParameter(Field::RotationInterval)),
             }
         }
         let now = self.now();
@@ -587,7 +597,7 @@ impl Kms {
     ) -> Result<Option<i64>, Error> {
         if !RECOVERY_DAYS.contains(&window_days) {
             return Err(Error::invalid(
-                "RecoveryWindowInDays",
+                Field::RecoveryWindowInDays,
                 "must be between 7 and 30",
             ));
         }
@@ -622,7 +632,7 @@ impl Kms {
         self.update_secret_record(caller, secret, |s| {
             if s.planned_delete.is_none() {
                 return Err(Error::invalid(
-                    "SecretName",
+                    Field::SecretName,
                     "the secret is not pending deletion",
                 ));
             }
@@ -706,7 +716,7 @@ impl Kms {
         policy: &str,
     ) -> Result<SecretRecord, Error> {
         if policy.len() > 32_768 {
-            return Err(Error::invalid("Policy", "longer than 32768 bytes"));
+            return Err(Error::invalid(Field::Policy, "longer than 32768 bytes"));
         }
         super::policy::KeyPolicy::parse(policy)?;
         self.update_secret_record(caller, secret, |s| {

@@ -7,6 +7,7 @@
 use super::stages;
 use super::{DataType, RotationState, SecretRecord};
 use crate::ids::{SecretRef, SecretVersionId};
+use crate::kms::Field;
 use crate::kms::{Caller, Error, Kms};
 use crate::secret::SecretBytes;
 
@@ -65,7 +66,7 @@ impl Kms {
             Some(r) if r.version == *token => return Ok(Begin::Running(record)),
             Some(r) => {
                 return Err(Error::invalid(
-                    "VersionId",
+                    Field::VersionId,
                     format!("a rotation to version {} is under way", r.version),
                 ));
             }
@@ -80,7 +81,7 @@ impl Kms {
                 s.live()?;
                 match &s.rotation {
                     Some(r) if r.version != *token => Err(Error::invalid(
-                        "VersionId",
+                        Field::VersionId,
                         format!("a rotation to version {} is under way", r.version),
                     )),
                     Some(_) => Ok(()),

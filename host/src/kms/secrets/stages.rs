@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 
 use crate::ids::SecretVersionId;
 use crate::kms::Error;
+use crate::kms::Field;
 
 /// The version readers get by default.
 pub const CURRENT: &str = "ACSCurrent";
@@ -33,7 +34,7 @@ pub fn validate(stage: &str) -> Result<(), Error> {
         Ok(())
     } else {
         Err(Error::invalid(
-            "VersionStage",
+            Field::VersionStage,
             "a stage is 1-64 letters, digits, _ or -",
         ))
     }
@@ -72,13 +73,13 @@ pub fn update(
     validate(stage)?;
     if remove_from.is_none() && move_to.is_none() {
         return Err(Error::invalid(
-            "MoveToVersion",
+            Field::MoveToVersion,
             "give RemoveFromVersion, MoveToVersion or both",
         ));
     }
     if (stage == CURRENT || stage == PREVIOUS) && move_to.is_none() {
         return Err(Error::invalid(
-            "MoveToVersion",
+            Field::MoveToVersion,
             "ACSCurrent and ACSPrevious can only be moved to another version",
         ));
     }
@@ -86,7 +87,7 @@ pub fn update(
         && stages.get(stage) != Some(from)
     {
         return Err(Error::invalid(
-            "RemoveFromVersion",
+            Field::RemoveFromVersion,
             format!("stage {stage} is not attached to version {from}"),
         ));
     }

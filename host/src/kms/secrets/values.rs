@@ -14,6 +14,7 @@ use super::{DataType, MAX_SECRET_DATA, MAX_VERSIONS, SecretRecord, secret_path, 
 use crate::crypto::aead::{NONCE_LEN, SymmetricAlgorithm};
 use crate::crypto::{AeadKey, fill_random};
 use crate::ids::{KeyRef, SecretRef, SecretVersionId};
+use crate::kms::Field;
 use crate::kms::crypto_ops::DataKeyLen;
 use crate::kms::envelope::EncryptionContext;
 use crate::kms::{CAS_RETRIES, Caller, Error, Kms, encode};
@@ -38,11 +39,11 @@ impl NewValue {
             DataType::Text => data.into_bytes(),
             DataType::Binary => SecretBytes::new(
                 B64.decode(data.expose().trim())
-                    .map_err(|_| Error::invalid("SecretData", "binary data must be base64"))?,
+                    .map_err(|_| Error::invalid(Field::SecretData, "binary data must be base64"))?,
             ),
         };
         if bytes.len() > MAX_SECRET_DATA {
-            return Err(Error::invalid("SecretData", "longer than 30720 bytes"));
+            return Err(Error::invalid(Field::SecretData, "longer than 30720 bytes"));
         }
         Ok(Self { data_type, bytes })
     }
@@ -266,7 +267,7 @@ impl Kms {
     ) -> Result<(SecretRecord, Vec<String>), Error> {
         let wanted = wanted.unwrap_or_else(|| vec![stages::CURRENT.to_owned()]);
         if wanted.len() > stages::MAX_STAGES_PER_PUT {
-            return Err(Error::invalid("VersionStages", "at most 10 stages"));
+            return Err(Error::invalid(Field::VersionStages, "at most 10 stages"));
         }
         for s in &wanted {
             stages::validate(s)?;
@@ -275,7 +276,7 @@ impl Kms {
         record.live()?;
         if record.secret_type.managed() && value.data_type != DataType::Text {
             return Err(Error::invalid(
-                "SecretDataType",
+                Field::SecretDataType,
                 "managed secrets hold text values",
             ));
         }
