@@ -3,10 +3,10 @@
 
 use std::process::Command;
 
-use arca_client::signing::{format_utc, signed_request_at};
+use arca_client::signing::format_utc;
 use arca_tests::{Served, TestServer, arca_bin};
 
-use crate::{send, server};
+use crate::{describe_regions_signed_at, server};
 
 fn check(text: &str) -> (bool, String, String) {
     let dir = tempfile::tempdir().unwrap();
@@ -85,18 +85,8 @@ async fn serve_takes_the_file_and_flags_override_it() {
     let arn = key["KeyMetadata"]["Arn"].as_str().unwrap();
     assert!(arn.starts_with("acs:kms:cn-shanghai:"), "{arn}");
 
-    let creds = s.credentials().unwrap();
     let two_minutes_ago = format_utc(time::OffsetDateTime::now_utc() - time::Duration::minutes(2));
-    let (status, body) = send(signed_request_at(
-        &s.endpoint,
-        &creds.access_key_id,
-        creds.access_key_secret.as_bytes(),
-        "DescribeRegions",
-        &[],
-        &two_minutes_ago,
-        &uuid(),
-    ))
-    .await;
+    let (status, body) = describe_regions_signed_at(&s, &two_minutes_ago).await;
     assert_eq!(status, 400, "the file's 60 s window holds: {body}");
 
     // A flag given as well beats the file's window.
@@ -107,17 +97,7 @@ async fn serve_takes_the_file_and_flags_override_it() {
         "900",
     ])
     .unwrap();
-    let creds = wide.credentials().unwrap();
-    let (status, body) = send(signed_request_at(
-        &wide.endpoint,
-        &creds.access_key_id,
-        creds.access_key_secret.as_bytes(),
-        "DescribeRegions",
-        &[],
-        &two_minutes_ago,
-        &uuid(),
-    ))
-    .await;
+    let (status, body) = describe_regions_signed_at(&wide, &two_minutes_ago).await;
     assert_eq!(status, 200, "{body}");
 }
 
@@ -221,8 +201,4 @@ async fn an_in_process_server_serves_on_the_port_the_kernel_chose() {
     let c = s.client().unwrap();
     let regions = c.call("DescribeRegions", &[]).await.unwrap();
     assert!(regions.to_string().contains("cn-hangzhou"), "{regions}");
-}
-
-fn uuid() -> String {
-    format!("{:032x}", fastrand::u128(..))
 }

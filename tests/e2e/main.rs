@@ -44,6 +44,25 @@ pub async fn send(req: http::Request<Full<Bytes>>) -> (u16, serde_json::Value) {
     (status, json)
 }
 
+/// `DescribeRegions` signed by `s`'s admin at `date` (RFC 3339) with a fresh nonce: how the
+/// clock-skew tests ask whether a time is inside the window.
+pub async fn describe_regions_signed_at(
+    s: &impl arca_tests::Served,
+    date: &str,
+) -> (u16, serde_json::Value) {
+    let creds = s.credentials().expect("credentials");
+    send(arca_client::signing::signed_request_at(
+        s.endpoint(),
+        &creds.access_key_id,
+        creds.access_key_secret.as_bytes(),
+        "DescribeRegions",
+        &[],
+        date,
+        &arca_client::signing::nonce(),
+    ))
+    .await
+}
+
 /// An API error's (status, code, message); any other error fails the test.
 pub fn api_error(e: &arca_client::Error) -> (u16, &str, &str) {
     match e {
