@@ -389,3 +389,122 @@ async fn unauthenticated_junk_writes_only_bounded_lines() {
     assert!(junk_line.len() < 1024, "{} bytes", junk_line.len());
     assert!(verify(&s.data_dir).0);
 }
+
+/// Every action that uses a key version records that version in its event: the one its reply
+/// names (VerifyMac, whose reply names none, records the version whose MAC matched).
+#[tokio::test]
+async fn each_event_names_the_key_version_its_call_used() {
+    let s = crate::server();
+    let c = s.client().unwrap();
+    let aes = crate::new_key(&c, "Aliyun_AES_256").await;
+    let ec = c
+        .call(
+            "CreateKey",
+            &[("KeySpec", "EC_P256"), ("KeyUsage", "SIGN/VERIFY")],
+        )
+        .await
+        .unwrap();
+    let (ec, ec_version) = (
+        ec["KeyMetadata"]["KeyId"].as_str().unwrap().to_owned(),
+        ec["KeyMetadata"]["PrimaryKeyVersion"]
+            .as_str()
+            .unwrap()
+            .to_owned(),
+    );
+    let hmac = c
+        .call(
+            "CreateKey",
+            &[
+                ("KeySpec", "HMAC_SHA256"),
+                ("KeyUsage", "GENERATE/VERIFY_MAC"),
+            ],
+        )
+        .await
+        .unwrap()["KeyMetadata"]["KeyId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut expected: Vec<(&str, String)> = Vec::new();
+    let sealed = c
+        .call("Encrypt", &[("KeyId", &aes), ("Plaintext", "x")])
+        .await
+        .unwrap();
+    let first = sealed["KeyVersionId"].as_str().unwrap().to_owned();
+    expected.push(("Encrypt", first.clone()));
+    let rotated = c
+        .call("CreateKeyVersion", &[("KeyId", &aes)])
+        .await
+        .unwrap();
+    let second = rotated["KeyVersion"]["KeyVersionId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    expected.push(("CreateKeyVersion", second.clone()));
+    let blob = sealed["CiphertextBlob"].as_str().unwrap();
+    c.call("Decrypt", &[("CiphertextBlob", blob)])
+        .await
+        .unwrap();
+    expected.push(("Decrypt", first.clone()));
+    c.call(
+        "ReEncrypt",
+        &[("CiphertextBlob", blob), ("DestinationKeyId", &aes)],
+    )
+    .await
+    .unwrap();
+    expected.push(("ReEncrypt", second.clone()));
+    c.call("GenerateDataKey", &[("KeyId", &aes)]).await.unwrap();
+    expected.push(("GenerateDataKey", second.clone()));
+    let digest = "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=";
+    let signed = c
+        .call(
+            "AsymmetricSign",
+            &[
+                ("KeyId", &ec),
+                ("KeyVersionId", &ec_version),
+                ("Algorithm", "ECDSA_SHA_256"),
+                ("Digest", digest),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(signed["KeyVersionId"], ec_version.as_str());
+    expected.push(("AsymmetricSign", ec_version));
+    let mac = c
+        .call(
+            "GenerateMac",
+            &[
+                ("KeyId", &hmac),
+                ("Algorithm", "HMAC_SHA_256"),
+                ("Message", "bWVzc2FnZQ=="),
+            ],
+        )
+        .await
+        .unwrap();
+    let mac_version = mac["KeyVersionId"].as_str().unwrap().to_owned();
+    expected.push(("GenerateMac", mac_version.clone()));
+    c.call(
+        "VerifyMac",
+        &[
+            ("KeyId", &hmac),
+            ("Algorithm", "HMAC_SHA_256"),
+            ("Message", "bWVzc2FnZQ=="),
+            ("Mac", mac["Mac"].as_str().unwrap()),
+        ],
+    )
+    .await
+    .unwrap();
+    expected.push(("VerifyMac", mac_version));
+    c.call("DescribeKey", &[("KeyId", &aes)]).await.unwrap();
+    // `arca audit query` reads the journal too, so the events are there before any seal.
+    for (action, version) in expected {
+        let events = query(&s.data_dir, &["--action", action]);
+        assert_eq!(
+            events.last().and_then(|e| e["key_version"].as_str()),
+            Some(version.as_str()),
+            "{action}: {events:?}"
+        );
+    }
+    let described = query(&s.data_dir, &["--action", "DescribeKey"]);
+    assert_eq!(described.len(), 1);
+    assert!(described[0]["key_version"].is_null(), "{described:?}");
+}

@@ -179,7 +179,7 @@ where
             access_key_id: who.access_key_id,
             source_ip: peer.ip().to_string(),
             resource,
-            key_version: outcome.key_version.map(|v| v.to_string()),
+            key_version: outcome.key_version,
             result: code,
             status: status.as_u16(),
         })

@@ -79,6 +79,10 @@ impl Action for AsymmetricSign {
     const NAME: &'static str = "AsymmetricSign";
     type Response = SignReply;
 
+    fn key_version(reply: &SignReply) -> Option<&str> {
+        Some(&reply.key_version_id)
+    }
+
     fn parse(p: &Params) -> Result<Self, ApiError> {
         Ok(Self {
             target: Target::parse(p)?,
@@ -101,7 +105,6 @@ impl Action for AsymmetricSign {
             .kms
             .asymmetric_sign(&ctx.caller, &t.key, &t.version, self.alg, &self.digest)
             .await?;
-        ctx.note_version(&t.version);
         Ok(SignReply {
             key_id: key_id.to_string(),
             key_version_id: t.version.to_string(),
@@ -130,6 +133,10 @@ pub(crate) struct AsymmetricVerify {
 impl Action for AsymmetricVerify {
     const NAME: &'static str = "AsymmetricVerify";
     type Response = VerifyReply;
+
+    fn key_version(reply: &VerifyReply) -> Option<&str> {
+        Some(&reply.key_version_id)
+    }
 
     fn parse(p: &Params) -> Result<Self, ApiError> {
         Ok(Self {
@@ -161,7 +168,6 @@ impl Action for AsymmetricVerify {
                 &self.signature,
             )
             .await?;
-        ctx.note_version(&t.version);
         Ok(VerifyReply {
             key_id: key_id.to_string(),
             key_version_id: t.version.to_string(),
@@ -190,6 +196,10 @@ impl Action for AsymmetricEncrypt {
     const NAME: &'static str = "AsymmetricEncrypt";
     type Response = EncryptReply;
 
+    fn key_version(reply: &EncryptReply) -> Option<&str> {
+        Some(&reply.key_version_id)
+    }
+
     fn parse(p: &Params) -> Result<Self, ApiError> {
         Ok(Self {
             target: Target::parse(p)?,
@@ -212,7 +222,6 @@ impl Action for AsymmetricEncrypt {
             .kms
             .asymmetric_encrypt(&ctx.caller, &t.key, &t.version, self.alg, &self.plaintext)
             .await?;
-        ctx.note_version(&t.version);
         Ok(EncryptReply {
             ciphertext_blob: B64.encode(ct),
             key_id: key_id.to_string(),
@@ -242,6 +251,10 @@ impl Action for AsymmetricDecrypt {
     const NAME: &'static str = "AsymmetricDecrypt";
     type Response = DecryptReply;
 
+    fn key_version(reply: &DecryptReply) -> Option<&str> {
+        Some(&reply.key_version_id)
+    }
+
     fn parse(p: &Params) -> Result<Self, ApiError> {
         if p.optional("Recipient").is_some() {
             return Err(ApiError::UnsupportedOperation(
@@ -269,7 +282,6 @@ impl Action for AsymmetricDecrypt {
             .kms
             .asymmetric_decrypt(&ctx.caller, &t.key, &t.version, self.alg, &self.ciphertext)
             .await?;
-        ctx.note_version(&t.version);
         Ok(DecryptReply {
             key_id: key_id.to_string(),
             key_version_id: t.version.to_string(),

@@ -36,8 +36,7 @@ pub(crate) struct SealedReply {
 }
 
 impl SealedReply {
-    fn new(ctx: &Ctx<'_>, s: Sealed) -> Self {
-        ctx.note_version(&s.version);
+    fn new(s: Sealed) -> Self {
         Self {
             ciphertext_blob: s.blob,
             key_id: s.key_id.to_string(),
@@ -57,6 +56,10 @@ pub(crate) struct Encrypt {
 impl Action for Encrypt {
     const NAME: &'static str = "Encrypt";
     type Response = SealedReply;
+
+    fn key_version(reply: &SealedReply) -> Option<&str> {
+        Some(&reply.key_version_id)
+    }
 
     fn parse(p: &Params) -> Result<Self, ApiError> {
         Ok(Self {
@@ -80,7 +83,7 @@ impl Action for Encrypt {
             .kms
             .encrypt(&ctx.caller, &self.key, &plaintext, &self.context)
             .await?;
-        Ok(SealedReply::new(ctx, sealed))
+        Ok(SealedReply::new(sealed))
     }
 }
 
@@ -104,6 +107,10 @@ impl Action for Decrypt {
     const NAME: &'static str = "Decrypt";
     type Response = DecryptReply;
 
+    fn key_version(reply: &DecryptReply) -> Option<&str> {
+        Some(&reply.key_version_id)
+    }
+
     fn parse(p: &Params) -> Result<Self, ApiError> {
         no_recipient(p)?;
         Ok(Self {
@@ -121,7 +128,6 @@ impl Action for Decrypt {
             .kms
             .decrypt(&ctx.caller, &self.blob, &self.context)
             .await?;
-        ctx.note_version(&opened.version);
         Ok(DecryptReply {
             key_id: opened.key_id.to_string(),
             key_version_id: opened.version.to_string(),
@@ -144,6 +150,10 @@ pub(crate) struct ReEncrypt {
 impl Action for ReEncrypt {
     const NAME: &'static str = "ReEncrypt";
     type Response = SealedReply;
+
+    fn key_version(reply: &SealedReply) -> Option<&str> {
+        Some(&reply.key_version_id)
+    }
 
     fn parse(p: &Params) -> Result<Self, ApiError> {
         let asymmetric_source = match p.optional("SourceEncryptionAlgorithm") {
@@ -200,7 +210,7 @@ impl Action for ReEncrypt {
                     &self.destination_context,
                 )
                 .await?;
-            return Ok(SealedReply::new(ctx, sealed));
+            return Ok(SealedReply::new(sealed));
         }
         let sealed = ctx
             .kms
@@ -212,7 +222,7 @@ impl Action for ReEncrypt {
                 &self.destination_context,
             )
             .await?;
-        Ok(SealedReply::new(ctx, sealed))
+        Ok(SealedReply::new(sealed))
     }
 }
 
@@ -250,6 +260,10 @@ impl Action for GenerateDataKey {
     const NAME: &'static str = "GenerateDataKey";
     type Response = DataKeyReply;
 
+    fn key_version(reply: &DataKeyReply) -> Option<&str> {
+        Some(&reply.sealed.key_version_id)
+    }
+
     fn parse(p: &Params) -> Result<Self, ApiError> {
         no_recipient(p)?;
         Ok(Self {
@@ -273,7 +287,7 @@ impl Action for GenerateDataKey {
             .generate_data_key(&ctx.caller, &self.key, self.len, &self.context)
             .await?;
         Ok(DataKeyReply {
-            sealed: SealedReply::new(ctx, dk.sealed),
+            sealed: SealedReply::new(dk.sealed),
             plaintext: dk.plaintext_b64,
         })
     }
@@ -286,6 +300,10 @@ pub(crate) struct GenerateDataKeyWithoutPlaintext(GenerateDataKey);
 impl Action for GenerateDataKeyWithoutPlaintext {
     const NAME: &'static str = "GenerateDataKeyWithoutPlaintext";
     type Response = SealedReply;
+
+    fn key_version(reply: &SealedReply) -> Option<&str> {
+        Some(&reply.key_version_id)
+    }
 
     fn parse(p: &Params) -> Result<Self, ApiError> {
         GenerateDataKey::parse(p).map(Self)
@@ -305,7 +323,7 @@ impl Action for GenerateDataKeyWithoutPlaintext {
             .kms
             .generate_data_key(&ctx.caller, &g.key, g.len, &g.context)
             .await?;
-        Ok(SealedReply::new(ctx, dk.sealed))
+        Ok(SealedReply::new(dk.sealed))
     }
 }
 
@@ -366,6 +384,10 @@ impl Action for GenerateAndExportDataKey {
     const NAME: &'static str = "GenerateAndExportDataKey";
     type Response = ExportedReply;
 
+    fn key_version(reply: &ExportedReply) -> Option<&str> {
+        Some(&reply.sealed.key_version_id)
+    }
+
     fn parse(p: &Params) -> Result<Self, ApiError> {
         Ok(Self {
             generate: GenerateDataKey::parse(p)?,
@@ -388,7 +410,7 @@ impl Action for GenerateAndExportDataKey {
             .generate_and_export_data_key(&ctx.caller, &g.key, g.len, &g.context, &self.target)
             .await?;
         Ok(ExportedReply {
-            sealed: SealedReply::new(ctx, sealed),
+            sealed: SealedReply::new(sealed),
             exported_data_key: B64.encode(exported),
         })
     }
@@ -414,6 +436,10 @@ impl Action for ExportDataKey {
     const NAME: &'static str = "ExportDataKey";
     type Response = ExportReply;
 
+    fn key_version(reply: &ExportReply) -> Option<&str> {
+        Some(&reply.key_version_id)
+    }
+
     fn parse(p: &Params) -> Result<Self, ApiError> {
         Ok(Self {
             blob: p.required("CiphertextBlob")?.to_owned(),
@@ -431,7 +457,6 @@ impl Action for ExportDataKey {
             .kms
             .export_data_key(&ctx.caller, &self.blob, &self.context, &self.target)
             .await?;
-        ctx.note_version(&opened.version);
         Ok(ExportReply {
             exported_data_key: B64.encode(exported),
             key_id: opened.key_id.to_string(),

@@ -42,6 +42,10 @@ impl Action for CreateKeyVersion {
     const NAME: &'static str = "CreateKeyVersion";
     type Response = KeyVersionReply;
 
+    fn key_version(reply: &KeyVersionReply) -> Option<&str> {
+        Some(&reply.key_version.key_version_id)
+    }
+
     fn parse(p: &Params) -> Result<Self, ApiError> {
         Ok(Self(p.required_as("KeyId")?))
     }
@@ -56,7 +60,6 @@ impl Action for CreateKeyVersion {
 
     async fn handle(self, ctx: &Ctx<'_>) -> Result<KeyVersionReply, ApiError> {
         let v = ctx.kms.create_key_version(&ctx.caller, &self.0).await?;
-        ctx.note_version(&v.version_id);
         Ok(KeyVersionReply {
             key_version: (&v).into(),
         })

@@ -40,6 +40,10 @@ impl Action for GenerateMac {
     const NAME: &'static str = "GenerateMac";
     type Response = MacReply;
 
+    fn key_version(reply: &MacReply) -> Option<&str> {
+        Some(&reply.key_version_id)
+    }
+
     fn parse(p: &Params) -> Result<Self, ApiError> {
         Ok(Self {
             key: p.required_as("KeyId")?,
@@ -60,7 +64,6 @@ impl Action for GenerateMac {
         let mac = ctx
             .kms
             .generate_mac(&ctx.caller, &self.key, Some(self.alg), &self.message)?;
-        ctx.note_version(&mac.version);
         Ok(MacReply {
             key_id: mac.key.key_id.to_string(),
             key_version_id: mac.version.to_string(),
@@ -85,11 +88,18 @@ pub(crate) struct VerifyMacReply {
     key_id: String,
     algorithm: &'static str,
     value: bool,
+    /// The version whose MAC matched, for the audit trail; not on the wire.
+    #[serde(skip)]
+    used_version: Option<String>,
 }
 
 impl Action for VerifyMac {
     const NAME: &'static str = "VerifyMac";
     type Response = VerifyMacReply;
+
+    fn key_version(reply: &VerifyMacReply) -> Option<&str> {
+        reply.used_version.as_deref()
+    }
 
     fn parse(p: &Params) -> Result<Self, ApiError> {
         Ok(Self {
@@ -116,13 +126,11 @@ impl Action for VerifyMac {
             &self.message,
             &self.mac,
         )?;
-        if let Some(v) = &version {
-            ctx.note_version(v);
-        }
         Ok(VerifyMacReply {
             key_id: key.key_id.to_string(),
             algorithm: self.alg.name(),
             value: version.is_some(),
+            used_version: version.map(|v| v.to_string()),
         })
     }
 }

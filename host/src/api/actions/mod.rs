@@ -20,13 +20,12 @@ mod sse;
 mod tags;
 
 use std::future::Future;
-use std::sync::Mutex;
 
 use serde::Serialize;
 
 use crate::error::ApiError;
 use crate::ids::AccountId;
-use crate::ids::{KeyRef, KeyVersionId, key_arn};
+use crate::ids::{KeyRef, key_arn};
 use crate::kms::{Caller, Kms};
 use crate::plugin::{AccessRequest, Decision, PluginHost, Principal, PrincipalKind};
 
@@ -43,7 +42,6 @@ pub(crate) struct Ctx<'a> {
     pub(crate) caller: Caller,
     /// The server-wide access policy to ask before every non-admin action, if configured.
     pub(crate) gate: Option<Gate<'a>>,
-    key_version: Mutex<Option<KeyVersionId>>,
 }
 
 /// What an access-policy check needs besides the action.
@@ -73,7 +71,6 @@ impl<'a> Ctx<'a> {
             dataplane,
             caller,
             gate,
-            key_version: Mutex::new(None),
         }
     }
 
@@ -111,17 +108,6 @@ impl<'a> Ctx<'a> {
             }
         }
     }
-
-    /// Records which key version a cryptographic call used, for the audit trail.
-    pub(crate) fn note_version(&self, v: &KeyVersionId) {
-        if let Ok(mut slot) = self.key_version.lock() {
-            *slot = Some(v.clone());
-        }
-    }
-
-    pub(crate) fn noted_version(&self) -> Option<KeyVersionId> {
-        self.key_version.lock().ok().and_then(|v| v.clone())
-    }
 }
 
 /// One SDK-visible action; the type's `NAME` is the `Action` / `x-acs-action` value.
@@ -145,6 +131,10 @@ pub(crate) trait Action: Sized + Send {
     /// Ciphertext blobs the request opens: the policy sees the key that sealed each.
     fn blobs(&self) -> Vec<&str> {
         Vec::new()
+    }
+    /// The key version the action used, read from its reply: the audit event records it.
+    fn key_version(_reply: &Self::Response) -> Option<&str> {
+        None
     }
     /// Does the work through `ctx.kms`.
     fn handle(self, ctx: &Ctx<'_>)
@@ -176,7 +166,7 @@ struct Envelope<'a, T> {
 #[derive(Debug, Default)]
 pub(crate) struct Outcome {
     pub(crate) resource: Option<String>,
-    pub(crate) key_version: Option<KeyVersionId>,
+    pub(crate) key_version: Option<String>,
 }
 
 async fn run<A: Action>(
@@ -221,7 +211,7 @@ async fn run<A: Action>(
         return Err(ApiError::DryRun);
     }
     let body = action.handle(ctx).await?;
-    outcome.key_version = ctx.noted_version();
+    outcome.key_version = A::key_version(&body).map(str::to_owned);
     serde_json::to_vec(&Envelope { request_id, body })
         .map_err(|e| ApiError::Internal(format!("response encoding: {e}")))
 }

@@ -74,6 +74,10 @@ impl Action for ArcaSseGenerateDataKey {
     const NAME: &'static str = "ArcaSseGenerateDataKey";
     type Response = SseDataKeyReply;
 
+    fn key_version(reply: &SseDataKeyReply) -> Option<&str> {
+        Some(&reply.key_version_id)
+    }
+
     fn parse(p: &Params) -> Result<Self, ApiError> {
         Ok(Self {
             target: Target::parse(p, "put")?,
@@ -95,7 +99,6 @@ impl Action for ArcaSseGenerateDataKey {
             .kms
             .generate_data_key(&caller, &chosen.key, self.len, &chosen.context)
             .await?;
-        ctx.note_version(&dk.sealed.version);
         Ok(SseDataKeyReply {
             key_id: dk.sealed.key_id.to_string(),
             key_version_id: dk.sealed.version.to_string(),
@@ -126,6 +129,10 @@ impl Action for ArcaSseDecrypt {
     const NAME: &'static str = "ArcaSseDecrypt";
     type Response = SseDecryptReply;
 
+    fn key_version(reply: &SseDecryptReply) -> Option<&str> {
+        Some(&reply.key_version_id)
+    }
+
     fn parse(p: &Params) -> Result<Self, ApiError> {
         Ok(Self {
             target: Target::parse(p, "get")?,
@@ -147,7 +154,6 @@ impl Action for ArcaSseDecrypt {
             .kms
             .decrypt(&caller, &self.blob, &chosen.context)
             .await?;
-        ctx.note_version(&opened.version);
         Ok(SseDecryptReply {
             key_id: opened.key_id.to_string(),
             key_version_id: opened.version.to_string(),
