@@ -360,6 +360,8 @@ pub async fn run(
             }
         }
     });
+    // One source of request ids for both edges: every id a client sees is unique per process.
+    let request_ids = Arc::new(api::RequestIds::default());
     let dataplane = Arc::new(dataplane::DataPlane::new(
         Arc::clone(&dir.kms),
         Arc::clone(&plugins.host),
@@ -367,6 +369,7 @@ pub async fn run(
         plugins.aap_policy,
         plugins.instance_host,
         limits,
+        Arc::clone(&request_ids),
     ));
     if let Err(e) = dataplane.start_all().await {
         tracing::error!(error = %e, "cannot start the KMS instances' data planes");
@@ -380,7 +383,7 @@ pub async fn run(
             started,
         ),
         audit: dir.audit,
-        request_ids: api::RequestIds::default(),
+        request_ids,
         plugins: plugins.host,
         rotations,
         access_policy: plugins.access_policy,

@@ -42,7 +42,7 @@ pub struct App {
     /// The audit trail.
     pub audit: AuditLog,
     /// Where request ids come from.
-    pub request_ids: RequestIds,
+    pub request_ids: Arc<RequestIds>,
     /// The plugin host.
     pub plugins: Arc<PluginHost>,
     /// The secret rotation engine.

@@ -127,6 +127,8 @@ pub struct DataPlane {
     running: Mutex<HashMap<InstanceId, tokio::task::AbortHandle>>,
     /// Handshake, header and body deadlines (the gateway's `limits`).
     limits: crate::config::Limits,
+    /// The gateway's request ids, so that ids are unique across both edges.
+    request_ids: Arc<crate::api::RequestIds>,
 }
 
 impl DataPlane {
@@ -139,6 +141,7 @@ impl DataPlane {
         policy: String,
         host: IpAddr,
         limits: crate::config::Limits,
+        request_ids: Arc<crate::api::RequestIds>,
     ) -> Self {
         Self {
             kms,
@@ -148,6 +151,7 @@ impl DataPlane {
             host,
             running: Mutex::default(),
             limits,
+            request_ids,
         }
     }
 
@@ -228,7 +232,7 @@ impl DataPlane {
         B::Error: std::error::Error + Send + Sync + 'static,
     {
         let started = std::time::Instant::now();
-        let request_id = crate::ids::KeyVersionId::generate().to_string();
+        let request_id = self.request_ids.next();
         let (parts, body) = req.into_parts();
         let api = parts
             .headers
