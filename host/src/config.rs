@@ -278,13 +278,13 @@ impl Config {
         }
         let limits = &self.limits;
         if limits.max_body_bytes < 1024
-            || limits.max_connections == 0
+            || !(1..=1_000_000).contains(&limits.max_connections)
             || limits.header_read_timeout == 0
             || limits.body_read_timeout == 0
         {
             return invalid(
-                "limits: max-body-bytes must be at least 1024, and max-connections and the \
-                 read timeouts at least 1",
+                "limits: max-body-bytes must be at least 1024, max-connections 1 to 1000000, \
+                 and the read timeouts at least 1",
             );
         }
         if self.hsm.pin_env.is_empty() {
@@ -470,7 +470,7 @@ pub const SETTINGS: &[Setting] = &[
         flag: "",
         default: "4096",
         example: "1024",
-        about: "Most gateway connections served at once; further clients wait in the listen backlog.",
+        about: "Most gateway connections served at once (1 to 1000000); further clients wait in the listen backlog.",
     },
     Setting {
         key: "limits.shutdown-grace",
@@ -641,6 +641,7 @@ mod tests {
             ("[root-key]\nhsm = true", "root-key.hsm"),
             ("[api]\nmax-clock-skew = 0", "max-clock-skew"),
             ("[limits]\nmax-body-bytes = 10", "max-body-bytes"),
+            ("[limits]\nmax-connections = 10000000", "max-connections"),
         ] {
             let e = Config::from_toml(text).err().map(|e| e.to_string());
             assert!(
